@@ -1,0 +1,4 @@
+//! Backends. `cpu::reference` holds the readable reference ops that everything else is tested
+//! against.
+
+pub mod cpu;

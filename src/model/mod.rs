@@ -1,0 +1,41 @@
+//! The ALBERT model: configuration, weights, and the forward pass written once, top to bottom.
+
+pub mod activation;
+pub mod checkpoint;
+pub mod config;
+pub mod forward;
+pub mod head;
+pub mod heads;
+pub mod synthetic;
+pub mod weights;
+
+use std::path::Path;
+
+use crate::error::Result;
+use checkpoint::Checkpoint;
+use config::AlbertConfig;
+use head::Head;
+use weights::Weights;
+
+/// A loaded model: its configuration, its weights on the host, and the head it runs.
+#[derive(Clone, Debug)]
+pub struct Albert {
+    pub config: AlbertConfig,
+    pub weights: Weights,
+    pub head: Head,
+}
+
+impl Albert {
+    /// Loads a Hugging Face model directory (config.json + model.safetensors or its shards).
+    /// `head` overrides the head that config.json's `architectures` names.
+    pub fn from_dir(dir: &Path, head: Option<Head>) -> Result<Self> {
+        let config = AlbertConfig::from_file(&dir.join("config.json"))?;
+        let head = match head {
+            Some(h) => h,
+            None => config.default_head()?,
+        };
+        let ckpt = Checkpoint::open_dir(dir)?;
+        let weights = Weights::load(&ckpt, &config, head)?;
+        Ok(Albert { config, weights, head })
+    }
+}

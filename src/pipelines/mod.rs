@@ -1,0 +1,3 @@
+//! Pipelines: transformers' task APIs on top of the model and tokenizer.
+
+pub mod fill_mask;
