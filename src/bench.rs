@@ -1,1 +1,94 @@
+//! `albert bench`: latency and throughput of the encoder (embeddings, projection and every layer
+//! application: the part all heads share) on seeded random inputs, with achieved GFLOP/s.
 
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::inputs::Inputs;
+use crate::model::config::AlbertConfig;
+use crate::model::Albert;
+use crate::rng::Rng;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchRow {
+    pub batch: usize,
+    pub seq: usize,
+    pub device: String,
+    pub dtype: String,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub seqs_per_s: f64,
+    pub tokens_per_s: f64,
+    pub gflops: f64,
+    pub iters: usize,
+}
+
+/// FLOPs of one encoder pass over `b` sequences of `s` tokens (a multiply-add counts 2).
+pub fn encoder_flops(cfg: &AlbertConfig, b: usize, s: usize) -> f64 {
+    let (m, e, h, i) = (
+        (b * s) as f64,
+        cfg.embedding_size as f64,
+        cfg.hidden_size as f64,
+        cfg.intermediate_size as f64,
+    );
+    let projection = 2.0 * m * e * h;
+    let qkv_out = 4.0 * 2.0 * m * h * h;
+    let scores_and_mix = 2.0 * 2.0 * m * s as f64 * h;
+    let ffn = 2.0 * 2.0 * m * h * i;
+    let layer_calls = (cfg.num_hidden_layers * cfg.inner_group_num) as f64;
+    projection + layer_calls * (qkv_out + scores_and_mix + ffn)
+}
+
+/// Random token ids (not special, below the vocabulary), no padding.
+pub fn random_inputs(cfg: &AlbertConfig, b: usize, s: usize, seed: u64) -> Result<Inputs> {
+    let mut r = Rng::new(seed);
+    let low = 5.min(cfg.vocab_size - 1) as u64;
+    let ids = (0..b * s)
+        .map(|_| (low + r.below(cfg.vocab_size as u64 - low)) as i64)
+        .collect();
+    Inputs::new(ids, None, None, &[b, s])
+}
+
+/// Times `iters` encoder passes after `warmup` untimed ones.
+pub fn run(model: &Albert, b: usize, s: usize, warmup: usize, iters: usize) -> Result<BenchRow> {
+    let inputs = random_inputs(&model.config, b, s, 0x5eed)?;
+    inputs.validate(&model.config)?;
+    for _ in 0..warmup {
+        model.encode(&inputs, false)?;
+    }
+    let mut times = Vec::with_capacity(iters.max(1));
+    for _ in 0..iters.max(1) {
+        let t = Instant::now();
+        model.encode(&inputs, false)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    let p50 = pct(0.5);
+    Ok(BenchRow {
+        batch: b,
+        seq: s,
+        device: "cpu".into(),
+        dtype: "f32".into(),
+        p50_ms: p50 * 1e3,
+        p90_ms: pct(0.9) * 1e3,
+        seqs_per_s: b as f64 / p50,
+        tokens_per_s: (b * s) as f64 / p50,
+        gflops: encoder_flops(&model.config, b, s) / p50 / 1e9,
+        iters: times.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_v2_flops_match_the_published_estimate() {
+        // albert-base at b32/s128: 0.72 TFLOP (22.4 GFLOP per 128-token sequence).
+        let f = encoder_flops(&AlbertConfig::base_v2(), 32, 128);
+        assert!((f / 1e12 - 0.717).abs() < 0.01, "{f}");
+    }
+}

@@ -23,16 +23,30 @@ pub enum Error {
 
     /// A tensor the model needs is absent from every checkpoint file.
     #[error("missing tensor `{name}` (expected shape {expected:?}) in {path}")]
-    MissingTensor { name: String, expected: Vec<usize>, path: String },
+    MissingTensor {
+        name: String,
+        expected: Vec<usize>,
+        path: String,
+    },
 
     /// A tensor is present but with the wrong shape.
     #[error("tensor `{name}` in {path} has shape {found:?}, expected {expected:?}")]
-    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize>, path: String },
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+        path: String,
+    },
 
     /// A tensor is stored in a dtype the engine does not read (it reads F32, F16, BF16, and
     /// I64/I32 for inputs).
     #[error("tensor `{name}` in {path} has dtype {dtype}, expected {expected}")]
-    Dtype { name: String, dtype: String, expected: String, path: String },
+    Dtype {
+        name: String,
+        dtype: String,
+        expected: String,
+        path: String,
+    },
 
     /// The inputs of a forward pass are inconsistent with each other or with the model.
     #[error("invalid input: {0}")]
@@ -40,7 +54,13 @@ pub enum Error {
 
     /// A token or token type id is outside the model's tables.
     #[error("{what} {value} at batch {batch}, position {pos} is out of range (must be < {limit})")]
-    IdOutOfRange { what: &'static str, value: i64, batch: usize, pos: usize, limit: usize },
+    IdOutOfRange {
+        what: &'static str,
+        value: i64,
+        batch: usize,
+        pos: usize,
+        limit: usize,
+    },
 
     /// The tokenizer failed to load or to encode/decode.
     #[error("tokenizer: {0}")]
@@ -63,14 +83,23 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn config(path: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::Config { path: path.into(), msg: msg.into() }
+        Error::Config {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 
     pub(crate) fn safetensors(path: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::Safetensors { path: path.into(), msg: msg.into() }
+        Error::Safetensors {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }

@@ -35,7 +35,9 @@ impl Inputs {
             }
         };
         if batch == 0 || seq == 0 || choices == Some(0) {
-            return Err(Error::Input(format!("empty batch: input_ids has shape {shape:?}")));
+            return Err(Error::Input(format!(
+                "empty batch: input_ids has shape {shape:?}"
+            )));
         }
         let n: usize = shape.iter().product();
         if input_ids.len() != n {
@@ -83,8 +85,17 @@ impl Inputs {
             ("attention mask value", &self.attention_mask, 2),
         ];
         for (what, values, limit) in tables {
-            if let Some(i) = values.iter().position(|&v| v < 0 || v as u64 >= limit as u64) {
-                return Err(Error::IdOutOfRange { what, value: values[i], batch: i / s, pos: i % s, limit });
+            if let Some(i) = values
+                .iter()
+                .position(|&v| v < 0 || v as u64 >= limit as u64)
+            {
+                return Err(Error::IdOutOfRange {
+                    what,
+                    value: values[i],
+                    batch: i / s,
+                    pos: i % s,
+                    limit,
+                });
             }
         }
         Ok(())

@@ -16,12 +16,14 @@ use crate::tensor::{Outputs, Tensor};
 pub fn read_inputs(path: &Path) -> Result<Inputs> {
     let origin = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::safetensors(&origin, e.to_string()))?;
-    let (ids, shape) = read_int(&st, "input_ids", &origin)?.ok_or_else(|| Error::MissingTensor {
-        name: "input_ids".into(),
-        expected: vec![],
-        path: origin.clone(),
-    })?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| Error::safetensors(&origin, e.to_string()))?;
+    let (ids, shape) =
+        read_int(&st, "input_ids", &origin)?.ok_or_else(|| Error::MissingTensor {
+            name: "input_ids".into(),
+            expected: vec![],
+            path: origin.clone(),
+        })?;
     let optional = |name: &str| -> Result<Option<Vec<i64>>> {
         match read_int(&st, name, &origin)? {
             None => Ok(None),
@@ -41,11 +43,19 @@ pub fn read_inputs(path: &Path) -> Result<Inputs> {
 
 /// An integer tensor as i64 with its shape; `None` when absent.
 fn read_int(st: &SafeTensors, name: &str, origin: &str) -> Result<Option<(Vec<i64>, Vec<usize>)>> {
-    let Ok(view) = st.tensor(name) else { return Ok(None) };
+    let Ok(view) = st.tensor(name) else {
+        return Ok(None);
+    };
     let data = view.data();
     let values = match view.dtype() {
-        Dtype::I64 => data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect(),
-        Dtype::I32 => data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
+        Dtype::I64 => data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        Dtype::I32 => data
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
+            .collect(),
         other => {
             return Err(Error::Dtype {
                 name: name.into(),
@@ -62,7 +72,8 @@ fn read_int(st: &SafeTensors, name: &str, origin: &str) -> Result<Option<(Vec<i6
 pub fn read_f32_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let origin = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::safetensors(&origin, e.to_string()))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| Error::safetensors(&origin, e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         if let Some(data) = to_f32(view.dtype(), view.data()) {
@@ -78,7 +89,13 @@ pub fn write_outputs(path: &Path, outputs: &Outputs) -> Result<()> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = outputs
         .tensors
         .iter()
-        .map(|(n, t)| (n.clone(), t.shape.clone(), bytemuck::cast_slice(&t.data).to_vec()))
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.shape.clone(),
+                bytemuck::cast_slice(&t.data).to_vec(),
+            )
+        })
         .collect();
     let views = bytes
         .iter()
@@ -88,7 +105,8 @@ pub fn write_outputs(path: &Path, outputs: &Outputs) -> Result<()> {
                 .map_err(|e| Error::safetensors(&origin, e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, path).map_err(|e| Error::safetensors(&origin, e.to_string()))
+    safetensors::serialize_to_file(views, None, path)
+        .map_err(|e| Error::safetensors(&origin, e.to_string()))
 }
 
 /// Writes int64 model inputs (for tests and for users preparing `albert forward` inputs).
@@ -112,5 +130,6 @@ pub fn write_inputs(path: &Path, inputs: &Inputs) -> Result<()> {
                 .map_err(|e| Error::safetensors(&origin, e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, path).map_err(|e| Error::safetensors(&origin, e.to_string()))
+    safetensors::serialize_to_file(views, None, path)
+        .map_err(|e| Error::safetensors(&origin, e.to_string()))
 }

@@ -30,4 +30,4 @@ pub use model::head::Head;
 pub use model::heads::ForwardOptions;
 pub use model::Albert;
 pub use tensor::{Outputs, Tensor};
-// TOKENIZER-REEXPORT
+pub use tokenizer::{EncodeOptions, Encoding, Padding, Tokenizer, Truncation};

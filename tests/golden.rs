@@ -14,16 +14,26 @@ fn run_fixture(name: &str) -> Vec<(String, f64)> {
     let reference = io::read_f32_tensors(&dir.join("reference.safetensors")).unwrap();
     let inputs = io::read_inputs(&dir.join("reference.safetensors")).unwrap();
     let model = Albert::from_dir(&dir, None).unwrap();
-    let out = model.forward(&inputs, ForwardOptions { hidden_states: true }).unwrap();
+    let out = model
+        .forward(
+            &inputs,
+            ForwardOptions {
+                hidden_states: true,
+            },
+        )
+        .unwrap();
 
     let listed: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
     assert_eq!(listed["head"], model.head.class_name(), "{name}: head");
     let mut errors = Vec::new();
     for want_name in listed["outputs"].as_array().unwrap() {
         let want_name = want_name.as_str().unwrap();
         let want = &reference[want_name];
-        let got = out.get(want_name).unwrap_or_else(|| panic!("{name}: no output {want_name}"));
+        let got = out
+            .get(want_name)
+            .unwrap_or_else(|| panic!("{name}: no output {want_name}"));
         let err = rel_error(got, want, token_mask(&inputs, &want.shape).as_deref());
         errors.push((want_name.to_string(), err));
     }
@@ -33,7 +43,9 @@ fn run_fixture(name: &str) -> Vec<(String, f64)> {
 /// Per-token outputs ([R, S, ...] or [B, S]) are compared where attention_mask is 1; pooled
 /// outputs ([B, N]) everywhere.
 fn token_mask(inputs: &Inputs, shape: &[usize]) -> Option<Vec<i64>> {
-    let per_token = shape.len() >= 2 && shape[0] * shape[1] == inputs.rows() * inputs.seq && shape[1] == inputs.seq;
+    let per_token = shape.len() >= 2
+        && shape[0] * shape[1] == inputs.rows() * inputs.seq
+        && shape[1] == inputs.seq;
     per_token.then(|| inputs.attention_mask.clone())
 }
 
@@ -42,14 +54,23 @@ fn every_fixture_matches_transformers() {
     let mut failures = Vec::new();
     for name in fixtures() {
         let errors = run_fixture(&name);
-        let worst = errors.iter().cloned().fold(("".to_string(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
+        let worst =
+            errors
+                .iter()
+                .cloned()
+                .fold(("".to_string(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
         println!("{name:28} worst {:.2e} ({})", worst.1, worst.0);
         for (output, err) in errors {
-            if std::env::var("GOLDEN_VERBOSE").is_ok() { println!("  {output:20} {err:.3e}"); }
+            if std::env::var("GOLDEN_VERBOSE").is_ok() {
+                println!("  {output:20} {err:.3e}");
+            }
             if !(err <= TOLERANCE) {
                 failures.push(format!("{name}/{output}: {err:.3e}"));
             }
         }
     }
-    assert!(failures.is_empty(), "outputs beyond {TOLERANCE}: {failures:#?}");
+    assert!(
+        failures.is_empty(),
+        "outputs beyond {TOLERANCE}: {failures:#?}"
+    );
 }

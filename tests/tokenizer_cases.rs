@@ -320,7 +320,8 @@ fn special_ids_and_vocab() {
         assert_eq!(tok.id_to_token(id as u32).as_deref(), Some(*token));
     }
     assert_eq!(tok.token_to_id("not-a-piece"), None);
-    // decode keeps special tokens unless asked to skip them.
+    // decode keeps special tokens unless asked to skip them (the Metaspace decoder puts no
+    // space before "[SEP]": it only turns "▁" into spaces).
     let enc = tok
         .encode("Hello world", None, &EncodeOptions::default())
         .unwrap();

@@ -115,7 +115,10 @@ mod tests {
 
     #[test]
     fn names_resolve_like_act2fn() {
-        assert_eq!(Activation::from_name("gelu_pytorch_tanh"), Some(Activation::GeluTanh));
+        assert_eq!(
+            Activation::from_name("gelu_pytorch_tanh"),
+            Some(Activation::GeluTanh)
+        );
         assert_eq!(Activation::from_name("swish"), Some(Activation::Silu));
         assert_eq!(Activation::from_name("gelu_magic"), None);
     }

@@ -48,7 +48,10 @@ impl Checkpoint {
                 .map_err(|e| Error::safetensors(path.display().to_string(), e.to_string()))?;
             files.push((path, map));
         }
-        Ok(Checkpoint { origin: dir.display().to_string(), files })
+        Ok(Checkpoint {
+            origin: dir.display().to_string(),
+            files,
+        })
     }
 
     pub fn origin(&self) -> &str {
@@ -68,7 +71,9 @@ impl Checkpoint {
 
     pub fn contains(&self, name: &str) -> bool {
         self.files.iter().any(|(_, map)| {
-            SafeTensors::deserialize(map).map(|st| st.tensor(name).is_ok()).unwrap_or(false)
+            SafeTensors::deserialize(map)
+                .map(|st| st.tensor(name).is_ok())
+                .unwrap_or(false)
         })
     }
 
@@ -105,7 +110,10 @@ impl Checkpoint {
 /// Converts little-endian F32/F16/BF16 bytes to f32; `None` for any other dtype.
 pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     Some(match dtype {
-        Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
         Dtype::F16 => bytes
             .chunks_exact(2)
             .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -133,13 +141,22 @@ fn shard_paths(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for (tensor, file) in map {
         let file = file.as_str().ok_or_else(|| {
-            Error::safetensors(&origin, format!("weight_map entry `{tensor}` is not a file name"))
+            Error::safetensors(
+                &origin,
+                format!("weight_map entry `{tensor}` is not a file name"),
+            )
         })?;
-        let plain = Path::new(file).file_name().map(|f| f == file).unwrap_or(false);
+        let plain = Path::new(file)
+            .file_name()
+            .map(|f| f == file)
+            .unwrap_or(false);
         if !plain || file.contains(['/', '\\']) {
             return Err(Error::safetensors(
                 &origin,
-                format!("weight_map entry `{tensor}` names `{file}`, which is not a file in {}", dir.display()),
+                format!(
+                    "weight_map entry `{tensor}` names `{file}`, which is not a file in {}",
+                    dir.display()
+                ),
             ));
         }
         if seen.insert(file.to_string(), ()).is_none() {

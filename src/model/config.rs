@@ -12,14 +12,14 @@ use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlbertConfig {
-    pub vocab_size: usize,              // V
-    pub embedding_size: usize,          // E
-    pub hidden_size: usize,             // H
-    pub num_hidden_layers: usize,       // L, layer applications
-    pub num_hidden_groups: usize,       // G, distinct weight groups
-    pub num_attention_heads: usize,     // A
-    pub intermediate_size: usize,       // I
-    pub inner_group_num: usize,         // layers inside each group
+    pub vocab_size: usize,          // V
+    pub embedding_size: usize,      // E
+    pub hidden_size: usize,         // H
+    pub num_hidden_layers: usize,   // L, layer applications
+    pub num_hidden_groups: usize,   // G, distinct weight groups
+    pub num_attention_heads: usize, // A
+    pub intermediate_size: usize,   // I
+    pub inner_group_num: usize,     // layers inside each group
     pub hidden_act: Activation,
     pub hidden_act_name: String,
     pub max_position_embeddings: usize, // P
@@ -91,7 +91,10 @@ impl AlbertConfig {
 
         if let Some(t) = f.string("model_type")? {
             if t != "albert" {
-                return Err(Error::config(origin, format!("model_type is `{t}`, expected `albert`")));
+                return Err(Error::config(
+                    origin,
+                    format!("model_type is `{t}`, expected `albert`"),
+                ));
             }
         }
         if let Some(p) = f.string("position_embedding_type")? {
@@ -120,7 +123,9 @@ impl AlbertConfig {
             hidden_size: f.usize("hidden_size")?.unwrap_or(d.hidden_size),
             num_hidden_layers: f.usize("num_hidden_layers")?.unwrap_or(d.num_hidden_layers),
             num_hidden_groups: f.usize("num_hidden_groups")?.unwrap_or(d.num_hidden_groups),
-            num_attention_heads: f.usize("num_attention_heads")?.unwrap_or(d.num_attention_heads),
+            num_attention_heads: f
+                .usize("num_attention_heads")?
+                .unwrap_or(d.num_attention_heads),
             intermediate_size: f.usize("intermediate_size")?.unwrap_or(d.intermediate_size),
             inner_group_num: f.usize("inner_group_num")?.unwrap_or(d.inner_group_num),
             hidden_act,
@@ -129,9 +134,14 @@ impl AlbertConfig {
                 .usize("max_position_embeddings")?
                 .unwrap_or(d.max_position_embeddings),
             type_vocab_size: f.usize("type_vocab_size")?.unwrap_or(d.type_vocab_size),
-            layer_norm_eps: f.f64("layer_norm_eps")?.map(|v| v as f32).unwrap_or(d.layer_norm_eps),
+            layer_norm_eps: f
+                .f64("layer_norm_eps")?
+                .map(|v| v as f32)
+                .unwrap_or(d.layer_norm_eps),
             pad_token_id: f.usize("pad_token_id")?.unwrap_or(d.pad_token_id),
-            tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(d.tie_word_embeddings),
+            tie_word_embeddings: f
+                .bool("tie_word_embeddings")?
+                .unwrap_or(d.tie_word_embeddings),
             id2label,
             label2id,
             problem_type: f.string("problem_type")?,
@@ -157,7 +167,10 @@ impl AlbertConfig {
         ];
         for (name, v) in nonzero {
             if v == 0 {
-                return Err(Error::config(origin, format!("{name} must be at least 1, found 0")));
+                return Err(Error::config(
+                    origin,
+                    format!("{name} must be at least 1, found 0"),
+                ));
             }
         }
         if self.hidden_size % self.num_attention_heads != 0 {
@@ -181,13 +194,19 @@ impl AlbertConfig {
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps >= 0.0) {
             return Err(Error::config(
                 origin,
-                format!("layer_norm_eps {} must be a finite number >= 0", self.layer_norm_eps),
+                format!(
+                    "layer_norm_eps {} must be a finite number >= 0",
+                    self.layer_norm_eps
+                ),
             ));
         }
         if self.pad_token_id >= self.vocab_size {
             return Err(Error::config(
                 origin,
-                format!("pad_token_id {} must be < vocab_size {}", self.pad_token_id, self.vocab_size),
+                format!(
+                    "pad_token_id {} must be < vocab_size {}",
+                    self.pad_token_id, self.vocab_size
+                ),
             ));
         }
         Ok(())
@@ -230,7 +249,10 @@ impl Fields<'_> {
     }
 
     fn bad(&self, name: &str, expected: &str, found: &Value) -> Error {
-        Error::config(self.origin, format!("field `{name}` must be {expected}, found {found}"))
+        Error::config(
+            self.origin,
+            format!("field `{name}` must be {expected}, found {found}"),
+        )
     }
 
     fn usize(&self, name: &str) -> Result<Option<usize>> {
@@ -248,14 +270,20 @@ impl Fields<'_> {
     fn f64(&self, name: &str) -> Result<Option<f64>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.bad(name, "a number", v)),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.bad(name, "a number", v)),
         }
     }
 
     fn bool(&self, name: &str) -> Result<Option<bool>> {
         match self.get(name) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.bad(name, "true or false", v)),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.bad(name, "true or false", v)),
         }
     }
 
@@ -285,7 +313,9 @@ impl Fields<'_> {
     fn labels(&self) -> Result<(Vec<String>, BTreeMap<String, usize>)> {
         let id2label = match self.get("id2label") {
             Some(v) => {
-                let map = v.as_object().ok_or_else(|| self.bad("id2label", "an object", v))?;
+                let map = v
+                    .as_object()
+                    .ok_or_else(|| self.bad("id2label", "an object", v))?;
                 let mut pairs = Vec::with_capacity(map.len());
                 for (k, label) in map {
                     let id: usize = k.parse().map_err(|_| {
@@ -314,7 +344,9 @@ impl Fields<'_> {
         };
         let label2id = match self.get("label2id") {
             Some(v) => {
-                let map = v.as_object().ok_or_else(|| self.bad("label2id", "an object", v))?;
+                let map = v
+                    .as_object()
+                    .ok_or_else(|| self.bad("label2id", "an object", v))?;
                 let mut out = BTreeMap::new();
                 for (label, id) in map {
                     let id = id
@@ -324,7 +356,11 @@ impl Fields<'_> {
                 }
                 out
             }
-            None => id2label.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect(),
+            None => id2label
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.clone(), i))
+                .collect(),
         };
         Ok((id2label, label2id))
     }
@@ -343,10 +379,18 @@ mod tests {
 
     #[test]
     fn group_mapping_follows_python_float_division() {
-        let c = AlbertConfig { num_hidden_layers: 6, num_hidden_groups: 3, ..Default::default() };
+        let c = AlbertConfig {
+            num_hidden_layers: 6,
+            num_hidden_groups: 3,
+            ..Default::default()
+        };
         let g: Vec<_> = (0..6).map(|i| c.group_of_application(i)).collect();
         assert_eq!(g, [0, 0, 1, 1, 2, 2]);
-        let c = AlbertConfig { num_hidden_layers: 5, num_hidden_groups: 2, ..Default::default() };
+        let c = AlbertConfig {
+            num_hidden_layers: 5,
+            num_hidden_groups: 2,
+            ..Default::default()
+        };
         let g: Vec<_> = (0..5).map(|i| c.group_of_application(i)).collect();
         assert_eq!(g, [0, 0, 0, 1, 1]); // int(i / 2.5)
     }
@@ -355,8 +399,9 @@ mod tests {
     fn bad_fields_are_named() {
         let e = AlbertConfig::from_json_str(r#"{"hidden_size": "big"}"#, "c.json").unwrap_err();
         assert!(e.to_string().contains("hidden_size"), "{e}");
-        let e = AlbertConfig::from_json_str(r#"{"hidden_size": 100, "num_attention_heads": 3}"#, "c")
-            .unwrap_err();
+        let e =
+            AlbertConfig::from_json_str(r#"{"hidden_size": 100, "num_attention_heads": 3}"#, "c")
+                .unwrap_err();
         assert!(e.to_string().contains("not divisible"), "{e}");
         let e = AlbertConfig::from_json_str(r#"{"num_hidden_groups": 13}"#, "c").unwrap_err();
         assert!(e.to_string().contains("num_hidden_groups"), "{e}");

@@ -97,7 +97,12 @@ impl Albert {
                 }
             }
         }
-        Ok(Encoded { last_hidden: hidden, hidden_states, rows, seq: s })
+        Ok(Encoded {
+            last_hidden: hidden,
+            hidden_states,
+            rows,
+            seq: s,
+        })
     }
 
     /// One AlbertLayer, in place on `hidden` [R*S, H].
@@ -115,16 +120,40 @@ impl Albert {
         let (a, d) = (cfg.num_attention_heads, cfg.head_size());
         let m = rows * s;
 
-        ops::linear_forward(&mut t.q, hidden, &w.query.weight, Some(&w.query.bias), m, h, h);
+        ops::linear_forward(
+            &mut t.q,
+            hidden,
+            &w.query.weight,
+            Some(&w.query.bias),
+            m,
+            h,
+            h,
+        );
         ops::linear_forward(&mut t.k, hidden, &w.key.weight, Some(&w.key.bias), m, h, h);
-        ops::linear_forward(&mut t.v, hidden, &w.value.weight, Some(&w.value.bias), m, h, h);
+        ops::linear_forward(
+            &mut t.v,
+            hidden,
+            &w.value.weight,
+            Some(&w.value.bias),
+            m,
+            h,
+            h,
+        );
         ops::attention_forward(&mut t.ctx, &t.q, &t.k, &t.v, mask, rows, s, a, d);
         let o = &w.attn_output;
         ops::linear_forward(&mut t.proj, &t.ctx, &o.weight, Some(&o.bias), m, h, h);
         let n = &w.attn_norm;
         ops::residual_layernorm_forward(&mut t.attn, &t.proj, hidden, &n.weight, &n.bias, h, eps);
 
-        ops::linear_forward(&mut t.ffn, &t.attn, &w.ffn.weight, Some(&w.ffn.bias), m, h, i);
+        ops::linear_forward(
+            &mut t.ffn,
+            &t.attn,
+            &w.ffn.weight,
+            Some(&w.ffn.bias),
+            m,
+            h,
+            i,
+        );
         ops::activation_forward(&mut t.ffn, cfg.hidden_act);
         let f = &w.ffn_output;
         ops::linear_forward(&mut t.proj, &t.ffn, &f.weight, Some(&f.bias), m, i, h);

@@ -45,7 +45,10 @@ impl Albert {
         let (b, s, h) = (inputs.batch, enc.seq, self.config.hidden_size);
         let (rows, m) = (enc.rows, enc.rows * enc.seq);
         let mut out = Outputs::default();
-        out.push("last_hidden_state", Tensor::new(vec![rows, s, h], enc.last_hidden.clone()));
+        out.push(
+            "last_hidden_state",
+            Tensor::new(vec![rows, s, h], enc.last_hidden.clone()),
+        );
 
         let w = &self.weights;
         match head {
@@ -63,12 +66,18 @@ impl Albert {
             }
             Head::MaskedLm => {
                 let logits = self.mlm_logits(&enc.last_hidden, m)?;
-                out.push("logits", Tensor::new(vec![b, s, self.config.vocab_size], logits));
+                out.push(
+                    "logits",
+                    Tensor::new(vec![b, s, self.config.vocab_size], logits),
+                );
             }
             Head::SequenceClassification => {
                 let pooled = self.pooler(&enc.last_hidden, rows, s)?;
                 let c = need(&w.classifier, "classifier")?;
-                out.push("logits", Tensor::new(vec![b, c.out_features], linear(c, &pooled, rows)));
+                out.push(
+                    "logits",
+                    Tensor::new(vec![b, c.out_features], linear(c, &pooled, rows)),
+                );
             }
             Head::MultipleChoice => {
                 let pooled = self.pooler(&enc.last_hidden, rows, s)?;
@@ -90,7 +99,10 @@ impl Albert {
             }
         }
         for (n, hs) in enc.hidden_states.into_iter().enumerate() {
-            out.push(format!("hidden_states.{n}"), Tensor::new(vec![rows, s, h], hs));
+            out.push(
+                format!("hidden_states.{n}"),
+                Tensor::new(vec![rows, s, h], hs),
+            );
         }
         Ok(out)
     }
@@ -98,7 +110,9 @@ impl Albert {
     /// tanh(h[:, 0] Wp^T + bp) for each of `rows` sequences of `s` tokens.
     pub fn pooler(&self, hidden: &[f32], rows: usize, s: usize) -> Result<Vec<f32>> {
         let h = self.config.hidden_size;
-        let first: Vec<f32> = (0..rows).flat_map(|r| hidden[r * s * h..r * s * h + h].iter().copied()).collect();
+        let first: Vec<f32> = (0..rows)
+            .flat_map(|r| hidden[r * s * h..r * s * h + h].iter().copied())
+            .collect();
         let mut pooled = linear(need(&self.weights.pooler, "pooler")?, &first, rows);
         ops::tanh_forward(&mut pooled);
         Ok(pooled)
@@ -113,10 +127,28 @@ impl Albert {
         ops::activation_forward(&mut x, cfg.hidden_act);
         let mut normed = vec![0f32; x.len()];
         let e = cfg.embedding_size;
-        ops::layernorm_forward(&mut normed, &x, &mlm.norm.weight, &mlm.norm.bias, e, cfg.layer_norm_eps);
-        let decoder = mlm.decoder.as_deref().unwrap_or(&self.weights.embeddings.word);
+        ops::layernorm_forward(
+            &mut normed,
+            &x,
+            &mlm.norm.weight,
+            &mlm.norm.bias,
+            e,
+            cfg.layer_norm_eps,
+        );
+        let decoder = mlm
+            .decoder
+            .as_deref()
+            .unwrap_or(&self.weights.embeddings.word);
         let mut logits = vec![0f32; n * cfg.vocab_size];
-        ops::linear_forward(&mut logits, &normed, decoder, Some(&mlm.bias), n, e, cfg.vocab_size);
+        ops::linear_forward(
+            &mut logits,
+            &normed,
+            decoder,
+            Some(&mlm.bias),
+            n,
+            e,
+            cfg.vocab_size,
+        );
         Ok(logits)
     }
 }
@@ -124,12 +156,24 @@ impl Albert {
 /// y[n, out] = x[n, in] W^T + b
 fn linear(l: &Linear, x: &[f32], n: usize) -> Vec<f32> {
     let mut y = vec![0f32; n * l.out_features];
-    ops::linear_forward(&mut y, x, &l.weight, Some(&l.bias), n, l.in_features, l.out_features);
+    ops::linear_forward(
+        &mut y,
+        x,
+        &l.weight,
+        Some(&l.bias),
+        n,
+        l.in_features,
+        l.out_features,
+    );
     y
 }
 
 /// A head weight that `Weights::load` loads for this head; absent only if the model was built by
 /// hand for another head.
 fn need<'a, T>(w: &'a Option<T>, name: &str) -> Result<&'a T> {
-    w.as_ref().ok_or_else(|| Error::Input(format!("this model was loaded without the `{name}` weights its head needs")))
+    w.as_ref().ok_or_else(|| {
+        Error::Input(format!(
+            "this model was loaded without the `{name}` weights its head needs"
+        ))
+    })
 }

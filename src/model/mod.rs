@@ -36,6 +36,10 @@ impl Albert {
         };
         let ckpt = Checkpoint::open_dir(dir)?;
         let weights = Weights::load(&ckpt, &config, head)?;
-        Ok(Albert { config, weights, head })
+        Ok(Albert {
+            config,
+            weights,
+            head,
+        })
     }
 }

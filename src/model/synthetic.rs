@@ -13,7 +13,12 @@ impl Albert {
     pub fn synthetic(config: AlbertConfig, head: Head, seed: u64) -> Self {
         let mut r = Rng::new(seed);
         let cfg = &config;
-        let (v, e, h, i) = (cfg.vocab_size, cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
+        let (v, e, h, i) = (
+            cfg.vocab_size,
+            cfg.embedding_size,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+        );
         let embeddings = EmbeddingWeights {
             word: r.vec(v * e, 0.05),
             position: r.vec(cfg.max_position_embeddings * e, 0.05),
@@ -53,8 +58,19 @@ impl Albert {
             Head::QuestionAnswering => Some(linear(&mut r, 2, h)),
             _ => None,
         };
-        let weights = Weights { embeddings, groups, pooler, mlm, sop, classifier };
-        Albert { config, weights, head }
+        let weights = Weights {
+            embeddings,
+            groups,
+            pooler,
+            mlm,
+            sop,
+            classifier,
+        };
+        Albert {
+            config,
+            weights,
+            head,
+        }
     }
 }
 

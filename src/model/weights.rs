@@ -36,14 +36,14 @@ pub struct EmbeddingWeights {
 /// `num_hidden_layers / num_hidden_groups` times with the same weights.
 #[derive(Clone, Debug)]
 pub struct LayerWeights {
-    pub query: Linear,           // [H, H]
-    pub key: Linear,             // [H, H]
-    pub value: Linear,           // [H, H]
-    pub attn_output: Linear,     // [H, H]  attention.dense
-    pub attn_norm: LayerNorm,    // [H]     attention.LayerNorm
-    pub ffn: Linear,             // [I, H]
-    pub ffn_output: Linear,      // [H, I]
-    pub output_norm: LayerNorm,  // [H]     full_layer_layer_norm
+    pub query: Linear,          // [H, H]
+    pub key: Linear,            // [H, H]
+    pub value: Linear,          // [H, H]
+    pub attn_output: Linear,    // [H, H]  attention.dense
+    pub attn_norm: LayerNorm,   // [H]     attention.LayerNorm
+    pub ffn: Linear,            // [I, H]
+    pub ffn_output: Linear,     // [H, I]
+    pub output_norm: LayerNorm, // [H]     full_layer_layer_norm
 }
 
 #[derive(Clone, Debug)]
@@ -75,12 +75,23 @@ impl Weights {
             ""
         };
         let l = Loader { ckpt, base };
-        let (v, e, h, i) = (cfg.vocab_size, cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
+        let (v, e, h, i) = (
+            cfg.vocab_size,
+            cfg.embedding_size,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+        );
 
         let embeddings = EmbeddingWeights {
             word: l.base("embeddings.word_embeddings.weight", &[v, e])?,
-            position: l.base("embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, e])?,
-            token_type: l.base("embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, e])?,
+            position: l.base(
+                "embeddings.position_embeddings.weight",
+                &[cfg.max_position_embeddings, e],
+            )?,
+            token_type: l.base(
+                "embeddings.token_type_embeddings.weight",
+                &[cfg.type_vocab_size, e],
+            )?,
             norm: l.norm(&format!("{base}embeddings.LayerNorm"), e)?,
             projection: l.linear(&format!("{base}encoder.embedding_hidden_mapping_in"), h, e)?,
         };
@@ -122,7 +133,14 @@ impl Weights {
             Head::QuestionAnswering => Some(l.linear("qa_outputs", 2, h)?),
             _ => None,
         };
-        Ok(Weights { embeddings, groups, pooler, mlm, sop, classifier })
+        Ok(Weights {
+            embeddings,
+            groups,
+            pooler,
+            mlm,
+            sop,
+            classifier,
+        })
     }
 
     /// Number of parameters held (a tied decoder counted once).
@@ -159,8 +177,12 @@ impl Loader<'_> {
 
     fn linear(&self, prefix: &str, out_features: usize, in_features: usize) -> Result<Linear> {
         Ok(Linear {
-            weight: self.ckpt.tensor_f32(&format!("{prefix}.weight"), &[out_features, in_features])?,
-            bias: self.ckpt.tensor_f32(&format!("{prefix}.bias"), &[out_features])?,
+            weight: self
+                .ckpt
+                .tensor_f32(&format!("{prefix}.weight"), &[out_features, in_features])?,
+            bias: self
+                .ckpt
+                .tensor_f32(&format!("{prefix}.bias"), &[out_features])?,
             out_features,
             in_features,
         })
@@ -181,7 +203,10 @@ impl Loader<'_> {
         let (v, e, h) = (cfg.vocab_size, cfg.embedding_size, cfg.hidden_size);
         let decoder = match cfg.tie_word_embeddings {
             true => None,
-            false => Some(self.ckpt.tensor_f32("predictions.decoder.weight", &[v, e])?),
+            false => Some(
+                self.ckpt
+                    .tensor_f32("predictions.decoder.weight", &[v, e])?,
+            ),
         };
         let bias = match self.ckpt.tensor_f32("predictions.bias", &[v]) {
             Err(Error::MissingTensor { .. }) if self.ckpt.contains("predictions.decoder.bias") => {

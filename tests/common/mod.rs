@@ -8,7 +8,11 @@ use albert::Tensor;
 /// ../shared beside the project root; the tests cannot run without it, so say where it should be.
 pub fn shared() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    assert!(p.join("models").is_dir(), "reference data not found at {}", p.display());
+    assert!(
+        p.join("models").is_dir(),
+        "reference data not found at {}",
+        p.display()
+    );
     p
 }
 
@@ -43,6 +47,9 @@ pub fn rel_error(got: &Tensor, want: &Tensor, mask: Option<&[i64]>) -> f64 {
         num += (*g as f64 - *w as f64).powi(2);
         den += (*w as f64).powi(2);
     }
-    assert!(den > 0.0, "reference is all zeros over the compared positions");
+    assert!(
+        den > 0.0,
+        "reference is all zeros over the compared positions"
+    );
     (num / den).sqrt()
 }

@@ -37,32 +37,63 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
             acc[l] += x[l] as f64 * y[l] as f64;
         }
     }
-    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| *x as f64 * *y as f64)
+        .sum();
     (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
+}
+
+/// Dot product of f64 vectors with eight partial sums (two vector registers of four).
+#[inline]
+fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7])) + tail
 }
 
 /// out[B*S, E] = LayerNorm(word[ids] + token_type[types] + position[s]) over E.
 /// Ids are already validated against the tables.
 #[allow(clippy::too_many_arguments)]
 pub fn embeddings_forward(
-    out: &mut [f32],          // [B*S, E]
-    input_ids: &[u32],        // [B*S]
-    token_type_ids: &[u32],   // [B*S]
-    word: &[f32],             // [V, E]
-    position: &[f32],         // [P, E]
-    token_type: &[f32],       // [T, E]
-    ln_weight: &[f32],        // [E]
-    ln_bias: &[f32],          // [E]
+    out: &mut [f32],        // [B*S, E]
+    input_ids: &[u32],      // [B*S]
+    token_type_ids: &[u32], // [B*S]
+    word: &[f32],           // [V, E]
+    position: &[f32],       // [P, E]
+    token_type: &[f32],     // [T, E]
+    ln_weight: &[f32],      // [E]
+    ln_bias: &[f32],        // [E]
     s: usize,
     e: usize,
     eps: f32,
 ) {
     out.par_chunks_mut(e).enumerate().for_each(|(row, o)| {
-        let (id, ty, pos) = (input_ids[row] as usize, token_type_ids[row] as usize, row % s);
+        let (id, ty, pos) = (
+            input_ids[row] as usize,
+            token_type_ids[row] as usize,
+            row % s,
+        );
         let w = &word[id * e..(id + 1) * e];
         let t = &token_type[ty * e..(ty + 1) * e];
         let p = &position[pos * e..(pos + 1) * e];
-        let x: Vec<f64> = (0..e).map(|c| w[c] as f64 + t[c] as f64 + p[c] as f64).collect();
+        let x: Vec<f64> = (0..e)
+            .map(|c| w[c] as f64 + t[c] as f64 + p[c] as f64)
+            .collect();
         layernorm_row(o, &x, ln_weight, ln_bias, eps);
     });
 }
@@ -80,18 +111,28 @@ pub fn linear_forward(
     assert_eq!(out.len(), m * n);
     assert_eq!(inp.len(), m * k);
     assert_eq!(weight.len(), n * k);
-    out.par_chunks_mut(ROW_TILE * n).enumerate().for_each(|(tile, o)| {
-        let row0 = tile * ROW_TILE;
-        let rows = o.len() / n;
-        for j in 0..n {
-            let w = &weight[j * k..(j + 1) * k];
-            let b = bias.map_or(0.0, |b| b[j]);
-            for r in 0..rows {
-                let x = &inp[(row0 + r) * k..(row0 + r + 1) * k];
-                o[r * n + j] = (dot(x, w) + b as f64) as f32;
+    out.par_chunks_mut(ROW_TILE * n)
+        .enumerate()
+        .for_each(|(tile, o)| {
+            let row0 = tile * ROW_TILE;
+            let rows = o.len() / n;
+            // Widen the input tile once, and each weight row once per tile, so the inner loop is a
+            // plain f64 dot product (the conversions would otherwise dominate).
+            let x: Vec<f64> = inp[row0 * k..(row0 + rows) * k]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let mut w = vec![0f64; k];
+            for j in 0..n {
+                for (wide, &v) in w.iter_mut().zip(&weight[j * k..(j + 1) * k]) {
+                    *wide = v as f64;
+                }
+                let b = bias.map_or(0.0, |b| b[j] as f64);
+                for r in 0..rows {
+                    o[r * n + j] = (dot_f64(&x[r * k..(r + 1) * k], &w) + b) as f32;
+                }
             }
-        }
-    });
+        });
 }
 
 /// x = act(x), element-wise, in place.
@@ -106,33 +147,39 @@ pub fn tanh_forward(x: &mut [f32]) {
 
 /// out[M, C] = LayerNorm(inp[M, C]) * weight + bias
 pub fn layernorm_forward(
-    out: &mut [f32],  // [M, C]
-    inp: &[f32],      // [M, C]
-    weight: &[f32],   // [C]
-    bias: &[f32],     // [C]
+    out: &mut [f32], // [M, C]
+    inp: &[f32],     // [M, C]
+    weight: &[f32],  // [C]
+    bias: &[f32],    // [C]
     c: usize,
     eps: f32,
 ) {
-    out.par_chunks_mut(c).zip(inp.par_chunks(c)).for_each(|(o, x)| {
-        let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        layernorm_row(o, &x, weight, bias, eps);
-    });
+    out.par_chunks_mut(c)
+        .zip(inp.par_chunks(c))
+        .for_each(|(o, x)| {
+            let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            layernorm_row(o, &x, weight, bias, eps);
+        });
 }
 
 /// out[M, C] = LayerNorm(inp[M, C] + residual[M, C]): the "add & norm" after attention and FFN.
 pub fn residual_layernorm_forward(
-    out: &mut [f32],     // [M, C]
-    inp: &[f32],         // [M, C]
-    residual: &[f32],    // [M, C]
-    weight: &[f32],      // [C]
-    bias: &[f32],        // [C]
+    out: &mut [f32],  // [M, C]
+    inp: &[f32],      // [M, C]
+    residual: &[f32], // [M, C]
+    weight: &[f32],   // [C]
+    bias: &[f32],     // [C]
     c: usize,
     eps: f32,
 ) {
     out.par_chunks_mut(c)
         .zip(inp.par_chunks(c).zip(residual.par_chunks(c)))
         .for_each(|(o, (x, r))| {
-            let sum: Vec<f64> = x.iter().zip(r).map(|(a, b)| *a as f64 + *b as f64).collect();
+            let sum: Vec<f64> = x
+                .iter()
+                .zip(r)
+                .map(|(a, b)| *a as f64 + *b as f64)
+                .collect();
             layernorm_row(o, &sum, weight, bias, eps);
         });
 }
@@ -215,10 +262,17 @@ mod tests {
     #[test]
     fn dot_matches_f64_on_odd_lengths() {
         for len in [0usize, 1, 7, 8, 9, 31, 768] {
-            let a: Vec<f32> = (0..len).map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0).collect();
-            let b: Vec<f32> = (0..len).map(|i| ((i * 13 % 7) as f32 - 3.0) / 2.0).collect();
+            let a: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0)
+                .collect();
+            let b: Vec<f32> = (0..len)
+                .map(|i| ((i * 13 % 7) as f32 - 3.0) / 2.0)
+                .collect();
             let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            assert!((dot(&a, &b) - want).abs() <= 1e-12 * (1.0 + want.abs()), "len {len}");
+            assert!(
+                (dot(&a, &b) - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                "len {len}"
+            );
         }
     }
 
@@ -233,7 +287,8 @@ mod tests {
         linear_forward(&mut out, &inp, &w, Some(&bias), m, k, n);
         for r in 0..m {
             for j in 0..n {
-                let want: f32 = (0..k).map(|c| inp[r * k + c] * w[j * k + c]).sum::<f32>() + bias[j];
+                let want: f32 =
+                    (0..k).map(|c| inp[r * k + c] * w[j * k + c]).sum::<f32>() + bias[j];
                 assert!((out[r * n + j] - want).abs() < 1e-4, "row {r} col {j}");
             }
         }

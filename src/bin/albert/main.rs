@@ -1,1 +1,215 @@
-fn main(){}
+//! The `albert` command: forward passes on safetensors inputs, fill-mask, tokenize, bench.
+
+mod bench_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use albert::backend::DeviceRequest;
+use albert::pipelines::fill_mask;
+use albert::{io, Albert, EncodeOptions, ForwardOptions, Head, Padding, Tokenizer, Truncation};
+
+#[derive(Parser)]
+#[command(
+    name = "albert",
+    version,
+    about = "ALBERT inference, exactly as transformers computes it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the model on input_ids (+ attention_mask, token_type_ids) from a safetensors file.
+    Forward {
+        /// Hugging Face model directory (config.json, model.safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// safetensors file with input_ids [B,S] (or [B,C,S] for multiple choice), int64 or int32.
+        #[arg(long)]
+        inputs: PathBuf,
+        /// Where to write the float32 outputs.
+        #[arg(long)]
+        output: PathBuf,
+        /// Head class (e.g. AlbertForMaskedLM); default: config.json's `architectures`.
+        #[arg(long)]
+        head: Option<String>,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Also write hidden_states.0 .. hidden_states.N.
+        #[arg(long)]
+        hidden_states: bool,
+    },
+    /// Predict the tokens behind each [MASK], as transformers' fill-mask pipeline.
+    FillMask {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Print transformers' JSON (a list per text; a list of lists for several masks).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Texts containing [MASK].
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// Show how a text (or a pair) is tokenized.
+    Tokenize {
+        /// Model or tokenizer directory (tokenizer.json).
+        #[arg(long)]
+        model: PathBuf,
+        /// Second sequence of a pair.
+        #[arg(long)]
+        pair: Option<String>,
+        /// Truncate to this many tokens (special tokens included).
+        #[arg(long)]
+        max_length: Option<usize>,
+        /// longest_first, only_first, only_second, or none (default: longest_first when
+        /// --max-length is given).
+        #[arg(long)]
+        truncation: Option<String>,
+        /// Pad to --max-length.
+        #[arg(long)]
+        pad: bool,
+        #[arg(long)]
+        json: bool,
+        text: String,
+    },
+    /// Time the encoder; with no --model, a synthetic albert-base-v2 made in-process.
+    Bench(bench_cmd::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Forward {
+            model,
+            inputs,
+            output,
+            head,
+            device,
+            hidden_states,
+        } => {
+            resolve_device(&device)?;
+            let head = head.as_deref().map(Head::from_name).transpose()?;
+            let model = Albert::from_dir(&model, head)?;
+            let inputs = io::read_inputs(&inputs)?;
+            let out = model.forward(&inputs, ForwardOptions { hidden_states })?;
+            io::write_outputs(&output, &out)?;
+            let names: Vec<&str> = out.names().collect();
+            eprintln!("wrote {} ({})", output.display(), names.join(", "));
+        }
+        Command::FillMask {
+            model,
+            top_k,
+            json,
+            device,
+            texts,
+        } => {
+            resolve_device(&device)?;
+            let tokenizer = Tokenizer::from_dir(&model)?;
+            let model = Albert::from_dir(&model, Some(Head::MaskedLm))?;
+            let results = fill_mask::fill_mask(&model, &tokenizer, &texts, top_k)?;
+            if json {
+                let per_text: Vec<_> = results.iter().map(|r| fill_mask::to_json(r)).collect();
+                let value = match per_text.as_slice() {
+                    [one] => one.clone(),
+                    _ => serde_json::Value::Array(per_text),
+                };
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                for (text, masks) in texts.iter().zip(&results) {
+                    println!("{text}");
+                    for (m, answers) in masks.iter().enumerate() {
+                        for a in answers {
+                            println!(
+                                "  mask {m}  {:.6}  {:>6}  {:<16} {}",
+                                a.score, a.token, a.token_str, a.sequence
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Command::Tokenize {
+            model,
+            pair,
+            max_length,
+            truncation,
+            pad,
+            json,
+            text,
+        } => {
+            let tokenizer = Tokenizer::from_dir(&model)?;
+            let truncation = match truncation.as_deref() {
+                None if max_length.is_some() => Truncation::LongestFirst,
+                None | Some("none") => Truncation::None,
+                Some("longest_first") => Truncation::LongestFirst,
+                Some("only_first") => Truncation::OnlyFirst,
+                Some("only_second") => Truncation::OnlySecond,
+                Some(other) => anyhow::bail!(
+                    "--truncation {other}: expected longest_first, only_first, only_second or none"
+                ),
+            };
+            let padding = if pad {
+                Padding::MaxLength
+            } else {
+                Padding::None
+            };
+            let opts = EncodeOptions {
+                padding,
+                truncation,
+                max_length,
+            };
+            let enc = tokenizer.encode(&text, pair.as_deref(), &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&enc)?);
+            } else {
+                println!(
+                    "{:>4} {:>7} {:>4} {:>4} {:>10}  token",
+                    "pos", "id", "type", "mask", "chars"
+                );
+                for i in 0..enc.input_ids.len() {
+                    let (a, b) = enc.offsets[i];
+                    println!(
+                        "{i:>4} {:>7} {:>4} {:>4} {:>10}  {}",
+                        enc.input_ids[i],
+                        enc.token_type_ids[i],
+                        enc.attention_mask[i],
+                        format!("{a}..{b}"),
+                        enc.tokens[i]
+                    );
+                }
+            }
+        }
+        Command::Bench(args) => bench_cmd::run(args)?,
+    }
+    Ok(())
+}
+
+/// Parses --device; prints the one-line notice when `auto` does not pick the GPU.
+fn resolve_device(device: &str) -> Result<albert::backend::Device> {
+    let request: DeviceRequest = device.parse()?;
+    let (device, notice) = request.resolve().context("--device")?;
+    if let Some(n) = notice {
+        eprintln!("albert: {n}");
+    }
+    Ok(device)
+}

@@ -1,0 +1,443 @@
+//! The ALBERT tokenizer: a `tokenizer.json` run by the `tokenizers` crate, called the way
+//! transformers' AlbertTokenizerFast calls it, so ids, tokens, masks, offsets and decoded text
+//! are identical (tests/tokenizer_cases.rs checks every case of shared/albert-tokenizer).
+//!
+//! Design notes:
+//! - Truncation and padding are per call, as in transformers: the file's own settings are
+//!   ignored and every encode sets both (off included) on the crate's tokenizer under a lock, so
+//!   one call's settings never leak into another's. Cloning the tokenizer per call instead costs
+//!   ~25 ms (the Unigram trie and the added-token automata are rebuilt), 1000x the encode itself.
+//! - The pre-tokenizer is transformers 5's AlbertTokenizer one (whitespace split, then
+//!   Metaspace), whatever the file says: transformers rebuilds the pipeline around the file's
+//!   vocabulary, normalizer charsmap and added tokens, and offsets depend on it.
+//! - Offsets are in characters (Python `str` indices), not the crate's default bytes.
+//! - `max_length` counts the special tokens the post-processor adds, as in transformers.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+use tokenizers::utils::padding::{PaddingDirection, PaddingParams, PaddingStrategy};
+use tokenizers::utils::truncation::{TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{EncodeInput, PostProcessor};
+
+use crate::error::{Error, Result};
+use crate::inputs::Inputs;
+
+/// transformers' default when tokenizer_config.json is absent or does not say.
+const DEFAULT_MODEL_MAX_LENGTH: usize = 512;
+const PAD_TOKEN: &str = "<pad>";
+const MASK_TOKEN: &str = "[MASK]";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Padding {
+    #[default]
+    None,
+    /// Pad every encoding of a batch to the longest one.
+    Longest,
+    /// Pad to `EncodeOptions::max_length` (required).
+    MaxLength,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Truncation {
+    #[default]
+    None,
+    /// transformers' `truncation=True`.
+    LongestFirst,
+    OnlyFirst,
+    OnlySecond,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EncodeOptions {
+    pub padding: Padding,
+    pub truncation: Truncation,
+    /// Counts special tokens. With truncation on and `None`, the model_max_length.
+    pub max_length: Option<usize>,
+}
+
+/// One encoded text (or pair), every field as long as `input_ids`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Encoding {
+    pub input_ids: Vec<u32>,
+    pub tokens: Vec<String>,
+    pub token_type_ids: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+    pub special_tokens_mask: Vec<u32>,
+    /// Character offsets into the original text (Python `str` indices); (0, 0) for special
+    /// tokens and padding.
+    pub offsets: Vec<(usize, usize)>,
+}
+
+pub struct Tokenizer {
+    inner: Mutex<tokenizers::Tokenizer>, // truncation and padding: set by each encode
+    model_max_length: usize,
+    pad_id: u32,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("model_max_length", &self.model_max_length)
+            .field("pad_id", &self.pad_id)
+            .finish()
+    }
+}
+
+/// Tokens are looked up by id, as transformers' `convert_ids_to_tokens` does: the crate's
+/// own token strings are the matched text, so an lstrip token like "[MASK]" in "a [MASK]"
+/// comes out as " [MASK]" (cases.json case 0 wants "[MASK]"; its offsets do include the space).
+fn convert(tok: &tokenizers::Tokenizer, e: tokenizers::Encoding) -> Encoding {
+    let tokens = e
+        .get_ids()
+        .iter()
+        .zip(e.get_tokens())
+        .map(|(&id, t)| tok.id_to_token(id).unwrap_or_else(|| t.clone()))
+        .collect();
+    Encoding {
+        input_ids: e.get_ids().to_vec(),
+        tokens,
+        token_type_ids: e.get_type_ids().to_vec(),
+        attention_mask: e.get_attention_mask().to_vec(),
+        special_tokens_mask: e.get_special_tokens_mask().to_vec(),
+        offsets: e.get_offsets().to_vec(),
+    }
+}
+
+fn tok_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(format!("{what}: {e}"))
+}
+
+impl Tokenizer {
+    /// Loads `dir/tokenizer.json`, and `model_max_length` from `dir/tokenizer_config.json` if
+    /// that file exists.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let mut tok = Self::from_file(&dir.join("tokenizer.json"))?;
+        let config = dir.join("tokenizer_config.json");
+        if config.exists() {
+            let text = std::fs::read_to_string(&config).map_err(|source| Error::Io {
+                path: config.clone(),
+                source,
+            })?;
+            let json: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| tok_err(config.display(), e))?;
+            // transformers writes int(1e30) ("no limit") for some models: saturate, don't fail.
+            match json.get("model_max_length") {
+                None | Some(serde_json::Value::Null) => {}
+                Some(v) => match (v.as_u64(), v.as_f64()) {
+                    (Some(n), _) => tok.model_max_length = usize::try_from(n).unwrap_or(usize::MAX),
+                    (None, Some(f)) if f >= 1.0 => tok.model_max_length = f as usize, // saturates
+                    _ => {
+                        return Err(tok_err(
+                            config.display(),
+                            format!("model_max_length must be a positive integer, found {v}"),
+                        ))
+                    }
+                },
+            }
+        }
+        Ok(tok)
+    }
+
+    /// Loads a `tokenizer.json`; model_max_length is 512.
+    pub fn from_file(tokenizer_json: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(tokenizer_json).map_err(|source| Error::Io {
+            path: tokenizer_json.to_path_buf(),
+            source,
+        })?;
+        let mut inner: tokenizers::Tokenizer = text
+            .parse()
+            .map_err(|e| tok_err(tokenizer_json.display(), e))?;
+        // transformers 5 splits on whitespace before the Metaspace; the file's bare Metaspace
+        // (the converter's layout) instead turns each space into the "▁" of the next word, so
+        // offsets would start one character early ((6, 13) for "▁create" in case 0, not (7, 13))
+        // and a trailing space would become a "▁" token of its own. The file's normalizer ends
+        // with a collapse of space runs that transformers 5 lacks; after the whitespace split it
+        // changes neither tokens nor offsets, so it stays.
+        inner.with_pre_tokenizer(Some(Sequence::new(vec![
+            WhitespaceSplit.into(),
+            Metaspace::new('▁', PrependScheme::Always, true).into(),
+        ])));
+        // A tokenizer without "<pad>" still pads with id 0, ALBERT's pad id.
+        let pad_id = inner.token_to_id(PAD_TOKEN).unwrap_or(0);
+        Ok(Tokenizer {
+            inner: Mutex::new(inner),
+            model_max_length: DEFAULT_MODEL_MAX_LENGTH,
+            pad_id,
+        })
+    }
+
+    /// A panic while the lock was held cannot leave stale settings behind (every encode sets
+    /// them all), so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, tokenizers::Tokenizer> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn model_max_length(&self) -> usize {
+        self.model_max_length
+    }
+
+    /// `tok(text, text_pair, ...)` in transformers.
+    pub fn encode(&self, text: &str, pair: Option<&str>, opts: &EncodeOptions) -> Result<Encoding> {
+        // transformers' single-example path drops a falsy pair (`if text_pair`), so "" is no
+        // pair: one [SEP] and all token types 0 (cases.json case "Is it raining?", "").
+        let pair = pair.filter(|p| !p.is_empty());
+        let mut tok = self.lock();
+        self.configure(&mut tok, opts, &[pair.is_some()])?;
+        let input: EncodeInput = match pair {
+            Some(p) => (text, p).into(),
+            None => text.into(),
+        };
+        // The crate pads a single encode in post_process, so Longest is a no-op here, as in
+        // transformers.
+        let enc = tok
+            .encode_char_offsets(input, true)
+            .map_err(|e| tok_err("encode", e))?;
+        Ok(convert(&tok, enc))
+    }
+
+    /// `tok(texts, text_pairs, ...)` in transformers. Unlike `encode`, an empty pair stays a
+    /// pair ([CLS] A [SEP] [SEP]): transformers' batch path passes pairs through as given.
+    pub fn encode_batch(
+        &self,
+        inputs: &[(String, Option<String>)],
+        opts: &EncodeOptions,
+    ) -> Result<Vec<Encoding>> {
+        let is_pair: Vec<bool> = inputs.iter().map(|(_, p)| p.is_some()).collect();
+        let mut tok = self.lock();
+        self.configure(&mut tok, opts, &is_pair)?;
+        let batch: Vec<EncodeInput> = inputs
+            .iter()
+            .map(|(a, b)| match b {
+                Some(b) => (a.as_str(), b.as_str()).into(),
+                None => a.as_str().into(),
+            })
+            .collect();
+        let encs = tok
+            .encode_batch_char_offsets(batch, true)
+            .map_err(|e| tok_err("encode", e))?;
+        Ok(encs.into_iter().map(|e| convert(&tok, e)).collect())
+    }
+
+    /// Sets `opts`' truncation and padding on `tok`, both off when `opts` says None. `is_pair`
+    /// lists the inputs about to be encoded.
+    fn configure(
+        &self,
+        tok: &mut tokenizers::Tokenizer,
+        opts: &EncodeOptions,
+        is_pair: &[bool],
+    ) -> Result<()> {
+        let strategy = match opts.truncation {
+            Truncation::None => None,
+            Truncation::LongestFirst => Some(TruncationStrategy::LongestFirst),
+            Truncation::OnlyFirst => Some(TruncationStrategy::OnlyFirst),
+            Truncation::OnlySecond => Some(TruncationStrategy::OnlySecond),
+        };
+        let truncation = match strategy {
+            None => None,
+            Some(strategy) => {
+                let max_length = opts.max_length.unwrap_or(self.model_max_length);
+                // The crate subtracts the special tokens from max_length unchecked (a panic on
+                // underflow), so refuse a max_length that cannot hold them.
+                let added = |pair| tok.get_post_processor().map_or(0, |p| p.added_tokens(pair));
+                let (needed, what) = match is_pair.contains(&true) {
+                    true => (added(true).max(added(false)), "a pair"),
+                    false => (added(false), "a single text"),
+                };
+                if max_length < needed {
+                    return Err(Error::Tokenizer(format!(
+                        "max_length {max_length} is shorter than the {needed} special tokens of {what}"
+                    )));
+                }
+                Some(TruncationParams {
+                    direction: TruncationDirection::Right,
+                    max_length,
+                    strategy,
+                    stride: 0,
+                })
+            }
+        };
+        tok.with_truncation(truncation)
+            .map_err(|e| tok_err("truncation", e))?;
+        let padding = match opts.padding {
+            Padding::None => None,
+            Padding::Longest => Some(PaddingStrategy::BatchLongest),
+            Padding::MaxLength => Some(PaddingStrategy::Fixed(opts.max_length.ok_or_else(
+                || Error::Tokenizer("padding to max_length needs EncodeOptions::max_length".into()),
+            )?)),
+        };
+        let pad_token = tok
+            .id_to_token(self.pad_id)
+            .unwrap_or_else(|| PAD_TOKEN.into());
+        tok.with_padding(padding.map(|strategy| PaddingParams {
+            strategy,
+            direction: PaddingDirection::Right,
+            pad_to_multiple_of: None,
+            pad_id: self.pad_id,
+            pad_type_id: 0,
+            pad_token,
+        }));
+        Ok(())
+    }
+
+    /// `tok.decode(ids, skip_special_tokens=...)` in transformers. No clean-up of spaces before
+    /// punctuation: ALBERT's config leaves clean_up_tokenization_spaces off (cases.json).
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.lock()
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| tok_err("decode", e))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.lock().token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.lock().id_to_token(id)
+    }
+
+    pub fn mask_token_id(&self) -> Result<u32> {
+        self.token_to_id(MASK_TOKEN).ok_or_else(|| {
+            Error::Tokenizer(format!("the vocabulary has no mask token `{MASK_TOKEN}`"))
+        })
+    }
+
+    pub fn pad_token_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Pieces plus added tokens: `len(tokenizer)` in transformers.
+    pub fn vocab_size(&self) -> usize {
+        self.lock().get_vocab_size(true)
+    }
+
+    /// Stacks encodings of equal length into model inputs [B, S].
+    pub fn to_inputs(encodings: &[Encoding]) -> Result<Inputs> {
+        let Some(first) = encodings.first() else {
+            return Err(Error::Input("no encodings to stack into inputs".into()));
+        };
+        let seq = first.input_ids.len();
+        if let Some((i, e)) = encodings
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.input_ids.len() != seq)
+        {
+            return Err(Error::Input(format!(
+                "encoding 0 has {seq} tokens but encoding {i} has {}: pad the batch (Padding::Longest)",
+                e.input_ids.len()
+            )));
+        }
+        let flat = |f: fn(&Encoding) -> &Vec<u32>| -> Vec<i64> {
+            encodings
+                .iter()
+                .flat_map(|e| f(e).iter().map(|&v| i64::from(v)))
+                .collect()
+        };
+        Inputs::new(
+            flat(|e| &e.input_ids),
+            Some(flat(|e| &e.attention_mask)),
+            Some(flat(|e| &e.token_type_ids)),
+            &[encodings.len(), seq],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared_tokenizer() -> Tokenizer {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/albert-tokenizer");
+        Tokenizer::from_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let path = Path::new("/nonexistent/dir/tokenizer.json");
+        let err = Tokenizer::from_file(path).expect_err("loading a missing file must fail");
+        assert!(
+            err.to_string().contains("/nonexistent/dir/tokenizer.json"),
+            "{err}"
+        );
+        let err = Tokenizer::from_dir(Path::new("/nonexistent/dir")).expect_err("must fail");
+        assert!(
+            err.to_string().contains("/nonexistent/dir/tokenizer.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn corrupt_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, "{\"version\": \"1.0\", \"model\": ").unwrap();
+        let err = Tokenizer::from_file(&path).expect_err("a corrupt file must fail");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn max_length_padding_needs_max_length() {
+        let tok = shared_tokenizer();
+        let opts = EncodeOptions {
+            padding: Padding::MaxLength,
+            ..Default::default()
+        };
+        let err = tok
+            .encode("hello", None, &opts)
+            .expect_err("must fail without max_length");
+        assert!(err.to_string().contains("max_length"), "{err}");
+    }
+
+    #[test]
+    fn max_length_shorter_than_special_tokens_is_an_error() {
+        let tok = shared_tokenizer();
+        let opts = EncodeOptions {
+            truncation: Truncation::LongestFirst,
+            max_length: Some(2),
+            ..Default::default()
+        };
+        // 2 fits [CLS] [SEP] of a single text, not the 3 special tokens of a pair.
+        assert_eq!(
+            tok.encode("hello world", None, &opts).unwrap().tokens,
+            ["[CLS]", "[SEP]"]
+        );
+        let err = tok
+            .encode("hello", Some("world"), &opts)
+            .expect_err("must fail");
+        assert!(err.to_string().contains("max_length 2"), "{err}");
+    }
+
+    #[test]
+    fn truncation_defaults_to_model_max_length() {
+        let tok = shared_tokenizer();
+        let long = vec!["word"; 1000].join(" ");
+        let opts = EncodeOptions {
+            truncation: Truncation::LongestFirst,
+            ..Default::default()
+        };
+        assert_eq!(tok.encode(&long, None, &opts).unwrap().input_ids.len(), 512);
+        let none = tok.encode(&long, None, &EncodeOptions::default()).unwrap();
+        assert_eq!(none.input_ids.len(), 1002);
+    }
+
+    #[test]
+    fn to_inputs_rejects_ragged_and_empty() {
+        let tok = shared_tokenizer();
+        let a = tok
+            .encode("a b c", None, &EncodeOptions::default())
+            .unwrap();
+        let b = tok.encode("a", None, &EncodeOptions::default()).unwrap();
+        let err = Tokenizer::to_inputs(&[a.clone(), b]).unwrap_err();
+        assert!(err.to_string().contains("encoding 1"), "{err}");
+        assert!(Tokenizer::to_inputs(&[]).is_err());
+        let inputs = Tokenizer::to_inputs(&[a]).unwrap();
+        assert_eq!((inputs.batch, inputs.seq), (1, 5));
+    }
+}
