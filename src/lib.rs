@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod dtype;
 pub mod error;
 pub mod inputs;
 pub mod io;
@@ -23,6 +24,7 @@ pub mod rng;
 pub mod tensor;
 pub mod tokenizer;
 
+pub use dtype::DType;
 pub use error::{Error, Result};
 pub use inputs::Inputs;
 pub use model::config::AlbertConfig;

@@ -73,7 +73,16 @@ impl Albert {
         );
         let mut hidden = vec![0f32; m * h];
         let p = &emb.projection;
-        ops::linear_forward(&mut hidden, &x, &p.weight, Some(&p.bias), m, e, h);
+        ops::linear_forward(
+            &mut hidden,
+            &x,
+            &p.weight,
+            Some(&p.bias),
+            m,
+            e,
+            h,
+            self.dtype,
+        );
 
         let mut hidden_states = Vec::new();
         if record {
@@ -128,8 +137,18 @@ impl Albert {
             m,
             h,
             h,
+            self.dtype,
         );
-        ops::linear_forward(&mut t.k, hidden, &w.key.weight, Some(&w.key.bias), m, h, h);
+        ops::linear_forward(
+            &mut t.k,
+            hidden,
+            &w.key.weight,
+            Some(&w.key.bias),
+            m,
+            h,
+            h,
+            self.dtype,
+        );
         ops::linear_forward(
             &mut t.v,
             hidden,
@@ -138,10 +157,20 @@ impl Albert {
             m,
             h,
             h,
+            self.dtype,
         );
         ops::attention_forward(&mut t.ctx, &t.q, &t.k, &t.v, mask, rows, s, a, d);
         let o = &w.attn_output;
-        ops::linear_forward(&mut t.proj, &t.ctx, &o.weight, Some(&o.bias), m, h, h);
+        ops::linear_forward(
+            &mut t.proj,
+            &t.ctx,
+            &o.weight,
+            Some(&o.bias),
+            m,
+            h,
+            h,
+            self.dtype,
+        );
         let n = &w.attn_norm;
         ops::residual_layernorm_forward(&mut t.attn, &t.proj, hidden, &n.weight, &n.bias, h, eps);
 
@@ -153,10 +182,20 @@ impl Albert {
             m,
             h,
             i,
+            self.dtype,
         );
         ops::activation_forward(&mut t.ffn, cfg.hidden_act);
         let f = &w.ffn_output;
-        ops::linear_forward(&mut t.proj, &t.ffn, &f.weight, Some(&f.bias), m, i, h);
+        ops::linear_forward(
+            &mut t.proj,
+            &t.ffn,
+            &f.weight,
+            Some(&f.bias),
+            m,
+            i,
+            h,
+            self.dtype,
+        );
         let n = &w.output_norm;
         ops::residual_layernorm_forward(hidden, &t.proj, &t.attn, &n.weight, &n.bias, h, eps);
     }

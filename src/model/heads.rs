@@ -13,6 +13,7 @@ use super::head::Head;
 use super::weights::{Linear, MlmWeights};
 use super::Albert;
 use crate::backend::cpu::reference as ops;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::inputs::Inputs;
 use crate::tensor::{Outputs, Tensor};
@@ -61,7 +62,12 @@ impl Albert {
                 let v = self.config.vocab_size;
                 out.push("prediction_logits", Tensor::new(vec![b, s, v], logits));
                 let pooled = self.pooler(&enc.last_hidden, rows, s)?;
-                let sop = linear(need(&w.sop, "sop_classifier.classifier")?, &pooled, rows);
+                let sop = linear(
+                    need(&w.sop, "sop_classifier.classifier")?,
+                    &pooled,
+                    rows,
+                    self.dtype,
+                );
                 out.push("sop_logits", Tensor::new(vec![b, 2], sop));
             }
             Head::MaskedLm => {
@@ -76,22 +82,30 @@ impl Albert {
                 let c = need(&w.classifier, "classifier")?;
                 out.push(
                     "logits",
-                    Tensor::new(vec![b, c.out_features], linear(c, &pooled, rows)),
+                    Tensor::new(
+                        vec![b, c.out_features],
+                        linear(c, &pooled, rows, self.dtype),
+                    ),
                 );
             }
             Head::MultipleChoice => {
                 let pooled = self.pooler(&enc.last_hidden, rows, s)?;
                 let c = need(&w.classifier, "classifier")?;
-                let logits = linear(c, &pooled, rows); // [B*C, 1]
+                let logits = linear(c, &pooled, rows, self.dtype); // [B*C, 1]
                 out.push("logits", Tensor::new(vec![b, rows / b], logits));
             }
             Head::TokenClassification => {
                 let c = need(&w.classifier, "classifier")?;
-                let logits = linear(c, &enc.last_hidden, m);
+                let logits = linear(c, &enc.last_hidden, m, self.dtype);
                 out.push("logits", Tensor::new(vec![b, s, c.out_features], logits));
             }
             Head::QuestionAnswering => {
-                let qa = linear(need(&w.classifier, "qa_outputs")?, &enc.last_hidden, m); // [M, 2]
+                let qa = linear(
+                    need(&w.classifier, "qa_outputs")?,
+                    &enc.last_hidden,
+                    m,
+                    self.dtype,
+                ); // [M, 2]
                 let start = qa.iter().step_by(2).copied().collect();
                 let end = qa.iter().skip(1).step_by(2).copied().collect();
                 out.push("start_logits", Tensor::new(vec![b, s], start));
@@ -113,7 +127,12 @@ impl Albert {
         let first: Vec<f32> = (0..rows)
             .flat_map(|r| hidden[r * s * h..r * s * h + h].iter().copied())
             .collect();
-        let mut pooled = linear(need(&self.weights.pooler, "pooler")?, &first, rows);
+        let mut pooled = linear(
+            need(&self.weights.pooler, "pooler")?,
+            &first,
+            rows,
+            self.dtype,
+        );
         ops::tanh_forward(&mut pooled);
         Ok(pooled)
     }
@@ -123,7 +142,7 @@ impl Albert {
     pub fn mlm_logits(&self, hidden: &[f32], n: usize) -> Result<Vec<f32>> {
         let cfg = &self.config;
         let mlm: &MlmWeights = need(&self.weights.mlm, "predictions")?;
-        let mut x = linear(&mlm.dense, hidden, n); // [n, E]
+        let mut x = linear(&mlm.dense, hidden, n, self.dtype); // [n, E]
         ops::activation_forward(&mut x, cfg.hidden_act);
         let mut normed = vec![0f32; x.len()];
         let e = cfg.embedding_size;
@@ -148,13 +167,14 @@ impl Albert {
             n,
             e,
             cfg.vocab_size,
+            self.dtype,
         );
         Ok(logits)
     }
 }
 
 /// y[n, out] = x[n, in] W^T + b
-fn linear(l: &Linear, x: &[f32], n: usize) -> Vec<f32> {
+fn linear(l: &Linear, x: &[f32], n: usize, dtype: DType) -> Vec<f32> {
     let mut y = vec![0f32; n * l.out_features];
     ops::linear_forward(
         &mut y,
@@ -164,6 +184,7 @@ fn linear(l: &Linear, x: &[f32], n: usize) -> Vec<f32> {
         n,
         l.in_features,
         l.out_features,
+        dtype,
     );
     y
 }

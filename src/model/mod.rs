@@ -11,18 +11,21 @@ pub mod weights;
 
 use std::path::Path;
 
+use crate::dtype::DType;
 use crate::error::Result;
 use checkpoint::Checkpoint;
 use config::AlbertConfig;
 use head::Head;
 use weights::Weights;
 
-/// A loaded model: its configuration, its weights on the host, and the head it runs.
+/// A loaded model: its configuration, its weights on the host, the head it runs, and the type
+/// its matrix products round their operands to (f32: none).
 #[derive(Clone, Debug)]
 pub struct Albert {
     pub config: AlbertConfig,
     pub weights: Weights,
     pub head: Head,
+    pub dtype: DType,
 }
 
 impl Albert {
@@ -40,6 +43,17 @@ impl Albert {
             config,
             weights,
             head,
+            dtype: DType::F32,
         })
+    }
+
+    /// The same model computing as a `dtype` tensor-core engine does: every matrix weight and
+    /// embedding table rounded to `dtype` once, and every matrix product's activation operand
+    /// rounded as it enters (biases, LayerNorm parameters and activations between ops stay f32).
+    /// On the CPU this is the reference for the GPU's bf16/f16 paths, not a faster mode.
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.weights.round_matrices(dtype);
+        self.dtype = dtype;
+        self
     }
 }

@@ -70,6 +70,7 @@ impl Albert {
             config,
             weights,
             head,
+            dtype: crate::dtype::DType::F32,
         }
     }
 }

@@ -5,6 +5,7 @@
 use super::checkpoint::Checkpoint;
 use super::config::AlbertConfig;
 use super::head::Head;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 
 /// y = x W^T + b, PyTorch's nn.Linear layout.
@@ -141,6 +142,44 @@ impl Weights {
             sop,
             classifier,
         })
+    }
+
+    /// Rounds every matrix and embedding table to `dtype` (values stay stored as f32).
+    pub fn round_matrices(&mut self, dtype: DType) {
+        let round = |v: &mut Vec<f32>| v.iter_mut().for_each(|x| *x = dtype.round(*x));
+        let emb = &mut self.embeddings;
+        for t in [
+            &mut emb.word,
+            &mut emb.position,
+            &mut emb.token_type,
+            &mut emb.projection.weight,
+        ] {
+            round(t);
+        }
+        for layer in self.groups.iter_mut().flatten() {
+            for l in [
+                &mut layer.query,
+                &mut layer.key,
+                &mut layer.value,
+                &mut layer.attn_output,
+                &mut layer.ffn,
+                &mut layer.ffn_output,
+            ] {
+                round(&mut l.weight);
+            }
+        }
+        for l in [&mut self.pooler, &mut self.sop, &mut self.classifier]
+            .into_iter()
+            .flatten()
+        {
+            round(&mut l.weight);
+        }
+        if let Some(m) = &mut self.mlm {
+            round(&mut m.dense.weight);
+            if let Some(d) = &mut m.decoder {
+                round(d);
+            }
+        }
     }
 
     /// Number of parameters held (a tied decoder counted once).

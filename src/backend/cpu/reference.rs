@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use crate::dtype::DType;
 use crate::model::activation::Activation;
 
 /// Additive mask for a padded key: what transformers adds (`torch.finfo(dtype).min`). A score
@@ -98,7 +99,9 @@ pub fn embeddings_forward(
     });
 }
 
-/// out[M, N] = inp[M, K] @ weight[N, K]^T + bias[N]
+/// out[M, N] = inp[M, K] @ weight[N, K]^T + bias[N], with both operands rounded to `operands`
+/// first (a no-op for f32): the numerics of a bf16/f16 tensor-core product with f32 output.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_forward(
     out: &mut [f32],      // [M, N]
     inp: &[f32],          // [M, K]
@@ -107,6 +110,7 @@ pub fn linear_forward(
     m: usize,
     k: usize,
     n: usize,
+    operands: DType,
 ) {
     assert_eq!(out.len(), m * n);
     assert_eq!(inp.len(), m * k);
@@ -120,12 +124,12 @@ pub fn linear_forward(
             // plain f64 dot product (the conversions would otherwise dominate).
             let x: Vec<f64> = inp[row0 * k..(row0 + rows) * k]
                 .iter()
-                .map(|&v| v as f64)
+                .map(|&v| operands.round(v) as f64)
                 .collect();
             let mut w = vec![0f64; k];
             for j in 0..n {
                 for (wide, &v) in w.iter_mut().zip(&weight[j * k..(j + 1) * k]) {
-                    *wide = v as f64;
+                    *wide = operands.round(v) as f64;
                 }
                 let b = bias.map_or(0.0, |b| b[j] as f64);
                 for r in 0..rows {
@@ -284,7 +288,7 @@ mod tests {
         let w: Vec<f32> = (0..n * k).map(|i| 1.0 - i as f32 * 0.25).collect();
         let bias = [1.0, -2.0, 0.5];
         let mut out = vec![0.0; m * n];
-        linear_forward(&mut out, &inp, &w, Some(&bias), m, k, n);
+        linear_forward(&mut out, &inp, &w, Some(&bias), m, k, n, DType::F32);
         for r in 0..m {
             for j in 0..n {
                 let want: f32 =
