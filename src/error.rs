@@ -6,12 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened or read.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
 
     /// config.json is missing a required field, has a bad value or is not valid JSON.
     #[error("config {path}: {msg}")]
@@ -53,8 +49,10 @@ pub enum Error {
     Input(String),
 
     /// A token or token type id is outside the model's tables.
-    #[error("{what} {value} at batch {batch}, position {pos} is out of range (must be < {limit})")]
+    #[error("{what} {value} at batch {batch}, {}position {pos} is out of range (must be < {limit})", choice.map(|c| format!("choice {c}, ")).unwrap_or_default())]
     IdOutOfRange {
+        /// For [B, C, S] multiple-choice inputs, the choice within the batch row.
+        choice: Option<usize>,
         what: &'static str,
         value: i64,
         batch: usize,
@@ -85,7 +83,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            err: source,
         }
     }
 

@@ -39,7 +39,14 @@ impl Inputs {
                 "empty batch: input_ids has shape {shape:?}"
             )));
         }
-        let n: usize = shape.iter().product();
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "input_ids shape {shape:?} has more elements than memory can hold"
+                ))
+            })?;
         if input_ids.len() != n {
             return Err(Error::Input(format!(
                 "input_ids has {} values, its shape {shape:?} needs {n}",
@@ -89,11 +96,17 @@ impl Inputs {
                 .iter()
                 .position(|&v| v < 0 || v as u64 >= limit as u64)
             {
+                let (row, pos) = (i / s, i % s);
+                let (batch, choice) = match self.choices {
+                    Some(c) => (row / c, Some(row % c)),
+                    None => (row, None),
+                };
                 return Err(Error::IdOutOfRange {
                     what,
                     value: values[i],
-                    batch: i / s,
-                    pos: i % s,
+                    batch,
+                    choice,
+                    pos,
                     limit,
                 });
             }

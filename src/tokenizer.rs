@@ -119,9 +119,9 @@ impl Tokenizer {
         let mut tok = Self::from_file(&dir.join("tokenizer.json"))?;
         let config = dir.join("tokenizer_config.json");
         if config.exists() {
-            let text = std::fs::read_to_string(&config).map_err(|source| Error::Io {
+            let text = std::fs::read_to_string(&config).map_err(|err| Error::Io {
                 path: config.clone(),
-                source,
+                err,
             })?;
             let json: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| tok_err(config.display(), e))?;
@@ -145,9 +145,9 @@ impl Tokenizer {
 
     /// Loads a `tokenizer.json`; model_max_length is 512.
     pub fn from_file(tokenizer_json: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(tokenizer_json).map_err(|source| Error::Io {
+        let text = std::fs::read_to_string(tokenizer_json).map_err(|err| Error::Io {
             path: tokenizer_json.to_path_buf(),
-            source,
+            err,
         })?;
         let mut inner: tokenizers::Tokenizer = text
             .parse()

@@ -12,11 +12,18 @@ fn fill_mask_matches_transformers_pipeline() {
     let mut checked = 0;
     for name in fixtures() {
         let dir = model_dir(&name);
-        let Ok(text) = std::fs::read_to_string(dir.join("fill_mask.json")) else { continue };
+        let Ok(text) = std::fs::read_to_string(dir.join("fill_mask.json")) else {
+            continue;
+        };
         let cases: serde_json::Value = serde_json::from_str(&text).unwrap();
         let model = Albert::from_dir(&dir, Some(Head::MaskedLm)).unwrap();
         let tok = Tokenizer::from_dir(&dir).unwrap();
-        let texts: Vec<String> = cases.as_array().unwrap().iter().map(|c| c["text"].as_str().unwrap().into()).collect();
+        let texts: Vec<String> = cases
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().into())
+            .collect();
         // All texts in one padded batch: padding must not change any answer.
         let results = fill_mask(&model, &tok, &texts, 5).unwrap();
         let mut worst = 0f64;
@@ -25,7 +32,12 @@ fn fill_mask_matches_transformers_pipeline() {
             let want = case["answers"].as_array().unwrap();
             assert_eq!(got[0].len(), want.len());
             for (g, w) in got[0].iter().zip(want) {
-                assert_eq!(g.token, w["token"].as_u64().unwrap() as u32, "{name}: {}", case["text"]);
+                assert_eq!(
+                    g.token,
+                    w["token"].as_u64().unwrap() as u32,
+                    "{name}: {}",
+                    case["text"]
+                );
                 assert_eq!(g.token_str, w["token_str"].as_str().unwrap());
                 assert_eq!(g.sequence, w["sequence"].as_str().unwrap());
                 let ws = w["score"].as_f64().unwrap();
@@ -37,7 +49,10 @@ fn fill_mask_matches_transformers_pipeline() {
         }
         println!("{name}: worst score error {worst:.2e}");
     }
-    assert!(checked >= 4, "expected fill_mask.json in at least two fixtures");
+    assert!(
+        checked >= 4,
+        "expected fill_mask.json in at least two fixtures"
+    );
 }
 
 #[test]

@@ -70,10 +70,10 @@ pub struct Weights {
 impl Weights {
     /// Loads what `head` needs from `ckpt`; tensors it does not need are ignored.
     pub fn load(ckpt: &Checkpoint, cfg: &AlbertConfig, head: Head) -> Result<Self> {
-        let base = if ckpt.contains("albert.embeddings.word_embeddings.weight") {
-            "albert."
-        } else {
-            ""
+        // Heads write the base model under `albert.`; a bare AlbertModel writes no prefix.
+        let base = match ckpt.names().iter().any(|n| n.starts_with("albert.")) {
+            true => "albert.",
+            false => "",
         };
         let l = Loader { ckpt, base };
         let (v, e, h, i) = (
