@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::inputs::Inputs;
 use crate::model::config::AlbertConfig;
-use crate::model::Albert;
 use crate::rng::Rng;
 
 #[derive(Clone, Debug, Serialize)]
@@ -52,16 +52,18 @@ pub fn random_inputs(cfg: &AlbertConfig, b: usize, s: usize, seed: u64) -> Resul
 }
 
 /// Times `iters` encoder passes after `warmup` untimed ones.
-pub fn run(model: &Albert, b: usize, s: usize, warmup: usize, iters: usize) -> Result<BenchRow> {
-    let inputs = random_inputs(&model.config, b, s, 0x5eed)?;
-    inputs.validate(&model.config)?;
+/// The host clock is read after the engine has finished (the GPU engine synchronises).
+pub fn run(engine: &Engine, b: usize, s: usize, warmup: usize, iters: usize) -> Result<BenchRow> {
+    let cfg = engine.config();
+    let inputs = random_inputs(cfg, b, s, 0x5eed)?;
+    inputs.validate(cfg)?;
     for _ in 0..warmup {
-        model.encode(&inputs, false)?;
+        engine.encode_only(&inputs)?;
     }
     let mut times = Vec::with_capacity(iters.max(1));
     for _ in 0..iters.max(1) {
         let t = Instant::now();
-        model.encode(&inputs, false)?;
+        engine.encode_only(&inputs)?;
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
@@ -70,13 +72,13 @@ pub fn run(model: &Albert, b: usize, s: usize, warmup: usize, iters: usize) -> R
     Ok(BenchRow {
         batch: b,
         seq: s,
-        device: "cpu".into(),
-        dtype: "f32".into(),
+        device: engine.device(),
+        dtype: engine.dtype().name().into(),
         p50_ms: p50 * 1e3,
         p90_ms: pct(0.9) * 1e3,
         seqs_per_s: b as f64 / p50,
         tokens_per_s: (b * s) as f64 / p50,
-        gflops: encoder_flops(&model.config, b, s) / p50 / 1e9,
+        gflops: encoder_flops(cfg, b, s) / p50 / 1e9,
         iters: times.len(),
     })
 }

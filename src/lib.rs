@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod bench;
 pub mod dtype;
+pub mod engine;
 pub mod error;
 pub mod inputs;
 pub mod io;
@@ -25,6 +26,7 @@ pub mod tensor;
 pub mod tokenizer;
 
 pub use dtype::DType;
+pub use engine::Engine;
 pub use error::{Error, Result};
 pub use inputs::Inputs;
 pub use model::config::AlbertConfig;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use albert::pipelines::fill_mask::fill_mask;
-use albert::{io, Albert, Error, ForwardOptions, Head, Inputs, Tokenizer};
+use albert::{io, Albert, Engine, Error, ForwardOptions, Head, Inputs, Tokenizer};
 use common::{copy_model, edit_checkpoint, edit_config, model_dir, read_raw, RawTensor};
 use safetensors::Dtype;
 use serde_json::json;
@@ -19,6 +19,11 @@ const FFN_WEIGHT: &str = "albert.encoder.albert_layer_groups.0.albert_layers.0.f
 fn mlm() -> &'static Albert {
     static MODEL: OnceLock<Albert> = OnceLock::new();
     MODEL.get_or_init(|| Albert::from_dir(&model_dir("tiny-albert-mlm"), None).unwrap())
+}
+
+fn mlm_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::Cpu(mlm().clone()))
 }
 
 fn load(dir: &Path) -> Error {
@@ -635,7 +640,7 @@ fn fill_mask_without_mask() {
         "Paris is the [MASK] of France.".to_string(),
         "No mask in this one.".to_string(),
     ];
-    let e = fill_mask(mlm(), &tok, &texts, 5).unwrap_err();
+    let e = fill_mask(mlm_engine(), &tok, &texts, 5).unwrap_err();
     assert!(matches!(e, Error::Pipeline(_)), "{e:?}");
     assert_names(
         &e.to_string(),
@@ -647,7 +652,7 @@ fn fill_mask_without_mask() {
 fn fill_mask_top_k_zero() {
     let tok = mlm_tokenizer();
     let texts = vec!["Paris is the [MASK] of France.".to_string()];
-    let e = fill_mask(mlm(), &tok, &texts, 0).unwrap_err();
+    let e = fill_mask(mlm_engine(), &tok, &texts, 0).unwrap_err();
     assert!(matches!(e, Error::Pipeline(_)), "{e:?}");
     assert_names(&e.to_string(), &["top_k"]);
 }
@@ -655,17 +660,17 @@ fn fill_mask_top_k_zero() {
 #[test]
 fn fill_mask_other_errors() {
     let tok = mlm_tokenizer();
-    let e = fill_mask(mlm(), &tok, &[], 5).unwrap_err();
+    let e = fill_mask(mlm_engine(), &tok, &[], 5).unwrap_err();
     assert!(matches!(e, Error::Input(_)), "{e:?}");
     // A text too long for the position table.
     let long = format!("{} [MASK].", "word ".repeat(600));
-    let e = fill_mask(mlm(), &tok, &[long], 5).unwrap_err();
+    let e = fill_mask(mlm_engine(), &tok, &[long], 5).unwrap_err();
     assert!(matches!(e, Error::Input(_)), "{e:?}");
     assert_names(&e.to_string(), &["max_position_embeddings"]);
     // A model without a masked-LM head.
     let qa = Albert::from_dir(&model_dir("tiny-albert-qa"), None).unwrap();
     let texts = vec!["Paris is the [MASK] of France.".to_string()];
-    let e = fill_mask(&qa, &tok, &texts, 5).unwrap_err();
+    let e = fill_mask(&Engine::Cpu(qa), &tok, &texts, 5).unwrap_err();
     assert!(matches!(e, Error::Pipeline(_)), "{e:?}");
     assert_names(&e.to_string(), &["AlbertForQuestionAnswering"]);
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use albert::pipelines::fill_mask::fill_mask;
-use albert::{Albert, Head, Tokenizer};
+use albert::{Albert, Engine, Head, Tokenizer};
 use common::{fixtures, model_dir};
 
 #[test]
@@ -16,7 +16,7 @@ fn fill_mask_matches_transformers_pipeline() {
             continue;
         };
         let cases: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let model = Albert::from_dir(&dir, Some(Head::MaskedLm)).unwrap();
+        let model = Engine::Cpu(Albert::from_dir(&dir, Some(Head::MaskedLm)).unwrap());
         let tok = Tokenizer::from_dir(&dir).unwrap();
         let texts: Vec<String> = cases
             .as_array()
@@ -58,7 +58,7 @@ fn fill_mask_matches_transformers_pipeline() {
 #[test]
 fn several_masks_keep_the_other_masks_in_the_sequence() {
     let dir = model_dir("tiny-albert-mlm");
-    let model = Albert::from_dir(&dir, None).unwrap();
+    let model = Engine::Cpu(Albert::from_dir(&dir, None).unwrap());
     let tok = Tokenizer::from_dir(&dir).unwrap();
     let out = fill_mask(&model, &tok, &["a [MASK] and a [MASK].".to_string()], 3).unwrap();
     assert_eq!(out[0].len(), 2);

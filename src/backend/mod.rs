@@ -1,7 +1,9 @@
 //! Backends. `cpu::reference` holds the readable reference ops that everything else is tested
-//! against.
+//! against; `cuda` runs the same ops as kernels (feature `cuda`, on by default).
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 use crate::error::{Error, Result};
 
@@ -11,12 +13,6 @@ pub enum DeviceRequest {
     Auto,
     Cpu,
     Cuda(usize),
-}
-
-/// Where the model runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Device {
-    Cpu,
 }
 
 impl std::str::FromStr for DeviceRequest {
@@ -39,23 +35,6 @@ impl std::str::FromStr for DeviceRequest {
     }
 }
 
-impl DeviceRequest {
-    /// The device to run on, and for `auto` a one-line notice saying why it is not the GPU.
-    pub fn resolve(self) -> Result<(Device, Option<String>)> {
-        match self {
-            DeviceRequest::Cpu => Ok((Device::Cpu, None)),
-            DeviceRequest::Auto => Ok((
-                Device::Cpu,
-                Some("running on the CPU: this build has no CUDA backend".into()),
-            )),
-            DeviceRequest::Cuda(n) => Err(Error::Device {
-                device: format!("cuda:{n}"),
-                msg: "this build of albert has no CUDA backend; use --device cpu".into(),
-            }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +51,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("tpu"));
-        assert!(DeviceRequest::Cuda(0).resolve().is_err());
     }
 }

@@ -28,20 +28,7 @@ impl Albert {
     /// Runs the model with its head and returns the head's outputs (float32, transformers' names).
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> Result<Outputs> {
         let head = self.head;
-        match (head, inputs.choices) {
-            (Head::MultipleChoice, None) => {
-                return Err(Error::Input(
-                    "AlbertForMultipleChoice needs input_ids of shape [B, C, S]".into(),
-                ))
-            }
-            (h, Some(_)) if h != Head::MultipleChoice => {
-                return Err(Error::Input(format!(
-                    "input_ids of shape [B, C, S] are only for AlbertForMultipleChoice, not {}",
-                    h.class_name()
-                )))
-            }
-            _ => {}
-        }
+        check_head_inputs(head, inputs)?;
         let enc = self.encode(inputs, opts.hidden_states)?;
         let (b, s, h) = (inputs.batch, enc.seq, self.config.hidden_size);
         let (rows, m) = (enc.rows, enc.rows * enc.seq);
@@ -137,6 +124,23 @@ impl Albert {
         Ok(pooled)
     }
 
+    /// MLM logits [n, V] at the token rows `positions` (row * S + position) of a batch: fill-mask
+    /// runs the vocabulary product only where it needs it.
+    pub fn masked_lm_logits(&self, inputs: &Inputs, positions: &[usize]) -> Result<Vec<f32>> {
+        let enc = self.encode(inputs, false)?;
+        let (h, m) = (self.config.hidden_size, enc.rows * enc.seq);
+        if let Some(&p) = positions.iter().find(|&&p| p >= m) {
+            return Err(Error::Input(format!(
+                "position {p} is outside the batch's {m} token rows"
+            )));
+        }
+        let rows: Vec<f32> = positions
+            .iter()
+            .flat_map(|&p| enc.last_hidden[p * h..(p + 1) * h].iter().copied())
+            .collect();
+        self.mlm_logits(&rows, positions.len())
+    }
+
     /// MLM logits [n, V] for `n` hidden rows [n, H] (any subset of tokens: fill-mask passes only
     /// the [MASK] positions).
     pub fn mlm_logits(&self, hidden: &[f32], n: usize) -> Result<Vec<f32>> {
@@ -170,6 +174,20 @@ impl Albert {
             self.dtype,
         );
         Ok(logits)
+    }
+}
+
+/// [B, C, S] inputs go with the multiple-choice head, and only with it.
+pub fn check_head_inputs(head: Head, inputs: &Inputs) -> Result<()> {
+    match (head, inputs.choices) {
+        (Head::MultipleChoice, None) => Err(Error::Input(
+            "AlbertForMultipleChoice needs input_ids of shape [B, C, S]".into(),
+        )),
+        (h, Some(_)) if h != Head::MultipleChoice => Err(Error::Input(format!(
+            "input_ids of shape [B, C, S] are only for AlbertForMultipleChoice, not {}",
+            h.class_name()
+        ))),
+        _ => Ok(()),
     }
 }
 

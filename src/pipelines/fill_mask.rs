@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::head::Head;
-use crate::model::Albert;
 use crate::tokenizer::{EncodeOptions, Padding, Tokenizer};
 
 /// One proposal for one [MASK], with transformers' keys.
@@ -21,15 +21,15 @@ pub struct FillMaskAnswer {
 
 /// For each text, for each [MASK] in it (left to right), the `top_k` answers, best first.
 pub fn fill_mask(
-    model: &Albert,
+    model: &Engine,
     tokenizer: &Tokenizer,
     texts: &[String],
     top_k: usize,
 ) -> Result<Vec<Vec<Vec<FillMaskAnswer>>>> {
-    if !matches!(model.head, Head::MaskedLm | Head::PreTraining) {
+    if !matches!(model.head(), Head::MaskedLm | Head::PreTraining) {
         return Err(Error::Pipeline(format!(
             "fill-mask needs a masked-LM head, the model is loaded as {}",
-            model.head.class_name()
+            model.head().class_name()
         )));
     }
     if top_k == 0 {
@@ -66,19 +66,9 @@ pub fn fill_mask(
     }
 
     let inputs = Tokenizer::to_inputs(&encodings)?;
-    let enc = model.encode(&inputs, false)?;
-    let h = model.config.hidden_size;
-    let s = enc.seq;
-    let rows: Vec<f32> = masked
-        .iter()
-        .flat_map(|&(t, p)| {
-            enc.last_hidden[(t * s + p) * h..(t * s + p + 1) * h]
-                .iter()
-                .copied()
-        })
-        .collect();
-    let logits = model.mlm_logits(&rows, masked.len())?; // [masks, V]
-    let v = model.config.vocab_size;
+    let positions: Vec<usize> = masked.iter().map(|&(t, p)| t * inputs.seq + p).collect();
+    let logits = model.masked_lm_logits(&inputs, &positions)?; // [masks, V]
+    let v = model.config().vocab_size;
 
     let mut out: Vec<Vec<Vec<FillMaskAnswer>>> = vec![Vec::new(); texts.len()];
     for (m, &(t, p)) in masked.iter().enumerate() {

@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 
 use albert::backend::DeviceRequest;
 use albert::pipelines::fill_mask;
-use albert::{io, Albert, EncodeOptions, ForwardOptions, Head, Padding, Tokenizer, Truncation};
+use albert::{
+    io, Albert, DType, EncodeOptions, Engine, ForwardOptions, Head, Padding, Tokenizer, Truncation,
+};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +44,9 @@ enum Command {
         /// auto, cpu, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: String,
+        /// f32, bf16 or f16 (default: bf16 on the GPU, f32 on the CPU).
+        #[arg(long)]
+        dtype: Option<String>,
         /// Also write hidden_states.0 .. hidden_states.N.
         #[arg(long)]
         hidden_states: bool,
@@ -57,6 +62,9 @@ enum Command {
         json: bool,
         #[arg(long, default_value = "auto")]
         device: String,
+        /// f32, bf16 or f16 (default: bf16 on the GPU, f32 on the CPU).
+        #[arg(long)]
+        dtype: Option<String>,
         /// Texts containing [MASK].
         #[arg(required = true)]
         texts: Vec<String>,
@@ -105,11 +113,11 @@ fn run(cli: Cli) -> Result<()> {
             output,
             head,
             device,
+            dtype,
             hidden_states,
         } => {
-            resolve_device(&device)?;
             let head = head.as_deref().map(Head::from_name).transpose()?;
-            let model = Albert::from_dir(&model, head)?;
+            let model = place(Albert::from_dir(&model, head)?, &device, dtype.as_deref())?;
             let inputs = io::read_inputs(&inputs)?;
             let out = model.forward(&inputs, ForwardOptions { hidden_states })?;
             io::write_outputs(&output, &out)?;
@@ -121,11 +129,12 @@ fn run(cli: Cli) -> Result<()> {
             top_k,
             json,
             device,
+            dtype,
             texts,
         } => {
-            resolve_device(&device)?;
             let tokenizer = Tokenizer::from_dir(&model)?;
             let model = Albert::from_dir(&model, Some(Head::MaskedLm))?;
+            let model = place(model, &device, dtype.as_deref())?;
             let results = fill_mask::fill_mask(&model, &tokenizer, &texts, top_k)?;
             if json {
                 let per_text: Vec<_> = results.iter().map(|r| fill_mask::to_json(r)).collect();
@@ -204,12 +213,17 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// Parses --device; prints the one-line notice when `auto` does not pick the GPU.
-fn resolve_device(device: &str) -> Result<albert::backend::Device> {
-    let request: DeviceRequest = device.parse()?;
-    let (device, notice) = request.resolve().context("--device")?;
+/// Puts the model on --device in --dtype; prints the one-line notice when `auto` does not pick
+/// the GPU.
+fn place(model: Albert, device: &str, dtype: Option<&str>) -> Result<Engine> {
+    let request: DeviceRequest = device.parse().context("--device")?;
+    let dtype = dtype
+        .map(str::parse::<DType>)
+        .transpose()
+        .context("--dtype")?;
+    let (engine, notice) = Engine::new(model, request, dtype)?;
     if let Some(n) = notice {
         eprintln!("albert: {n}");
     }
-    Ok(device)
+    Ok(engine)
 }

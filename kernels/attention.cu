@@ -1,0 +1,58 @@
+// attention_forward: out[B, S, A*D] = softmax(q k^T * scale + mask) v for every (batch, head).
+// q, k, v are [B, S, A*D] (head h at columns h*D..(h+1)*D); mask is additive, [B, S] over keys:
+// 0 for a token, -FLT_MAX for padding (what transformers adds; a row whose keys are all padding
+// softmaxes to uniform, as there).
+//
+// Version 1, correctness first: one warp per query row, WARPS rows per block. The warp stages
+// its query row and its S scores in shared memory, lanes own keys for the scores and head
+// columns for the weighted sum. Any head size; S is bounded by shared memory (4 B per key per
+// warp: S = 512 takes 8 KB). Exact expf, no S x S matrix in global memory.
+// Flash-style tiling on tensor cores replaces this in the next version.
+#include "common.cuh"
+
+#define WARPS 4
+
+extern "C" __global__ void __launch_bounds__(WARPS * 32)
+attention_forward(float *__restrict__ out,      // [B, S, A*D]
+                  const float *__restrict__ q,  // [B, S, A*D]
+                  const float *__restrict__ k,  // [B, S, A*D]
+                  const float *__restrict__ v,  // [B, S, A*D]
+                  const float *__restrict__ mask, // [B, S]
+                  int B, int S, int A, int D, float scale) {
+    extern __shared__ float smem[]; // [WARPS][S] scores, then [WARPS][D] query rows
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int h = blockIdx.y, b = blockIdx.z, i = blockIdx.x * WARPS + warp;
+    if (i >= S || b >= B || h >= A) return; // warps are independent: no block barrier below
+    float *scores = smem + warp * S;
+    float *qrow = smem + WARPS * S + warp * D;
+    const int H = A * D;
+    const long long base = (long long)b * S * H + (long long)h * D;
+
+    for (int c = lane; c < D; c += 32) qrow[c] = q[base + (long long)i * H + c];
+    __syncwarp();
+
+    float mx = -INFINITY;
+    for (int j = lane; j < S; j += 32) {
+        const float *kj = k + base + (long long)j * H;
+        float dot = 0.0f;
+        for (int c = 0; c < D; c++) dot = fmaf(qrow[c], kj[c], dot);
+        const float s = dot * scale + mask[(long long)b * S + j];
+        scores[j] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = warp_max(mx);
+    float sum = 0.0f;
+    for (int j = lane; j < S; j += 32) {
+        const float e = expf(scores[j] - mx);
+        scores[j] = e;
+        sum += e;
+    }
+    sum = warp_sum(sum);
+    __syncwarp(); // every lane's scores are written before any lane reads them all
+    const float inv = 1.0f / sum;
+    for (int c = lane; c < D; c += 32) {
+        float acc = 0.0f;
+        for (int j = 0; j < S; j++) acc = fmaf(scores[j], v[base + (long long)j * H + c], acc);
+        out[base + (long long)i * H + c] = acc * inv;
+    }
+}

@@ -1,0 +1,76 @@
+//! Opening a CUDA device without ever panicking on a machine that has none: the driver library is
+//! probed before any other cudarc call (cudarc panics when libcuda is missing), and every failure
+//! becomes an `Error::Device` that says why.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaStream};
+
+use super::kernels::Kernels;
+use crate::error::{Error, Result};
+
+pub struct CudaDevice {
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    pub kernels: Kernels,
+    pub label: String, // "cuda:0"
+    pub name: String,  // "NVIDIA H100 80GB HBM3"
+    pub compute_capability: (i32, i32),
+}
+
+/// Why CUDA cannot be used here, or `Ok` with the number of devices.
+pub fn probe() -> std::result::Result<usize, String> {
+    // SAFETY: only tries to dlopen libcuda; must come before any other cudarc driver call.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err("no CUDA driver (libcuda) found".into());
+    }
+    match CudaContext::device_count() {
+        Ok(0) => Err("the CUDA driver reports no device".into()),
+        Ok(n) => Ok(n as usize),
+        Err(e) => Err(format!("the CUDA driver failed to initialise: {e}")),
+    }
+}
+
+impl CudaDevice {
+    pub fn open(ordinal: usize) -> Result<Self> {
+        let label = format!("cuda:{ordinal}");
+        let fail = |msg: String| Error::Device {
+            device: label.clone(),
+            msg,
+        };
+        let count = probe().map_err(fail)?;
+        if ordinal >= count {
+            return Err(fail(format!(
+                "there are {count} CUDA device(s), numbered from 0"
+            )));
+        }
+        let ctx =
+            CudaContext::new(ordinal).map_err(|e| fail(format!("cannot create a context: {e}")))?;
+        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        let compute_capability = ctx.compute_capability().map_err(|e| fail(e.to_string()))?;
+        let kernels = Kernels::load(&ctx, &label, compute_capability)?;
+        let stream = ctx.default_stream();
+        Ok(CudaDevice {
+            ctx,
+            stream,
+            kernels,
+            label,
+            name,
+            compute_capability,
+        })
+    }
+
+    /// A driver error as an `Error::Device` naming this device and what was being done.
+    pub fn err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Device {
+            device: self.label.clone(),
+            msg: format!("{what}: {e}"),
+        }
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| self.err("synchronize", e))
+    }
+}

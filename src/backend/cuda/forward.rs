@@ -1,0 +1,511 @@
+//! The scheduler: the forward pass of model/forward.rs and model/heads.rs, op for op, as kernel
+//! launches on one stream. Weights are uploaded once; every layer application of a group
+//! launches with that group's device buffers. Activations live in one arena, allocated for the
+//! largest batch x sequence seen so far and reused by every call (a call that fits allocates
+//! nothing for the encoder).
+
+use std::sync::Mutex;
+
+use cudarc::driver::CudaSlice;
+
+use super::device::CudaDevice;
+use super::weights::{DeviceLayer, DeviceLinear, DeviceWeights};
+use crate::backend::cpu::reference::MASKED;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::inputs::Inputs;
+use crate::model::activation::Activation;
+use crate::model::config::AlbertConfig;
+use crate::model::head::Head;
+use crate::model::heads::ForwardOptions;
+use crate::model::Albert;
+use crate::tensor::{Outputs, Tensor};
+
+/// ALBERT on one CUDA device.
+pub struct CudaAlbert {
+    pub dev: CudaDevice,
+    pub config: AlbertConfig,
+    pub head: Head,
+    pub dtype: DType,
+    weights: DeviceWeights,
+    arena: Mutex<Option<Arena>>,
+}
+
+/// Encoder activations for up to `capacity` token rows (M = R*S).
+struct Arena {
+    capacity: usize,
+    ids: CudaSlice<i32>,    // [M]
+    types: CudaSlice<i32>,  // [M]
+    mask: CudaSlice<f32>,   // [M] additive, over keys
+    x: CudaSlice<f32>,      // [M, E]
+    hidden: CudaSlice<f32>, // [M, H]
+    q: CudaSlice<f32>,      // [M, H]
+    k: CudaSlice<f32>,      // [M, H]
+    v: CudaSlice<f32>,      // [M, H]
+    ctx: CudaSlice<f32>,    // [M, H]
+    proj: CudaSlice<f32>,   // [M, H]
+    attn: CudaSlice<f32>,   // [M, H]
+    ffn: CudaSlice<f32>,    // [M, I]
+}
+
+impl Arena {
+    fn new(dev: &CudaDevice, cfg: &AlbertConfig, capacity: usize) -> Result<Self> {
+        let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
+        let f32s = |n: usize| {
+            dev.stream
+                .alloc_zeros::<f32>(n)
+                .map_err(|err| dev.err("allocating activations", err))
+        };
+        let i32s = |n: usize| {
+            dev.stream
+                .alloc_zeros::<i32>(n)
+                .map_err(|err| dev.err("allocating activations", err))
+        };
+        Ok(Arena {
+            capacity,
+            ids: i32s(capacity)?,
+            types: i32s(capacity)?,
+            mask: f32s(capacity)?,
+            x: f32s(capacity * e)?,
+            hidden: f32s(capacity * h)?,
+            q: f32s(capacity * h)?,
+            k: f32s(capacity * h)?,
+            v: f32s(capacity * h)?,
+            ctx: f32s(capacity * h)?,
+            proj: f32s(capacity * h)?,
+            attn: f32s(capacity * h)?,
+            ffn: f32s(capacity * i)?,
+        })
+    }
+}
+
+impl CudaAlbert {
+    /// Uploads `model`'s weights to device `ordinal`, stored as `dtype`.
+    pub fn new(model: &Albert, ordinal: usize, dtype: DType) -> Result<Self> {
+        let dev = CudaDevice::open(ordinal)?;
+        let weights = DeviceWeights::upload(&dev, &model.weights, dtype)?;
+        dev.synchronize()?;
+        Ok(CudaAlbert {
+            dev,
+            config: model.config.clone(),
+            head: model.head,
+            dtype,
+            weights,
+            arena: Mutex::new(None),
+        })
+    }
+
+    pub fn weight_bytes(&self) -> usize {
+        self.weights.bytes
+    }
+
+    /// Runs the encoder; then `then` reads the arena (last hidden state in `hidden`, [R*S, H]).
+    /// With `record`, every hidden state is copied to the host on the way.
+    fn encode<T>(
+        &self,
+        inputs: &Inputs,
+        record: Option<&mut Vec<Vec<f32>>>,
+        then: impl FnOnce(&mut Arena) -> Result<T>,
+    ) -> Result<T> {
+        inputs.validate(&self.config)?;
+        let cfg = &self.config;
+        let (rows, s) = (inputs.rows(), inputs.seq);
+        let m = rows * s;
+        let (e, h, i, eps) = (
+            cfg.embedding_size,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.layer_norm_eps,
+        );
+        let (a, d) = (cfg.num_attention_heads, cfg.head_size());
+        let dev = &self.dev;
+
+        // A poisoned lock only means another call failed mid-way; the arena is rewritten in full.
+        let mut guard = self.arena.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(|ar| ar.capacity < m) {
+            *guard = None; // free the old arena before allocating the larger one
+            *guard = Some(Arena::new(dev, cfg, m)?);
+        }
+        let ar = guard.as_mut().expect("allocated just above");
+
+        let ids: Vec<i32> = inputs.input_ids.iter().map(|&v| v as i32).collect();
+        let types: Vec<i32> = inputs.token_type_ids.iter().map(|&v| v as i32).collect();
+        let mask: Vec<f32> = inputs
+            .attention_mask
+            .iter()
+            .map(|&v| if v == 1 { 0.0 } else { MASKED })
+            .collect();
+        let up = |e| dev.err("copying inputs", e);
+        dev.stream.memcpy_htod(&ids, &mut ar.ids).map_err(up)?;
+        dev.stream.memcpy_htod(&types, &mut ar.types).map_err(up)?;
+        dev.stream.memcpy_htod(&mask, &mut ar.mask).map_err(up)?;
+
+        let w = &self.weights;
+        dev.embeddings_forward(
+            &mut ar.x,
+            &ar.ids,
+            &ar.types,
+            &w.word,
+            &w.position,
+            &w.token_type,
+            &w.emb_norm.weight,
+            &w.emb_norm.bias,
+            m,
+            s,
+            e,
+            eps,
+        )?;
+        let p = &w.projection;
+        dev.linear_forward(
+            &mut ar.hidden,
+            &ar.x,
+            &p.weight,
+            Some(&p.bias),
+            m,
+            e,
+            h,
+            None,
+        )?;
+        let mut record = record;
+        if let Some(rec) = record.as_deref_mut() {
+            rec.push(self.download(&ar.hidden, m * h)?);
+        }
+        for app in 0..cfg.num_hidden_layers {
+            // The same device buffers for every application of the group.
+            for layer in &w.groups[cfg.group_of_application(app)] {
+                self.layer_forward(ar, layer, rows, s, m, h, i, a, d, eps)?;
+                if let Some(rec) = record.as_deref_mut() {
+                    rec.push(self.download(&ar.hidden, m * h)?);
+                }
+            }
+        }
+        then(ar)
+    }
+
+    /// One AlbertLayer on `ar.hidden` [M, H], in place.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_forward(
+        &self,
+        ar: &mut Arena,
+        w: &DeviceLayer,
+        rows: usize,
+        s: usize,
+        m: usize,
+        h: usize,
+        i: usize,
+        a: usize,
+        d: usize,
+        eps: f32,
+    ) -> Result<()> {
+        let dev = &self.dev;
+        dev.linear_forward(
+            &mut ar.q,
+            &ar.hidden,
+            &w.query.weight,
+            Some(&w.query.bias),
+            m,
+            h,
+            h,
+            None,
+        )?;
+        dev.linear_forward(
+            &mut ar.k,
+            &ar.hidden,
+            &w.key.weight,
+            Some(&w.key.bias),
+            m,
+            h,
+            h,
+            None,
+        )?;
+        dev.linear_forward(
+            &mut ar.v,
+            &ar.hidden,
+            &w.value.weight,
+            Some(&w.value.bias),
+            m,
+            h,
+            h,
+            None,
+        )?;
+        dev.attention_forward(&mut ar.ctx, &ar.q, &ar.k, &ar.v, &ar.mask, rows, s, a, d)?;
+        let o = &w.attn_output;
+        dev.linear_forward(
+            &mut ar.proj,
+            &ar.ctx,
+            &o.weight,
+            Some(&o.bias),
+            m,
+            h,
+            h,
+            None,
+        )?;
+        let n = &w.attn_norm;
+        dev.residual_layernorm_forward(
+            &mut ar.attn,
+            &ar.proj,
+            Some(&ar.hidden),
+            &n.weight,
+            &n.bias,
+            m,
+            h,
+            eps,
+        )?;
+        let act = Some(self.config.hidden_act);
+        dev.linear_forward(
+            &mut ar.ffn,
+            &ar.attn,
+            &w.ffn.weight,
+            Some(&w.ffn.bias),
+            m,
+            h,
+            i,
+            act,
+        )?;
+        let f = &w.ffn_output;
+        dev.linear_forward(
+            &mut ar.proj,
+            &ar.ffn,
+            &f.weight,
+            Some(&f.bias),
+            m,
+            i,
+            h,
+            None,
+        )?;
+        let n = &w.output_norm;
+        dev.residual_layernorm_forward(
+            &mut ar.hidden,
+            &ar.proj,
+            Some(&ar.attn),
+            &n.weight,
+            &n.bias,
+            m,
+            h,
+            eps,
+        )
+    }
+
+    fn download(&self, buf: &CudaSlice<f32>, n: usize) -> Result<Vec<f32>> {
+        let v = self
+            .dev
+            .stream
+            .clone_dtoh(&buf.slice(0..n))
+            .map_err(|e| self.dev.err("copying outputs", e))?;
+        self.dev.synchronize()?;
+        Ok(v)
+    }
+
+    fn alloc(&self, n: usize) -> Result<CudaSlice<f32>> {
+        self.dev
+            .stream
+            .alloc_zeros::<f32>(n.max(1))
+            .map_err(|e| self.dev.err("allocating head outputs", e))
+    }
+
+    /// y[n, out] = act(x[n, in] W^T + b) into a new buffer.
+    fn linear(
+        &self,
+        l: &DeviceLinear,
+        x: &CudaSlice<f32>,
+        n: usize,
+        act: Option<Activation>,
+    ) -> Result<CudaSlice<f32>> {
+        let mut y = self.alloc(n * l.out_features)?;
+        self.dev.linear_forward(
+            &mut y,
+            x,
+            &l.weight,
+            Some(&l.bias),
+            n,
+            l.in_features,
+            l.out_features,
+            act,
+        )?;
+        Ok(y)
+    }
+
+    /// tanh(h[r*S] Wp^T + bp) for each of `rows` sequences.
+    fn pooler(&self, hidden: &CudaSlice<f32>, rows: usize, s: usize) -> Result<CudaSlice<f32>> {
+        let h = self.config.hidden_size;
+        let first: Vec<i32> = (0..rows).map(|r| (r * s) as i32).collect();
+        let rows_dev = self
+            .dev
+            .stream
+            .clone_htod(&first)
+            .map_err(|e| self.dev.err("copying row indices", e))?;
+        let mut picked = self.alloc(rows * h)?;
+        self.dev
+            .gather_rows(&mut picked, hidden, &rows_dev, &first, h)?;
+        self.linear(
+            need(&self.weights.pooler, "pooler")?,
+            &picked,
+            rows,
+            Some(Activation::Tanh),
+        )
+    }
+
+    /// MLM logits [n, V] for `n` hidden rows already on the device.
+    fn mlm_logits(&self, hidden_rows: &CudaSlice<f32>, n: usize) -> Result<CudaSlice<f32>> {
+        let cfg = &self.config;
+        let mlm = need(&self.weights.mlm, "predictions")?;
+        let x = self.linear(&mlm.dense, hidden_rows, n, Some(cfg.hidden_act))?;
+        let e = cfg.embedding_size;
+        let mut normed = self.alloc(n * e)?;
+        self.dev.residual_layernorm_forward(
+            &mut normed,
+            &x,
+            None,
+            &mlm.norm.weight,
+            &mlm.norm.bias,
+            n,
+            e,
+            cfg.layer_norm_eps,
+        )?;
+        let decoder = mlm.decoder.as_ref().unwrap_or(&self.weights.word);
+        let mut logits = self.alloc(n * cfg.vocab_size)?;
+        self.dev.linear_forward(
+            &mut logits,
+            &normed,
+            decoder,
+            Some(&mlm.bias),
+            n,
+            e,
+            cfg.vocab_size,
+            None,
+        )?;
+        Ok(logits)
+    }
+
+    /// The head's outputs, as `Albert::forward` returns them.
+    pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> Result<Outputs> {
+        crate::model::heads::check_head_inputs(self.head, inputs)?;
+        let (b, s, h) = (inputs.batch, inputs.seq, self.config.hidden_size);
+        let (rows, m) = (inputs.rows(), inputs.rows() * inputs.seq);
+        let v = self.config.vocab_size;
+        let mut recorded = Vec::new();
+        let record = opts.hidden_states.then_some(&mut recorded);
+        let mut out = Outputs::default();
+        self.encode(inputs, record, |ar| {
+            let hidden = &ar.hidden;
+            out.push(
+                "last_hidden_state",
+                Tensor::new(vec![rows, s, h], self.download(hidden, m * h)?),
+            );
+            let w = &self.weights;
+            match self.head {
+                Head::Model => {
+                    let pooled = self.pooler(hidden, rows, s)?;
+                    out.push(
+                        "pooler_output",
+                        Tensor::new(vec![rows, h], self.download(&pooled, rows * h)?),
+                    );
+                }
+                Head::PreTraining => {
+                    let logits = self.mlm_logits(hidden, m)?;
+                    out.push(
+                        "prediction_logits",
+                        Tensor::new(vec![b, s, v], self.download(&logits, m * v)?),
+                    );
+                    let pooled = self.pooler(hidden, rows, s)?;
+                    let sop = self.linear(
+                        need(&w.sop, "sop_classifier.classifier")?,
+                        &pooled,
+                        rows,
+                        None,
+                    )?;
+                    out.push(
+                        "sop_logits",
+                        Tensor::new(vec![b, 2], self.download(&sop, rows * 2)?),
+                    );
+                }
+                Head::MaskedLm => {
+                    let logits = self.mlm_logits(hidden, m)?;
+                    out.push(
+                        "logits",
+                        Tensor::new(vec![b, s, v], self.download(&logits, m * v)?),
+                    );
+                }
+                Head::SequenceClassification | Head::MultipleChoice => {
+                    let pooled = self.pooler(hidden, rows, s)?;
+                    let c = need(&w.classifier, "classifier")?;
+                    let logits = self
+                        .download(&self.linear(c, &pooled, rows, None)?, rows * c.out_features)?;
+                    let shape = match self.head {
+                        Head::MultipleChoice => vec![b, rows / b],
+                        _ => vec![b, c.out_features],
+                    };
+                    out.push("logits", Tensor::new(shape, logits));
+                }
+                Head::TokenClassification => {
+                    let c = need(&w.classifier, "classifier")?;
+                    let logits =
+                        self.download(&self.linear(c, hidden, m, None)?, m * c.out_features)?;
+                    out.push("logits", Tensor::new(vec![b, s, c.out_features], logits));
+                }
+                Head::QuestionAnswering => {
+                    let c = need(&w.classifier, "qa_outputs")?;
+                    let qa = self.download(&self.linear(c, hidden, m, None)?, m * 2)?;
+                    out.push(
+                        "start_logits",
+                        Tensor::new(vec![b, s], qa.iter().step_by(2).copied().collect()),
+                    );
+                    out.push(
+                        "end_logits",
+                        Tensor::new(vec![b, s], qa.iter().skip(1).step_by(2).copied().collect()),
+                    );
+                }
+            }
+            Ok(())
+        })?;
+        for (n, hs) in recorded.into_iter().enumerate() {
+            out.push(
+                format!("hidden_states.{n}"),
+                Tensor::new(vec![rows, s, h], hs),
+            );
+        }
+        Ok(out)
+    }
+
+    /// MLM logits [n, V] at the token rows `positions` (row * S + position): fill-mask computes
+    /// the vocabulary product only where it needs it.
+    pub fn masked_lm_logits(&self, inputs: &Inputs, positions: &[usize]) -> Result<Vec<f32>> {
+        let (h, v) = (self.config.hidden_size, self.config.vocab_size);
+        let m = inputs.rows() * inputs.seq;
+        if let Some(&p) = positions.iter().find(|&&p| p >= m) {
+            return Err(Error::Input(format!(
+                "position {p} is outside the batch's {m} token rows"
+            )));
+        }
+        let idx: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
+        self.encode(inputs, None, |ar| {
+            if idx.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows_dev = self
+                .dev
+                .stream
+                .clone_htod(&idx)
+                .map_err(|e| self.dev.err("copying row indices", e))?;
+            let mut picked = self.alloc(idx.len() * h)?;
+            self.dev
+                .gather_rows(&mut picked, &ar.hidden, &rows_dev, &idx, h)?;
+            let logits = self.mlm_logits(&picked, idx.len())?;
+            self.download(&logits, idx.len() * v)
+        })
+    }
+
+    /// The encoder alone, synchronised: what `albert bench` times.
+    pub fn encode_only(&self, inputs: &Inputs) -> Result<()> {
+        self.encode(inputs, None, |_| Ok(()))?;
+        self.dev.synchronize()
+    }
+}
+
+fn need<'a, T>(w: &'a Option<T>, name: &str) -> Result<&'a T> {
+    w.as_ref().ok_or_else(|| {
+        Error::Input(format!(
+            "this model was loaded without the `{name}` weights its head needs"
+        ))
+    })
+}

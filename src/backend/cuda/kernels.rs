@@ -1,0 +1,169 @@
+//! The kernel registry: build.rs embeds, for every kernels/*.cu, its PTX per architecture and
+//! its self-contained source. A context loads each module once, picking the PTX for its compute
+//! capability, and falls back to compiling the source with NVRTC when there is no matching PTX
+//! or the driver rejects it (a driver older than the PTX ISA).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaFunction};
+use cudarc::nvrtc::{CompileOptions, Ptx};
+
+use crate::error::{Error, Result};
+
+/// One kernels/*.cu: its PTX per target (`sm_80`, `sm_90a`) and its source for NVRTC.
+pub struct KernelModule {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub ptx: &'static [(&'static str, &'static str)],
+}
+
+include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+
+/// Every entry point the launchers call, by module. Loading checks each one exists, so a missing
+/// kernel is reported when the device opens, naming module and kernel.
+const ENTRY_POINTS: &[(&str, &[&str])] = &[
+    ("attention", &["attention_forward"]),
+    (
+        "embeddings",
+        &[
+            "embeddings_forward_f32",
+            "embeddings_forward_bf16",
+            "embeddings_forward_f16",
+        ],
+    ),
+    ("gather", &["gather_rows"]),
+    (
+        "layernorm",
+        &["layernorm_forward", "residual_layernorm_forward"],
+    ),
+    (
+        "linear",
+        &[
+            "linear_forward_f32",
+            "linear_forward_bf16",
+            "linear_forward_f16",
+        ],
+    ),
+];
+
+pub struct Kernels {
+    functions: HashMap<&'static str, CudaFunction>,
+    /// How the modules were obtained, per module ("ptx sm_90a" or "nvrtc compute_86").
+    pub origin: Vec<(&'static str, String)>,
+}
+
+impl Kernels {
+    pub fn load(ctx: &Arc<CudaContext>, device: &str, cc: (i32, i32)) -> Result<Self> {
+        let mut functions = HashMap::new();
+        let mut origin = Vec::new();
+        for &(module_name, entries) in ENTRY_POINTS {
+            let module = MODULES.iter().find(|m| m.name == module_name).ok_or_else(|| Error::Device {
+                device: device.into(),
+                msg: format!("kernel module `{module_name}` is not in this build (kernels/{module_name}.cu)"),
+            })?;
+            let (loaded, how) = load_module(ctx, module, device, cc)?;
+            for &entry in entries {
+                let f = loaded.load_function(entry).map_err(|e| Error::Device {
+                    device: device.into(),
+                    msg: format!(
+                        "kernel `{entry}` missing from module `{module_name}` ({how}): {e}"
+                    ),
+                })?;
+                functions.insert(entry, f);
+            }
+            origin.push((module.name, how));
+        }
+        Ok(Kernels { functions, origin })
+    }
+
+    pub fn get(&self, name: &str) -> &CudaFunction {
+        // ENTRY_POINTS lists every name a launcher asks for, and `load` loaded all of them.
+        &self.functions[name]
+    }
+}
+
+/// The PTX target for a compute capability: sm_90a PTX only runs on 9.0 itself; sm_80 PTX is
+/// JIT-compiled forward by the driver on 8.x and on 10.x and later.
+fn ptx_target(cc: (i32, i32)) -> Option<&'static str> {
+    match cc {
+        (9, 0) => Some("sm_90a"),
+        (major, _) if major >= 8 => Some("sm_80"),
+        _ => None,
+    }
+}
+
+fn load_module(
+    ctx: &Arc<CudaContext>,
+    module: &KernelModule,
+    device: &str,
+    cc: (i32, i32),
+) -> Result<(Arc<cudarc::driver::CudaModule>, String)> {
+    let mut ptx_error = None;
+    if let Some(target) = ptx_target(cc) {
+        let ptx = module
+            .ptx
+            .iter()
+            .find(|(t, _)| *t == target)
+            .or_else(|| module.ptx.iter().find(|(t, _)| *t == "sm_80"));
+        if let Some((t, text)) = ptx {
+            match ctx.load_module(Ptx::from_src(*text)) {
+                Ok(m) => return Ok((m, format!("ptx {t}"))),
+                Err(e) => {
+                    ptx_error = Some(format!(
+                        "embedded {t} PTX (from {PTX_BUILT_WITH}) rejected: {e}"
+                    ))
+                }
+            }
+        }
+    }
+    // NVRTC for this exact device. cuda_bf16.h / cuda_fp16.h come from the toolkit's include
+    // directory when CUDA_HOME / CUDA_PATH names one.
+    let arch: &'static str = Box::leak(format!("compute_{}{}", cc.0, cc.1).into_boxed_str());
+    let include_paths = ["CUDA_HOME", "CUDA_PATH"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|p| format!("{p}/include"))
+        .collect();
+    let opts = CompileOptions {
+        arch: Some(arch),
+        include_paths,
+        options: vec!["--std=c++17".into()],
+        name: Some(format!("{}.cu", module.name)),
+        ..Default::default()
+    };
+    let nvrtc_present = {
+        // SAFETY: only tries to dlopen the NVRTC library; no NVRTC call is made before this.
+        unsafe { cudarc::nvrtc::sys::is_culib_present() }
+    };
+    let compiled = match nvrtc_present {
+        true => {
+            cudarc::nvrtc::compile_ptx_with_opts(module.source, opts).map_err(|e| e.to_string())
+        }
+        false => Err("the NVRTC library (libnvrtc) is not installed".to_string()),
+    };
+    let driver = driver_version().map_or("unknown".into(), |v| {
+        format!("{}.{}", v / 1000, (v % 1000) / 10)
+    });
+    match compiled.and_then(|ptx| ctx.load_module(ptx).map_err(|e| e.to_string())) {
+        Ok(m) => Ok((m, format!("nvrtc {arch}"))),
+        Err(nvrtc_error) => Err(Error::Device {
+            device: device.into(),
+            msg: format!(
+                "cannot load kernel module `{}` on compute capability {}.{} with driver {driver}: {}; NVRTC fallback failed: {nvrtc_error}",
+                module.name,
+                cc.0,
+                cc.1,
+                ptx_error.unwrap_or_else(|| "no embedded PTX for this device".into()),
+            ),
+        }),
+    }
+}
+
+/// The driver's CUDA version as an integer (13000 = 13.0).
+pub fn driver_version() -> Option<i32> {
+    let mut v = 0;
+    // SAFETY: cuDriverGetVersion writes one int; libcuda is loaded (the caller holds a context).
+    let r = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+    (r == cudarc::driver::sys::CUresult::CUDA_SUCCESS).then_some(v)
+}

@@ -1,0 +1,333 @@
+//! Typed launchers: one per kernel, with the name and argument order of the CPU reference op
+//! (outputs, inputs, dimensions). Each checks buffer sizes and dimension limits and returns an
+//! `Error` instead of launching out of bounds.
+
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+
+use super::device::CudaDevice;
+use super::weights::DeviceMatrix;
+use crate::error::{Error, Result};
+use crate::model::activation::Activation;
+
+/// Threads per block of the row kernels (embeddings, LayerNorm, gather).
+const ROW_THREADS: u32 = 256;
+/// Query rows per block of attention_forward (WARPS in kernels/attention.cu).
+const ATTENTION_WARPS: usize = 4;
+/// Tile of linear_forward (BM, BN and THREADS in kernels/linear.cu).
+const LINEAR_TILE: usize = 64;
+const LINEAR_THREADS: u32 = 256;
+/// Default dynamic shared memory a block may use without opting in.
+const SMEM_LIMIT: usize = 48 * 1024;
+
+/// The id of an activation in kernels/common.cuh (ACT_*).
+pub fn cuda_activation_id(act: Option<Activation>) -> i32 {
+    match act {
+        None | Some(Activation::Linear) => 0,
+        Some(Activation::Gelu) => 1,
+        Some(Activation::GeluTanh) | Some(Activation::GeluAccurate) => 2,
+        Some(Activation::GeluFast) => 3,
+        Some(Activation::Gelu10) => 4,
+        Some(Activation::QuickGelu) => 5,
+        Some(Activation::Silu) => 6,
+        Some(Activation::Relu) => 7,
+        Some(Activation::Relu6) => 8,
+        Some(Activation::Relu2) => 9,
+        Some(Activation::Sigmoid) => 10,
+        Some(Activation::Tanh) => 11,
+        Some(Activation::Mish) => 12,
+    }
+}
+
+impl CudaDevice {
+    fn check(&self, kernel: &str, ok: bool, what: impl FnOnce() -> String) -> Result<()> {
+        match ok {
+            true => Ok(()),
+            false => Err(Error::Device {
+                device: self.label.clone(),
+                msg: format!("{kernel}: {}", what()),
+            }),
+        }
+    }
+
+    fn dim(&self, kernel: &str, name: &str, v: usize) -> Result<i32> {
+        i32::try_from(v).map_err(|_| Error::Device {
+            device: self.label.clone(),
+            msg: format!("{kernel}: {name} = {v} exceeds the kernel's 32-bit index"),
+        })
+    }
+
+    fn launched(
+        &self,
+        kernel: &str,
+        r: std::result::Result<impl Sized, cudarc::driver::DriverError>,
+    ) -> Result<()> {
+        r.map(|_| ())
+            .map_err(|e| self.err(&format!("launching {kernel}"), e))
+    }
+
+    /// out[M, E] = LayerNorm(word[ids] + token_type[types] + position[m % S]); ids checked on the host.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embeddings_forward(
+        &self,
+        out: &mut CudaSlice<f32>,        // [M, E]
+        input_ids: &CudaSlice<i32>,      // [M]
+        token_type_ids: &CudaSlice<i32>, // [M]
+        word: &DeviceMatrix,             // [V, E]
+        position: &DeviceMatrix,         // [P, E]
+        token_type: &DeviceMatrix,       // [T, E]
+        ln_weight: &CudaSlice<f32>,      // [E]
+        ln_bias: &CudaSlice<f32>,        // [E]
+        m: usize,
+        s: usize,
+        e: usize,
+        eps: f32,
+    ) -> Result<()> {
+        let name = format!("embeddings_forward_{}", word.suffix());
+        let k = name.as_str();
+        self.check(
+            k,
+            out.len() >= m * e && input_ids.len() >= m && token_type_ids.len() >= m,
+            || format!("buffers smaller than M = {m} rows of E = {e}"),
+        )?;
+        self.check(k, ln_weight.len() == e && ln_bias.len() == e, || {
+            format!("LayerNorm parameters are not [{e}]")
+        })?;
+        self.check(
+            k,
+            word.suffix() == position.suffix() && word.suffix() == token_type.suffix(),
+            || "tables of mixed types".into(),
+        )?;
+        self.check(k, s > 0 && e * 4 <= SMEM_LIMIT, || {
+            format!("E = {e} needs more than 48 KB of shared memory")
+        })?;
+        let (m_, s_, e_) = (
+            self.dim(k, "M", m)?,
+            self.dim(k, "S", s)?,
+            self.dim(k, "E", e)?,
+        );
+        let cfg = LaunchConfig {
+            grid_dim: (m as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: (e * 4) as u32,
+        };
+        let f = self.kernels.get(k);
+        let mut b = self.stream.launch_builder(f);
+        b.arg(out).arg(input_ids).arg(token_type_ids);
+        for table in [word, position, token_type] {
+            match table {
+                DeviceMatrix::F32(t) => b.arg(t),
+                DeviceMatrix::BF16(t) => b.arg(t),
+                DeviceMatrix::F16(t) => b.arg(t),
+            };
+        }
+        b.arg(ln_weight)
+            .arg(ln_bias)
+            .arg(&m_)
+            .arg(&s_)
+            .arg(&e_)
+            .arg(&eps);
+        // SAFETY: arguments match embeddings_forward_* in kernels/embeddings.cu in type and order;
+        // every buffer holds at least the rows the grid touches (checked above); ids were checked
+        // against the tables by Inputs::validate.
+        self.launched(k, unsafe { b.launch(cfg) })
+    }
+
+    /// out[M, N] = act(inp[M, K] @ weight[N, K]^T + bias[N]); operands rounded to the weight's type.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_forward(
+        &self,
+        out: &mut CudaSlice<f32>,      // [M, N]
+        inp: &CudaSlice<f32>,          // [M, K]
+        weight: &DeviceMatrix,         // [N, K]
+        bias: Option<&CudaSlice<f32>>, // [N]
+        m: usize,
+        k: usize,
+        n: usize,
+        act: Option<Activation>,
+    ) -> Result<()> {
+        let name = format!("linear_forward_{}", weight.suffix());
+        let kn = name.as_str();
+        self.check(kn, out.len() >= m * n && inp.len() >= m * k, || {
+            format!("buffers smaller than [{m}, {k}] -> [{m}, {n}]")
+        })?;
+        self.check(kn, weight.len() == n * k, || {
+            format!("weight has {} elements, expected [{n}, {k}]", weight.len())
+        })?;
+        self.check(kn, bias.is_none_or(|b| b.len() == n), || {
+            format!("bias is not [{n}]")
+        })?;
+        let (m_, k_, n_) = (
+            self.dim(kn, "M", m)?,
+            self.dim(kn, "K", k)?,
+            self.dim(kn, "N", n)?,
+        );
+        let act_id = cuda_activation_id(act);
+        let cfg = LaunchConfig {
+            grid_dim: (
+                n.div_ceil(LINEAR_TILE) as u32,
+                m.div_ceil(LINEAR_TILE) as u32,
+                1,
+            ),
+            block_dim: (LINEAR_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        self.check(kn, m.div_ceil(LINEAR_TILE) <= 65535, || {
+            format!("M = {m} rows exceed the grid")
+        })?;
+        let null: u64 = 0;
+        let f = self.kernels.get(kn);
+        let mut b = self.stream.launch_builder(f);
+        b.arg(out).arg(inp);
+        match weight {
+            DeviceMatrix::F32(w) => b.arg(w),
+            DeviceMatrix::BF16(w) => b.arg(w),
+            DeviceMatrix::F16(w) => b.arg(w),
+        };
+        match bias {
+            Some(bias) => b.arg(bias),
+            None => b.arg(&null),
+        };
+        b.arg(&m_).arg(&k_).arg(&n_).arg(&act_id);
+        // SAFETY: arguments match linear_forward_* in kernels/linear.cu in type and order (a null
+        // bias is a 64-bit zero pointer, which the kernel tests); sizes checked above.
+        self.launched(kn, unsafe { b.launch(cfg) })
+    }
+
+    /// out[M, C] = LayerNorm(inp[M, C] + residual[M, C]) (residual None: plain LayerNorm).
+    #[allow(clippy::too_many_arguments)]
+    pub fn residual_layernorm_forward(
+        &self,
+        out: &mut CudaSlice<f32>,          // [M, C]
+        inp: &CudaSlice<f32>,              // [M, C]
+        residual: Option<&CudaSlice<f32>>, // [M, C]
+        weight: &CudaSlice<f32>,           // [C]
+        bias: &CudaSlice<f32>,             // [C]
+        m: usize,
+        c: usize,
+        eps: f32,
+    ) -> Result<()> {
+        let k = if residual.is_some() {
+            "residual_layernorm_forward"
+        } else {
+            "layernorm_forward"
+        };
+        self.check(
+            k,
+            out.len() >= m * c && inp.len() >= m * c && residual.is_none_or(|r| r.len() >= m * c),
+            || format!("buffers smaller than [{m}, {c}]"),
+        )?;
+        self.check(k, weight.len() == c && bias.len() == c, || {
+            format!("parameters are not [{c}]")
+        })?;
+        self.check(k, c * 4 <= SMEM_LIMIT, || {
+            format!("C = {c} needs more than 48 KB of shared memory")
+        })?;
+        let (m_, c_) = (self.dim(k, "M", m)?, self.dim(k, "C", c)?);
+        let cfg = LaunchConfig {
+            grid_dim: (m as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: (c * 4) as u32,
+        };
+        let f = self.kernels.get(k);
+        let mut b = self.stream.launch_builder(f);
+        b.arg(out).arg(inp);
+        if let Some(r) = residual {
+            b.arg(r);
+        }
+        b.arg(weight).arg(bias).arg(&m_).arg(&c_).arg(&eps);
+        // SAFETY: arguments match (residual_)layernorm_forward in kernels/layernorm.cu; sizes checked.
+        self.launched(k, unsafe { b.launch(cfg) })
+    }
+
+    /// out[B, S, A*D] = softmax(q k^T / sqrt(D) + mask) v per (batch, head); mask additive [B, S].
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_forward(
+        &self,
+        out: &mut CudaSlice<f32>, // [B, S, A*D]
+        q: &CudaSlice<f32>,       // [B, S, A*D]
+        k: &CudaSlice<f32>,       // [B, S, A*D]
+        v: &CudaSlice<f32>,       // [B, S, A*D]
+        mask: &CudaSlice<f32>,    // [B, S]
+        b: usize,
+        s: usize,
+        a: usize,
+        d: usize,
+    ) -> Result<()> {
+        let kn = "attention_forward";
+        let n = b * s * a * d;
+        self.check(
+            kn,
+            [out.len(), q.len(), k.len(), v.len()]
+                .iter()
+                .all(|&l| l >= n)
+                && mask.len() >= b * s,
+            || format!("buffers smaller than [{b}, {s}, {a}x{d}]"),
+        )?;
+        let smem = ATTENTION_WARPS * (s + d) * 4;
+        self.check(kn, smem <= SMEM_LIMIT, || {
+            format!("S = {s}, D = {d} need {smem} B of shared memory")
+        })?;
+        self.check(kn, a <= 65535 && b <= 65535, || {
+            format!("B = {b} or A = {a} exceed the grid")
+        })?;
+        let (b_, s_, a_, d_) = (
+            self.dim(kn, "B", b)?,
+            self.dim(kn, "S", s)?,
+            self.dim(kn, "A", a)?,
+            self.dim(kn, "D", d)?,
+        );
+        let scale = (1.0 / (d as f64).sqrt()) as f32;
+        let cfg = LaunchConfig {
+            grid_dim: (s.div_ceil(ATTENTION_WARPS) as u32, a as u32, b as u32),
+            block_dim: ((ATTENTION_WARPS * 32) as u32, 1, 1),
+            shared_mem_bytes: smem as u32,
+        };
+        let f = self.kernels.get(kn);
+        let mut l = self.stream.launch_builder(f);
+        l.arg(out)
+            .arg(q)
+            .arg(k)
+            .arg(v)
+            .arg(mask)
+            .arg(&b_)
+            .arg(&s_)
+            .arg(&a_)
+            .arg(&d_)
+            .arg(&scale);
+        // SAFETY: arguments match attention_forward in kernels/attention.cu; sizes checked above.
+        self.launched(kn, unsafe { l.launch(cfg) })
+    }
+
+    /// out[N, C] = inp[rows[n], C].
+    pub fn gather_rows(
+        &self,
+        out: &mut CudaSlice<f32>, // [N, C]
+        inp: &CudaSlice<f32>,     // [M, C]
+        rows: &CudaSlice<i32>,    // [N]
+        rows_host: &[i32],        // the same indices, to check them
+        c: usize,
+    ) -> Result<()> {
+        let kn = "gather_rows";
+        let n = rows_host.len();
+        let m = inp.len() / c.max(1);
+        self.check(kn, out.len() >= n * c && rows.len() >= n, || {
+            format!("buffers smaller than [{n}, {c}]")
+        })?;
+        self.check(
+            kn,
+            rows_host.iter().all(|&r| r >= 0 && (r as usize) < m),
+            || format!("a row index is outside [0, {m})"),
+        )?;
+        let (n_, c_) = (self.dim(kn, "N", n)?, self.dim(kn, "C", c)?);
+        let cfg = LaunchConfig {
+            grid_dim: (n as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let f = self.kernels.get(kn);
+        let mut l = self.stream.launch_builder(f);
+        l.arg(out).arg(inp).arg(rows).arg(&n_).arg(&c_);
+        // SAFETY: arguments match gather_rows in kernels/gather.cu; every index checked above.
+        self.launched(kn, unsafe { l.launch(cfg) })
+    }
+}

@@ -1,0 +1,183 @@
+//! The model's weights on the device: uploaded once at load. Every layer application of a
+//! group launches its kernels with the same device buffers (the shared layer stays resident,
+//! 14 MB for albert-base in bf16, small enough to live in an H100's L2).
+//! Matrices and embedding tables are stored as the engine's dtype; biases and LayerNorm
+//! parameters stay f32 (a few KB, and they are added in f32 anyway).
+
+use cudarc::driver::CudaSlice;
+use half::{bf16, f16};
+
+use super::device::CudaDevice;
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::model::weights::{LayerNorm, Linear, Weights};
+
+/// A weight matrix or table in the engine's storage type.
+pub enum DeviceMatrix {
+    F32(CudaSlice<f32>),
+    BF16(CudaSlice<bf16>),
+    F16(CudaSlice<f16>),
+}
+
+impl DeviceMatrix {
+    pub fn upload(dev: &CudaDevice, host: &[f32], dtype: DType) -> Result<Self> {
+        let s = &dev.stream;
+        let up = |e| dev.err("uploading weights", e);
+        Ok(match dtype {
+            DType::F32 => DeviceMatrix::F32(s.clone_htod(host).map_err(up)?),
+            DType::BF16 => {
+                let v: Vec<bf16> = host.iter().map(|&x| bf16::from_f32(x)).collect();
+                DeviceMatrix::BF16(s.clone_htod(&v).map_err(up)?)
+            }
+            DType::F16 => {
+                let v: Vec<f16> = host.iter().map(|&x| f16::from_f32(x)).collect();
+                DeviceMatrix::F16(s.clone_htod(&v).map_err(up)?)
+            }
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            DeviceMatrix::F32(s) => s.len(),
+            DeviceMatrix::BF16(s) => s.len(),
+            DeviceMatrix::F16(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The kernel-name suffix of this storage type.
+    pub fn suffix(&self) -> &'static str {
+        match self {
+            DeviceMatrix::F32(_) => "f32",
+            DeviceMatrix::BF16(_) => "bf16",
+            DeviceMatrix::F16(_) => "f16",
+        }
+    }
+}
+
+pub struct DeviceLinear {
+    pub weight: DeviceMatrix, // [out, in]
+    pub bias: CudaSlice<f32>, // [out]
+    pub out_features: usize,
+    pub in_features: usize,
+}
+
+pub struct DeviceNorm {
+    pub weight: CudaSlice<f32>, // [n]
+    pub bias: CudaSlice<f32>,   // [n]
+}
+
+pub struct DeviceLayer {
+    pub query: DeviceLinear,       // [H, H]
+    pub key: DeviceLinear,         // [H, H]
+    pub value: DeviceLinear,       // [H, H]
+    pub attn_output: DeviceLinear, // [H, H]
+    pub attn_norm: DeviceNorm,     // [H]
+    pub ffn: DeviceLinear,         // [I, H]
+    pub ffn_output: DeviceLinear,  // [H, I]
+    pub output_norm: DeviceNorm,   // [H]
+}
+
+pub struct DeviceMlm {
+    pub dense: DeviceLinear, // [E, H]
+    pub norm: DeviceNorm,    // [E]
+    /// [V, E]: the untied decoder; `None` when tied (the word table is the decoder).
+    pub decoder: Option<DeviceMatrix>,
+    pub bias: CudaSlice<f32>, // [V]
+}
+
+pub struct DeviceWeights {
+    pub word: DeviceMatrix,            // [V, E]
+    pub position: DeviceMatrix,        // [P, E]
+    pub token_type: DeviceMatrix,      // [T, E]
+    pub emb_norm: DeviceNorm,          // [E]
+    pub projection: DeviceLinear,      // [H, E]
+    pub groups: Vec<Vec<DeviceLayer>>, // [G][inner_group_num]
+    pub pooler: Option<DeviceLinear>,
+    pub mlm: Option<DeviceMlm>,
+    pub sop: Option<DeviceLinear>,
+    pub classifier: Option<DeviceLinear>,
+    /// Bytes held on the device.
+    pub bytes: usize,
+}
+
+impl DeviceWeights {
+    pub fn upload(dev: &CudaDevice, w: &Weights, dtype: DType) -> Result<Self> {
+        let mut bytes = 0usize;
+        let mut matrix = |host: &[f32]| -> Result<DeviceMatrix> {
+            bytes += host.len() * dtype.size_of();
+            DeviceMatrix::upload(dev, host, dtype)
+        };
+        let vector = |host: &[f32]| {
+            dev.stream
+                .clone_htod(host)
+                .map_err(|e| dev.err("uploading weights", e))
+        };
+        let mut linear = |l: &Linear| -> Result<DeviceLinear> {
+            Ok(DeviceLinear {
+                weight: matrix(&l.weight)?,
+                bias: vector(&l.bias)?,
+                out_features: l.out_features,
+                in_features: l.in_features,
+            })
+        };
+        let norm = |n: &LayerNorm| -> Result<DeviceNorm> {
+            Ok(DeviceNorm {
+                weight: vector(&n.weight)?,
+                bias: vector(&n.bias)?,
+            })
+        };
+        let e = &w.embeddings;
+        let projection = linear(&e.projection)?;
+        let mut groups = Vec::with_capacity(w.groups.len());
+        for group in &w.groups {
+            let mut layers = Vec::with_capacity(group.len());
+            for l in group {
+                layers.push(DeviceLayer {
+                    query: linear(&l.query)?,
+                    key: linear(&l.key)?,
+                    value: linear(&l.value)?,
+                    attn_output: linear(&l.attn_output)?,
+                    attn_norm: norm(&l.attn_norm)?,
+                    ffn: linear(&l.ffn)?,
+                    ffn_output: linear(&l.ffn_output)?,
+                    output_norm: norm(&l.output_norm)?,
+                });
+            }
+            groups.push(layers);
+        }
+        let pooler = w.pooler.as_ref().map(&mut linear).transpose()?;
+        let sop = w.sop.as_ref().map(&mut linear).transpose()?;
+        let classifier = w.classifier.as_ref().map(&mut linear).transpose()?;
+        let mlm = match &w.mlm {
+            Some(m) => Some(DeviceMlm {
+                dense: linear(&m.dense)?,
+                norm: norm(&m.norm)?,
+                decoder: None,
+                bias: vector(&m.bias)?,
+            }),
+            None => None,
+        };
+        drop(linear);
+        let mut mlm = mlm;
+        if let (Some(dm), Some(m)) = (&mut mlm, &w.mlm) {
+            dm.decoder = m.decoder.as_deref().map(&mut matrix).transpose()?;
+        }
+        Ok(DeviceWeights {
+            word: matrix(&e.word)?,
+            position: matrix(&e.position)?,
+            token_type: matrix(&e.token_type)?,
+            emb_norm: norm(&e.norm)?,
+            projection,
+            groups,
+            pooler,
+            mlm,
+            sop,
+            classifier,
+            bytes,
+        })
+    }
+}

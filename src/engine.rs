@@ -1,0 +1,154 @@
+//! One API over every device: a loaded model placed on the CPU or on a CUDA GPU, with the
+//! device and dtype the user asked for. `--device auto` takes the GPU when CUDA works and
+//! otherwise the CPU, with a one-line notice saying why.
+
+use crate::backend::DeviceRequest;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::inputs::Inputs;
+use crate::model::config::AlbertConfig;
+use crate::model::head::Head;
+use crate::model::heads::ForwardOptions;
+use crate::model::Albert;
+use crate::tensor::Outputs;
+
+pub enum Engine {
+    /// The reference path (f32, or bf16/f16 numerics emulated with f32 storage).
+    Cpu(Albert),
+    #[cfg(feature = "cuda")]
+    Cuda(Box<crate::backend::cuda::CudaAlbert>),
+}
+
+impl Engine {
+    /// Places `model` on `device` in `dtype` (default: bf16 on the GPU, f32 on the CPU). Returns
+    /// the engine and, when `auto` could not use the GPU, a notice saying why.
+    pub fn new(
+        model: Albert,
+        device: DeviceRequest,
+        dtype: Option<DType>,
+    ) -> Result<(Self, Option<String>)> {
+        match device {
+            DeviceRequest::Cpu => Ok((Self::cpu(model, dtype), None)),
+            DeviceRequest::Cuda(n) => Ok((Self::cuda(&model, n, dtype)?, None)),
+            DeviceRequest::Auto => match Self::cuda(&model, 0, dtype) {
+                Ok(engine) => Ok((engine, None)),
+                Err(e) => {
+                    let why = match e {
+                        Error::Device { msg, .. } => msg,
+                        other => other.to_string(),
+                    };
+                    Ok((
+                        Self::cpu(model, dtype),
+                        Some(format!("running on the CPU: {why}")),
+                    ))
+                }
+            },
+        }
+    }
+
+    fn cpu(model: Albert, dtype: Option<DType>) -> Self {
+        match dtype.unwrap_or(DType::F32) {
+            DType::F32 => Engine::Cpu(model),
+            other => Engine::Cpu(model.with_dtype(other)),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda(model: &Albert, ordinal: usize, dtype: Option<DType>) -> Result<Self> {
+        let dtype = dtype.unwrap_or(DType::BF16);
+        Ok(Engine::Cuda(Box::new(
+            crate::backend::cuda::CudaAlbert::new(model, ordinal, dtype)?,
+        )))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn cuda(_model: &Albert, ordinal: usize, _dtype: Option<DType>) -> Result<Self> {
+        Err(Error::Device {
+            device: format!("cuda:{ordinal}"),
+            msg: "this build has no CUDA backend (built without the `cuda` feature)".into(),
+        })
+    }
+
+    pub fn config(&self) -> &AlbertConfig {
+        match self {
+            Engine::Cpu(m) => &m.config,
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => &m.config,
+        }
+    }
+
+    pub fn head(&self) -> Head {
+        match self {
+            Engine::Cpu(m) => m.head,
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => m.head,
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            Engine::Cpu(m) => m.dtype,
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => m.dtype,
+        }
+    }
+
+    /// `cpu`, or `cuda:N` for a GPU.
+    pub fn device(&self) -> String {
+        match self {
+            Engine::Cpu(_) => "cpu".into(),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => m.dev.label.clone(),
+        }
+    }
+
+    /// A line describing the device: the GPU's name and compute capability.
+    pub fn describe(&self) -> String {
+        match self {
+            Engine::Cpu(_) => format!("cpu ({} threads)", rayon::current_num_threads()),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => {
+                let (major, minor) = m.dev.compute_capability;
+                let how: Vec<String> = m
+                    .dev
+                    .kernels
+                    .origin
+                    .iter()
+                    .map(|(n, h)| format!("{n}: {h}"))
+                    .collect();
+                format!(
+                    "{} {} (sm_{major}{minor}; kernels {})",
+                    m.dev.label,
+                    m.dev.name,
+                    how.join(", ")
+                )
+            }
+        }
+    }
+
+    pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> Result<Outputs> {
+        match self {
+            Engine::Cpu(m) => m.forward(inputs, opts),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => m.forward(inputs, opts),
+        }
+    }
+
+    /// MLM logits [n, V] at token rows `positions` (row * S + position).
+    pub fn masked_lm_logits(&self, inputs: &Inputs, positions: &[usize]) -> Result<Vec<f32>> {
+        match self {
+            Engine::Cpu(m) => m.masked_lm_logits(inputs, positions),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => m.masked_lm_logits(inputs, positions),
+        }
+    }
+
+    /// The encoder alone, finished when this returns: what `albert bench` times.
+    pub fn encode_only(&self, inputs: &Inputs) -> Result<()> {
+        match self {
+            Engine::Cpu(m) => m.encode(inputs, false).map(|_| ()),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => m.encode_only(inputs),
+        }
+    }
+}
