@@ -6,8 +6,12 @@ use std::path::PathBuf;
 use albert::Tensor;
 
 /// ../shared beside the project root; the tests cannot run without it, so say where it should be.
+/// $ALBERT_SHARED overrides it (scripts/gpu-check carries a copy to the GPU machine).
 pub fn shared() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    let p = match std::env::var_os("ALBERT_SHARED") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    };
     assert!(
         p.join("models").is_dir(),
         "reference data not found at {}",

@@ -1,0 +1,338 @@
+//! GPU tests (own harness, so that a machine without a GPU says so in the test output):
+//! every kernel against the CPU reference op on seeded random data, at sizes that are not
+//! multiples of any tile; the whole model on the GPU against every ../shared fixture.
+//!
+//! Tolerances: a kernel against the reference with the same operand rounding, 1e-5 relative
+//! (Frobenius) for every dtype, since bf16 x bf16 and f16 x f16 products are exact in f32 and only
+//! the summation order differs. The whole model in f32 against the float64 fixtures, 1e-5. In
+//! bf16/f16 against the CPU reference with the same rounding (`Albert::with_dtype`), 5e-3: a bf16
+//! rounding that flips one way on the GPU and the other on the CPU changes an element by 2^-8,
+//! and the layers amplify it; also printed against the fixtures, where base-v2 must be at least
+//! as close as transformers' own bf16/f16 run.
+
+mod common;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+type TestFn = fn(&Ctx);
+
+#[cfg(feature = "cuda")]
+type Ctx = albert::backend::cuda::CudaDevice;
+#[cfg(not(feature = "cuda"))]
+type Ctx = ();
+
+fn main() {
+    let tests: Vec<(&str, TestFn)> = tests::all();
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<_> = tests.into_iter().filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str()))).collect();
+    let ctx = match open() {
+        Ok(ctx) => ctx,
+        Err(why) => {
+            for (name, _) in &selected {
+                println!("test {name} ... skipped");
+            }
+            println!("GPU tests skipped: {why}");
+            println!("gpu: 0 passed, 0 failed, {} skipped", selected.len());
+            return;
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for (name, f) in &selected {
+        match catch_unwind(AssertUnwindSafe(|| f(&ctx))) {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(e) => {
+                let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                println!("test {name} ... FAILED: {}", msg.unwrap_or_default());
+                failed += 1;
+            }
+        }
+    }
+    println!("gpu: {passed} passed, {failed} failed, 0 skipped");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open() -> Result<Ctx, String> {
+    albert::backend::cuda::probe()?;
+    let dev = albert::backend::cuda::CudaDevice::open(0).map_err(|e| format!("a GPU is present but failed to open: {e}"))?;
+    println!("GPU: {} (sm_{}{})", dev.name, dev.compute_capability.0, dev.compute_capability.1);
+    Ok(dev)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open() -> Result<Ctx, String> {
+    Err("built without the `cuda` feature".into())
+}
+
+#[cfg(not(feature = "cuda"))]
+mod tests {
+    pub fn all() -> Vec<(&'static str, super::TestFn)> {
+        vec![("gpu_backend_compiled_in", |_| ())]
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod tests {
+    use super::common::{fixtures, model_dir, output_mask, rel_error};
+    use super::{Ctx, TestFn};
+    use albert::backend::cpu::reference as cpu;
+    use albert::backend::cuda::weights::DeviceMatrix;
+    use albert::backend::cuda::CudaAlbert;
+    use albert::model::activation::Activation;
+    use albert::rng::Rng;
+    use albert::{io, Albert, DType, ForwardOptions, Tensor};
+    use cudarc::driver::CudaSlice;
+
+    const DTYPES: [DType; 3] = [DType::F32, DType::BF16, DType::F16];
+
+    pub fn all() -> Vec<(&'static str, TestFn)> {
+        vec![
+            ("linear_forward_matches_reference", linear_forward_matches_reference),
+            ("embeddings_forward_matches_reference", embeddings_forward_matches_reference),
+            ("layernorm_forward_matches_reference", layernorm_forward_matches_reference),
+            ("attention_forward_matches_reference", attention_forward_matches_reference),
+            ("gather_rows_copies_rows", gather_rows_copies_rows),
+            ("launchers_reject_bad_sizes", launchers_reject_bad_sizes),
+            ("model_f32_matches_fixtures", model_f32_matches_fixtures),
+            ("model_bf16_f16_match_emulation", model_bf16_f16_match_emulation),
+            ("fill_mask_on_gpu_matches_cpu", fill_mask_on_gpu_matches_cpu),
+            ("repeated_runs_are_identical", repeated_runs_are_identical),
+        ]
+    }
+
+    fn up(dev: &Ctx, v: &[f32]) -> CudaSlice<f32> {
+        dev.stream.clone_htod(v).unwrap()
+    }
+
+    fn up_i32(dev: &Ctx, v: &[i32]) -> CudaSlice<i32> {
+        dev.stream.clone_htod(v).unwrap()
+    }
+
+    /// An output buffer full of NaN, so an element the kernel does not write fails the check.
+    fn poisoned(dev: &Ctx, n: usize) -> CudaSlice<f32> {
+        up(dev, &vec![f32::NAN; n])
+    }
+
+    fn down(dev: &Ctx, v: &CudaSlice<f32>) -> Vec<f32> {
+        let out = dev.stream.clone_dtoh(v).unwrap();
+        dev.synchronize().unwrap();
+        out
+    }
+
+    /// Relative Frobenius error, and the worst element, llm.c style; panics past `tol`.
+    fn check(what: &str, got: &[f32], want: &[f32], tol: f64) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        let (mut num, mut den, mut worst, mut at) = (0f64, 0f64, 0f64, 0usize);
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(g.is_finite(), "{what}: element {i} is {g} (not written or overflowed)");
+            let d = (*g as f64 - *w as f64).abs();
+            num += d * d;
+            den += (*w as f64) * (*w as f64);
+            if d > worst {
+                worst = d;
+                at = i;
+            }
+        }
+        let rel = (num / den.max(1e-300)).sqrt();
+        assert!(rel <= tol, "{what}: relative error {rel:.3e} > {tol:.0e}; worst element {at}: {} vs {}", got[at], want[at]);
+    }
+
+    fn linear_forward_matches_reference(dev: &Ctx) {
+        let mut r = Rng::new(1);
+        // (M, K, N): 1x1, ragged everywhere, one full tile plus one, the model's shapes.
+        let shapes = [(1, 1, 1), (3, 5, 7), (65, 33, 129), (64, 64, 64), (130, 768, 768), (37, 768, 3072), (19, 3072, 768), (5, 128, 30000)];
+        for dtype in DTYPES {
+            for (i, &(m, k, n)) in shapes.iter().enumerate() {
+                let act = [None, Some(Activation::Gelu), Some(Activation::GeluTanh), Some(Activation::Tanh)][i % 4];
+                let inp = r.vec(m * k, 2.0);
+                let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
+                let bias = r.vec(n, 0.5);
+                let mut want = vec![0f32; m * n];
+                cpu::linear_forward(&mut want, &inp, &w, Some(&bias), m, k, n, dtype);
+                if let Some(a) = act {
+                    cpu::activation_forward(&mut want, a);
+                }
+                let mut out = poisoned(dev, m * n);
+                let wd = DeviceMatrix::upload(dev, &w, dtype).unwrap();
+                dev.linear_forward(&mut out, &up(dev, &inp), &wd, Some(&up(dev, &bias)), m, k, n, act).unwrap();
+                check(&format!("linear {dtype} [{m},{k}]x[{n},{k}] {act:?}"), &down(dev, &out), &want, 1e-5);
+            }
+        }
+    }
+
+    fn embeddings_forward_matches_reference(dev: &Ctx) {
+        let mut r = Rng::new(2);
+        let (v, p, t) = (1000, 64, 2);
+        for dtype in DTYPES {
+            for &(rows, s, e) in &[(1, 1, 24), (3, 19, 128), (2, 64, 33)] {
+                let m = rows * s;
+                let word: Vec<f32> = r.vec(v * e, 1.0).iter().map(|&x| dtype.round(x)).collect();
+                let pos: Vec<f32> = r.vec(p * e, 1.0).iter().map(|&x| dtype.round(x)).collect();
+                let typ: Vec<f32> = r.vec(t * e, 1.0).iter().map(|&x| dtype.round(x)).collect();
+                let (lw, lb) = (r.vec(e, 1.0), r.vec(e, 1.0));
+                let ids: Vec<u32> = (0..m).map(|_| r.below(v as u64) as u32).collect();
+                let types: Vec<u32> = (0..m).map(|_| r.below(t as u64) as u32).collect();
+                let mut want = vec![0f32; m * e];
+                cpu::embeddings_forward(&mut want, &ids, &types, &word, &pos, &typ, &lw, &lb, s, e, 1e-12);
+                let mut out = poisoned(dev, m * e);
+                let [wd, pd, td] = [&word, &pos, &typ].map(|x| DeviceMatrix::upload(dev, x, dtype).unwrap());
+                let ids_d = up_i32(dev, &ids.iter().map(|&x| x as i32).collect::<Vec<_>>());
+                let types_d = up_i32(dev, &types.iter().map(|&x| x as i32).collect::<Vec<_>>());
+                dev.embeddings_forward(&mut out, &ids_d, &types_d, &wd, &pd, &td, &up(dev, &lw), &up(dev, &lb), m, s, e, 1e-12).unwrap();
+                check(&format!("embeddings {dtype} M={m} E={e}"), &down(dev, &out), &want, 1e-5);
+            }
+        }
+    }
+
+    fn layernorm_forward_matches_reference(dev: &Ctx) {
+        let mut r = Rng::new(3);
+        for &(m, c) in &[(1, 1), (7, 24), (33, 768), (5, 1000), (3, 4096)] {
+            // A large common offset: statistics must not lose the spread to the mean.
+            let inp: Vec<f32> = r.vec(m * c, 1.0).iter().map(|x| x + 100.0).collect();
+            let res = r.vec(m * c, 1.0);
+            let (w, b) = (r.vec(c, 1.0), r.vec(c, 1.0));
+            let mut want = vec![0f32; m * c];
+            cpu::residual_layernorm_forward(&mut want, &inp, &res, &w, &b, c, 1e-12);
+            let mut out = poisoned(dev, m * c);
+            dev.residual_layernorm_forward(&mut out, &up(dev, &inp), Some(&up(dev, &res)), &up(dev, &w), &up(dev, &b), m, c, 1e-12).unwrap();
+            check(&format!("residual_layernorm M={m} C={c}"), &down(dev, &out), &want, 1e-5);
+            cpu::layernorm_forward(&mut want, &inp, &w, &b, c, 1e-5);
+            let mut out = poisoned(dev, m * c);
+            dev.residual_layernorm_forward(&mut out, &up(dev, &inp), None, &up(dev, &w), &up(dev, &b), m, c, 1e-5).unwrap();
+            check(&format!("layernorm M={m} C={c}"), &down(dev, &out), &want, 1e-5);
+        }
+    }
+
+    fn attention_forward_matches_reference(dev: &Ctx) {
+        let mut r = Rng::new(4);
+        for &(b, s, a, d) in &[(1, 1, 1, 1), (2, 37, 3, 16), (3, 128, 12, 64), (1, 512, 2, 128), (2, 33, 1, 100)] {
+            let n = b * s * a * d;
+            // Scores of a few units, like the fixtures' scaled-up query/key weights.
+            let (q, k, v) = (r.vec(n, 3.0), r.vec(n, 3.0), r.vec(n, 1.0));
+            // Row 0 unpadded; row 1 padded after s/2 + 1 tokens; row 2 fully padded (uniform).
+            let mask: Vec<f32> = (0..b * s)
+                .map(|i| match (i / s, i % s) {
+                    (0, _) => 0.0,
+                    (1, j) if j <= s / 2 => 0.0,
+                    _ => cpu::MASKED,
+                })
+                .collect();
+            let mut want = vec![0f32; n];
+            cpu::attention_forward(&mut want, &q, &k, &v, &mask, b, s, a, d);
+            let mut out = poisoned(dev, n);
+            dev.attention_forward(&mut out, &up(dev, &q), &up(dev, &k), &up(dev, &v), &up(dev, &mask), b, s, a, d).unwrap();
+            check(&format!("attention B={b} S={s} A={a} D={d}"), &down(dev, &out), &want, 1e-5);
+        }
+    }
+
+    fn gather_rows_copies_rows(dev: &Ctx) {
+        let (m, c) = (10, 37);
+        let inp: Vec<f32> = (0..m * c).map(|i| i as f32).collect();
+        let rows = [9, 0, 4, 4];
+        let mut out = poisoned(dev, rows.len() * c);
+        dev.gather_rows(&mut out, &up(dev, &inp), &up_i32(dev, &rows), &rows, c).unwrap();
+        let want: Vec<f32> = rows.iter().flat_map(|&r| inp[r as usize * c..(r as usize + 1) * c].to_vec()).collect();
+        assert_eq!(down(dev, &out), want);
+    }
+
+    fn launchers_reject_bad_sizes(dev: &Ctx) {
+        let small = poisoned(dev, 10);
+        let mut out = poisoned(dev, 10);
+        let w = DeviceMatrix::upload(dev, &[0.0; 12], DType::F32).unwrap();
+        let e = dev.linear_forward(&mut out, &small, &w, None, 4, 3, 4, None).unwrap_err();
+        assert!(e.to_string().contains("linear_forward_f32"), "{e}");
+        let e = dev.gather_rows(&mut out, &small, &up_i32(dev, &[7]), &[7], 2).unwrap_err();
+        assert!(e.to_string().contains("outside"), "{e}");
+    }
+
+    fn run_fixture(name: &str, model: &Albert, dtype: DType, dev_ordinal: usize) -> (Vec<(String, f64)>, albert::Outputs, albert::Inputs) {
+        let dir = model_dir(name);
+        let inputs = io::read_inputs(&dir.join("reference.safetensors")).unwrap();
+        let gpu = CudaAlbert::new(model, dev_ordinal, dtype).unwrap();
+        let out = gpu.forward(&inputs, ForwardOptions { hidden_states: true }).unwrap();
+        let reference = io::read_f32_tensors(&dir.join("reference.safetensors")).unwrap();
+        let mut errors = Vec::new();
+        for (n, want) in &reference {
+            if let Some(got) = out.get(n) {
+                errors.push((n.clone(), rel_error(got, want, output_mask(&inputs, &want.shape).as_deref())));
+            }
+        }
+        (errors, out, inputs)
+    }
+
+    fn model_f32_matches_fixtures(dev: &Ctx) {
+        let mut failures = Vec::new();
+        for name in fixtures() {
+            let model = Albert::from_dir(&model_dir(&name), None).unwrap();
+            let (errors, _, _) = run_fixture(&name, &model, DType::F32, 0);
+            assert!(errors.len() >= 3, "{name}: outputs missing");
+            let worst = errors.iter().cloned().fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
+            println!("  f32 {name:28} worst {:.2e} ({}) on {}", worst.1, worst.0, dev.name);
+            failures.extend(errors.into_iter().filter(|e| e.1.is_nan() || e.1 > 1e-5).map(|e| format!("{name}/{}: {:.3e}", e.0, e.1)));
+        }
+        assert!(failures.is_empty(), "beyond 1e-5: {failures:?}");
+    }
+
+    fn model_bf16_f16_match_emulation(_dev: &Ctx) {
+        let mut failures = Vec::new();
+        for dtype in [DType::BF16, DType::F16] {
+            for name in fixtures() {
+                let model = Albert::from_dir(&model_dir(&name), None).unwrap();
+                let (fixture_errors, out, inputs) = run_fixture(&name, &model, dtype, 0);
+                let emulated = model.clone().with_dtype(dtype).forward(&inputs, ForwardOptions { hidden_states: true }).unwrap();
+                let mut worst_emu = 0f64;
+                for (n, want) in &emulated.tensors {
+                    let got: &Tensor = out.get(n).unwrap();
+                    let e = rel_error(got, want, output_mask(&inputs, &want.shape).as_deref());
+                    worst_emu = worst_emu.max(e);
+                    if e.is_nan() || e > 5e-3 {
+                        failures.push(format!("{dtype} {name}/{n}: {e:.3e} from the CPU emulation"));
+                    }
+                }
+                let worst_fix = fixture_errors.iter().map(|e| e.1).fold(0.0, f64::max);
+                println!("  {dtype} {name:28} vs CPU emulation {worst_emu:.2e}, vs float64 fixture {worst_fix:.2e}");
+                if name == "base-v2-random-mlm" || name == "tiny-albert-mlm" {
+                    let bound = if dtype == DType::BF16 { 3.4e-2 } else { 2.1e-2 };
+                    if worst_fix > bound {
+                        failures.push(format!("{dtype} base-v2: {worst_fix:.3e} from float64, transformers is {bound:.1e}"));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    fn fill_mask_on_gpu_matches_cpu(_dev: &Ctx) {
+        use albert::pipelines::fill_mask::fill_mask;
+        let dir = model_dir("tiny-albert-mlm");
+        let tok = albert::Tokenizer::from_dir(&dir).unwrap();
+        let model = Albert::from_dir(&dir, None).unwrap();
+        let texts = vec!["Plants create [MASK] through a process known as photosynthesis.".to_string(), "a [MASK] b [MASK] c".to_string()];
+        let cpu_answers = fill_mask(&albert::Engine::Cpu(model.clone()), &tok, &texts, 5).unwrap();
+        let gpu = albert::Engine::Cuda(Box::new(CudaAlbert::new(&model, 0, DType::F32).unwrap()));
+        let gpu_answers = fill_mask(&gpu, &tok, &texts, 5).unwrap();
+        for (c, g) in cpu_answers.iter().flatten().flatten().zip(gpu_answers.iter().flatten().flatten()) {
+            assert_eq!((c.token, &c.sequence), (g.token, &g.sequence));
+            assert!((c.score - g.score).abs() <= 1e-5 * c.score.abs(), "{} vs {}", c.score, g.score);
+        }
+    }
+
+    /// Same inputs twice, and the same sequence alone and padded in a batch: identical bits.
+    /// A difference between runs would be a race.
+    fn repeated_runs_are_identical(_dev: &Ctx) {
+        let dir = model_dir("tiny-albert-groups");
+        let model = Albert::from_dir(&dir, None).unwrap();
+        let inputs = io::read_inputs(&dir.join("reference.safetensors")).unwrap();
+        for dtype in DTYPES {
+            let gpu = CudaAlbert::new(&model, 0, dtype).unwrap();
+            let a = gpu.forward(&inputs, ForwardOptions::default()).unwrap();
+            let b = gpu.forward(&inputs, ForwardOptions::default()).unwrap();
+            assert_eq!(a.get("last_hidden_state"), b.get("last_hidden_state"), "{dtype}: two runs differ");
+        }
+    }
+}
