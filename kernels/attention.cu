@@ -31,7 +31,7 @@ attention_forward(float *__restrict__ out,      // [B, S, A*D]
     for (int c = lane; c < D; c += 32) qrow[c] = q[base + (long long)i * H + c];
     __syncwarp();
 
-    float mx = -INFINITY;
+    float mx = NEG_INF;
     for (int j = lane; j < S; j += 32) {
         const float *kj = k + base + (long long)j * H;
         float dot = 0.0f;

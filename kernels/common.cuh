@@ -9,12 +9,6 @@
 // build.rs inlines this file into each .cu for NVRTC, so it must stay self-contained.
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-typedef __nv_bfloat16 bf16;
-typedef __half f16;
-
 // Activation ids. Must match `cuda_activation_id` in src/backend/cuda/launch.rs.
 #define ACT_NONE 0
 #define ACT_GELU 1        // exact erf form (gelu, gelu_python)
@@ -30,19 +24,52 @@ typedef __half f16;
 #define ACT_TANH 11
 #define ACT_MISH 12
 
+// -infinity without math.h (NVRTC has no INFINITY macro).
+#define NEG_INF __int_as_float(0xff800000)
+
+// bf16 and f16 are our own 2-byte storage types, not cuda_bf16.h / cuda_fp16.h: NVRTC has no
+// include path to the toolkit's headers on a machine with only a driver and libnvrtc, and the
+// run-time fallback must compile there. The layouts match half::bf16 / half::f16 on the host.
+struct bf16 { unsigned short bits; };
+struct f16 { unsigned short bits; };
+
 __device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(bf16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f32(f16 x) { return __half2float(x); }
+// bf16 is the top half of an f32: widening is exact.
+__device__ __forceinline__ float to_f32(bf16 x) { return __uint_as_float((unsigned)x.bits << 16); }
+
+// f32 -> bf16, round to nearest even (NaN stays NaN).
+__device__ __forceinline__ float round_bf16(float x) {
+    const unsigned u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return x;
+    const unsigned r = u + 0x7fffu + ((u >> 16) & 1u);
+    return __uint_as_float(r & 0xffff0000u);
+}
+
+#ifdef __CUDA_ARCH__
+__device__ __forceinline__ float to_f32(f16 x) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
+    return f;
+}
+// f32 -> f16 -> f32, round to nearest even (the hardware conversion).
+__device__ __forceinline__ float round_f16(float x) {
+    unsigned short h;
+    float f;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+#else
+// Host versions, for the CPU emulation of the kernels in dev/emu (same results as PTX cvt).
+float to_f32(f16 x);
+float round_f16(float x);
+#endif
 
 // Rounds an f32 activation to the operand type T and back: what a T x T tensor-core product sees.
 template <typename T> __device__ __forceinline__ float round_to(float x);
 template <> __device__ __forceinline__ float round_to<float>(float x) { return x; }
-template <> __device__ __forceinline__ float round_to<bf16>(float x) {
-    return __bfloat162float(__float2bfloat16_rn(x));
-}
-template <> __device__ __forceinline__ float round_to<f16>(float x) {
-    return __half2float(__float2half_rn(x));
-}
+template <> __device__ __forceinline__ float round_to<bf16>(float x) { return round_bf16(x); }
+template <> __device__ __forceinline__ float round_to<f16>(float x) { return round_f16(x); }
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 

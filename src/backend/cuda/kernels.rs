@@ -167,3 +167,40 @@ pub fn driver_version() -> Option<i32> {
     let r = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
     (r == cudarc::driver::sys::CUresult::CUDA_SUCCESS).then_some(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The NVRTC fallback compiles every embedded source (common.cuh inlined) for the two
+    /// targets. NVRTC needs no GPU, only libnvrtc (scripts/setup-cuda installs it into .cuda/;
+    /// put its lib folder on LD_LIBRARY_PATH); without it the test says so and passes.
+    #[test]
+    fn embedded_sources_compile_with_nvrtc() {
+        // SAFETY: only tries to dlopen libnvrtc.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            eprintln!("skipped: libnvrtc not found (LD_LIBRARY_PATH=.cuda/venv/.../nvidia/cu13/lib)");
+            return;
+        }
+        assert!(!MODULES.is_empty());
+        for module in MODULES {
+            for arch in ["compute_80", "compute_90"] {
+                let opts = CompileOptions {
+                    arch: Some(arch),
+                    options: vec!["--std=c++17".into()],
+                    name: Some(format!("{}.cu", module.name)),
+                    ..Default::default()
+                };
+                let ptx = cudarc::nvrtc::compile_ptx_with_opts(module.source, opts)
+                    .unwrap_or_else(|e| panic!("{} for {arch}: {e}", module.name));
+                for (m, entries) in ENTRY_POINTS {
+                    if *m == module.name {
+                        for e in *entries {
+                            assert!(ptx.to_src().contains(&format!(".entry {e}(")), "{} lacks {e}", module.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
