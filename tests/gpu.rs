@@ -23,8 +23,14 @@ type Ctx = ();
 
 fn main() {
     let tests: Vec<(&str, TestFn)> = tests::all();
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let selected: Vec<_> = tests.into_iter().filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str()))).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<_> = tests
+        .into_iter()
+        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
+        .collect();
     let ctx = match open() {
         Ok(ctx) => ctx,
         Err(why) => {
@@ -44,7 +50,10 @@ fn main() {
                 passed += 1;
             }
             Err(e) => {
-                let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
                 println!("test {name} ... FAILED: {}", msg.unwrap_or_default());
                 failed += 1;
             }
@@ -59,8 +68,12 @@ fn main() {
 #[cfg(feature = "cuda")]
 fn open() -> Result<Ctx, String> {
     albert::backend::cuda::probe()?;
-    let dev = albert::backend::cuda::CudaDevice::open(0).map_err(|e| format!("a GPU is present but failed to open: {e}"))?;
-    println!("GPU: {} (sm_{}{})", dev.name, dev.compute_capability.0, dev.compute_capability.1);
+    let dev = albert::backend::cuda::CudaDevice::open(0)
+        .map_err(|e| format!("a GPU is present but failed to open: {e}"))?;
+    println!(
+        "GPU: {} (sm_{}{})",
+        dev.name, dev.compute_capability.0, dev.compute_capability.1
+    );
     Ok(dev)
 }
 
@@ -92,14 +105,29 @@ mod tests {
 
     pub fn all() -> Vec<(&'static str, TestFn)> {
         vec![
-            ("linear_forward_matches_reference", linear_forward_matches_reference),
-            ("embeddings_forward_matches_reference", embeddings_forward_matches_reference),
-            ("layernorm_forward_matches_reference", layernorm_forward_matches_reference),
-            ("attention_forward_matches_reference", attention_forward_matches_reference),
+            (
+                "linear_forward_matches_reference",
+                linear_forward_matches_reference,
+            ),
+            (
+                "embeddings_forward_matches_reference",
+                embeddings_forward_matches_reference,
+            ),
+            (
+                "layernorm_forward_matches_reference",
+                layernorm_forward_matches_reference,
+            ),
+            (
+                "attention_forward_matches_reference",
+                attention_forward_matches_reference,
+            ),
             ("gather_rows_copies_rows", gather_rows_copies_rows),
             ("launchers_reject_bad_sizes", launchers_reject_bad_sizes),
             ("model_f32_matches_fixtures", model_f32_matches_fixtures),
-            ("model_bf16_f16_match_emulation", model_bf16_f16_match_emulation),
+            (
+                "model_bf16_f16_match_emulation",
+                model_bf16_f16_match_emulation,
+            ),
             ("fill_mask_on_gpu_matches_cpu", fill_mask_on_gpu_matches_cpu),
             ("repeated_runs_are_identical", repeated_runs_are_identical),
         ]
@@ -129,7 +157,10 @@ mod tests {
         assert_eq!(got.len(), want.len(), "{what}: lengths");
         let (mut num, mut den, mut worst, mut at) = (0f64, 0f64, 0f64, 0usize);
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(g.is_finite(), "{what}: element {i} is {g} (not written or overflowed)");
+            assert!(
+                g.is_finite(),
+                "{what}: element {i} is {g} (not written or overflowed)"
+            );
             let d = (*g as f64 - *w as f64).abs();
             num += d * d;
             den += (*w as f64) * (*w as f64);
@@ -139,16 +170,35 @@ mod tests {
             }
         }
         let rel = (num / den.max(1e-300)).sqrt();
-        assert!(rel <= tol, "{what}: relative error {rel:.3e} > {tol:.0e}; worst element {at}: {} vs {}", got[at], want[at]);
+        assert!(
+            rel <= tol,
+            "{what}: relative error {rel:.3e} > {tol:.0e}; worst element {at}: {} vs {}",
+            got[at],
+            want[at]
+        );
     }
 
     fn linear_forward_matches_reference(dev: &Ctx) {
         let mut r = Rng::new(1);
         // (M, K, N): 1x1, ragged everywhere, one full tile plus one, the model's shapes.
-        let shapes = [(1, 1, 1), (3, 5, 7), (65, 33, 129), (64, 64, 64), (130, 768, 768), (37, 768, 3072), (19, 3072, 768), (5, 128, 30000)];
+        let shapes = [
+            (1, 1, 1),
+            (3, 5, 7),
+            (65, 33, 129),
+            (64, 64, 64),
+            (130, 768, 768),
+            (37, 768, 3072),
+            (19, 3072, 768),
+            (5, 128, 30000),
+        ];
         for dtype in DTYPES {
             for (i, &(m, k, n)) in shapes.iter().enumerate() {
-                let act = [None, Some(Activation::Gelu), Some(Activation::GeluTanh), Some(Activation::Tanh)][i % 4];
+                let act = [
+                    None,
+                    Some(Activation::Gelu),
+                    Some(Activation::GeluTanh),
+                    Some(Activation::Tanh),
+                ][i % 4];
                 let inp = r.vec(m * k, 2.0);
                 let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
                 let bias = r.vec(n, 0.5);
@@ -159,8 +209,23 @@ mod tests {
                 }
                 let mut out = poisoned(dev, m * n);
                 let wd = DeviceMatrix::upload(dev, &w, dtype).unwrap();
-                dev.linear_forward(&mut out, &up(dev, &inp), &wd, Some(&up(dev, &bias)), m, k, n, act).unwrap();
-                check(&format!("linear {dtype} [{m},{k}]x[{n},{k}] {act:?}"), &down(dev, &out), &want, 1e-5);
+                dev.linear_forward(
+                    &mut out,
+                    &up(dev, &inp),
+                    &wd,
+                    Some(&up(dev, &bias)),
+                    m,
+                    k,
+                    n,
+                    act,
+                )
+                .unwrap();
+                check(
+                    &format!("linear {dtype} [{m},{k}]x[{n},{k}] {act:?}"),
+                    &down(dev, &out),
+                    &want,
+                    1e-5,
+                );
             }
         }
     }
@@ -178,13 +243,35 @@ mod tests {
                 let ids: Vec<u32> = (0..m).map(|_| r.below(v as u64) as u32).collect();
                 let types: Vec<u32> = (0..m).map(|_| r.below(t as u64) as u32).collect();
                 let mut want = vec![0f32; m * e];
-                cpu::embeddings_forward(&mut want, &ids, &types, &word, &pos, &typ, &lw, &lb, s, e, 1e-12);
+                cpu::embeddings_forward(
+                    &mut want, &ids, &types, &word, &pos, &typ, &lw, &lb, s, e, 1e-12,
+                );
                 let mut out = poisoned(dev, m * e);
-                let [wd, pd, td] = [&word, &pos, &typ].map(|x| DeviceMatrix::upload(dev, x, dtype).unwrap());
+                let [wd, pd, td] =
+                    [&word, &pos, &typ].map(|x| DeviceMatrix::upload(dev, x, dtype).unwrap());
                 let ids_d = up_i32(dev, &ids.iter().map(|&x| x as i32).collect::<Vec<_>>());
                 let types_d = up_i32(dev, &types.iter().map(|&x| x as i32).collect::<Vec<_>>());
-                dev.embeddings_forward(&mut out, &ids_d, &types_d, &wd, &pd, &td, &up(dev, &lw), &up(dev, &lb), m, s, e, 1e-12).unwrap();
-                check(&format!("embeddings {dtype} M={m} E={e}"), &down(dev, &out), &want, 1e-5);
+                dev.embeddings_forward(
+                    &mut out,
+                    &ids_d,
+                    &types_d,
+                    &wd,
+                    &pd,
+                    &td,
+                    &up(dev, &lw),
+                    &up(dev, &lb),
+                    m,
+                    s,
+                    e,
+                    1e-12,
+                )
+                .unwrap();
+                check(
+                    &format!("embeddings {dtype} M={m} E={e}"),
+                    &down(dev, &out),
+                    &want,
+                    1e-5,
+                );
             }
         }
     }
@@ -199,18 +286,54 @@ mod tests {
             let mut want = vec![0f32; m * c];
             cpu::residual_layernorm_forward(&mut want, &inp, &res, &w, &b, c, 1e-12);
             let mut out = poisoned(dev, m * c);
-            dev.residual_layernorm_forward(&mut out, &up(dev, &inp), Some(&up(dev, &res)), &up(dev, &w), &up(dev, &b), m, c, 1e-12).unwrap();
-            check(&format!("residual_layernorm M={m} C={c}"), &down(dev, &out), &want, 1e-5);
+            dev.residual_layernorm_forward(
+                &mut out,
+                &up(dev, &inp),
+                Some(&up(dev, &res)),
+                &up(dev, &w),
+                &up(dev, &b),
+                m,
+                c,
+                1e-12,
+            )
+            .unwrap();
+            check(
+                &format!("residual_layernorm M={m} C={c}"),
+                &down(dev, &out),
+                &want,
+                1e-5,
+            );
             cpu::layernorm_forward(&mut want, &inp, &w, &b, c, 1e-5);
             let mut out = poisoned(dev, m * c);
-            dev.residual_layernorm_forward(&mut out, &up(dev, &inp), None, &up(dev, &w), &up(dev, &b), m, c, 1e-5).unwrap();
-            check(&format!("layernorm M={m} C={c}"), &down(dev, &out), &want, 1e-5);
+            dev.residual_layernorm_forward(
+                &mut out,
+                &up(dev, &inp),
+                None,
+                &up(dev, &w),
+                &up(dev, &b),
+                m,
+                c,
+                1e-5,
+            )
+            .unwrap();
+            check(
+                &format!("layernorm M={m} C={c}"),
+                &down(dev, &out),
+                &want,
+                1e-5,
+            );
         }
     }
 
     fn attention_forward_matches_reference(dev: &Ctx) {
         let mut r = Rng::new(4);
-        for &(b, s, a, d) in &[(1, 1, 1, 1), (2, 37, 3, 16), (3, 128, 12, 64), (1, 512, 2, 128), (2, 33, 1, 100)] {
+        for &(b, s, a, d) in &[
+            (1, 1, 1, 1),
+            (2, 37, 3, 16),
+            (3, 128, 12, 64),
+            (1, 512, 2, 128),
+            (2, 33, 1, 100),
+        ] {
             let n = b * s * a * d;
             // Scores of a few units, like the fixtures' scaled-up query/key weights.
             let (q, k, v) = (r.vec(n, 3.0), r.vec(n, 3.0), r.vec(n, 1.0));
@@ -225,8 +348,24 @@ mod tests {
             let mut want = vec![0f32; n];
             cpu::attention_forward(&mut want, &q, &k, &v, &mask, b, s, a, d);
             let mut out = poisoned(dev, n);
-            dev.attention_forward(&mut out, &up(dev, &q), &up(dev, &k), &up(dev, &v), &up(dev, &mask), b, s, a, d).unwrap();
-            check(&format!("attention B={b} S={s} A={a} D={d}"), &down(dev, &out), &want, 1e-5);
+            dev.attention_forward(
+                &mut out,
+                &up(dev, &q),
+                &up(dev, &k),
+                &up(dev, &v),
+                &up(dev, &mask),
+                b,
+                s,
+                a,
+                d,
+            )
+            .unwrap();
+            check(
+                &format!("attention B={b} S={s} A={a} D={d}"),
+                &down(dev, &out),
+                &want,
+                1e-5,
+            );
         }
     }
 
@@ -235,8 +374,12 @@ mod tests {
         let inp: Vec<f32> = (0..m * c).map(|i| i as f32).collect();
         let rows = [9, 0, 4, 4];
         let mut out = poisoned(dev, rows.len() * c);
-        dev.gather_rows(&mut out, &up(dev, &inp), &up_i32(dev, &rows), &rows, c).unwrap();
-        let want: Vec<f32> = rows.iter().flat_map(|&r| inp[r as usize * c..(r as usize + 1) * c].to_vec()).collect();
+        dev.gather_rows(&mut out, &up(dev, &inp), &up_i32(dev, &rows), &rows, c)
+            .unwrap();
+        let want: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| inp[r as usize * c..(r as usize + 1) * c].to_vec())
+            .collect();
         assert_eq!(down(dev, &out), want);
     }
 
@@ -244,22 +387,41 @@ mod tests {
         let small = poisoned(dev, 10);
         let mut out = poisoned(dev, 10);
         let w = DeviceMatrix::upload(dev, &[0.0; 12], DType::F32).unwrap();
-        let e = dev.linear_forward(&mut out, &small, &w, None, 4, 3, 4, None).unwrap_err();
+        let e = dev
+            .linear_forward(&mut out, &small, &w, None, 4, 3, 4, None)
+            .unwrap_err();
         assert!(e.to_string().contains("linear_forward_f32"), "{e}");
-        let e = dev.gather_rows(&mut out, &small, &up_i32(dev, &[7]), &[7], 2).unwrap_err();
+        let e = dev
+            .gather_rows(&mut out, &small, &up_i32(dev, &[7]), &[7], 2)
+            .unwrap_err();
         assert!(e.to_string().contains("outside"), "{e}");
     }
 
-    fn run_fixture(name: &str, model: &Albert, dtype: DType, dev_ordinal: usize) -> (Vec<(String, f64)>, albert::Outputs, albert::Inputs) {
+    fn run_fixture(
+        name: &str,
+        model: &Albert,
+        dtype: DType,
+        dev_ordinal: usize,
+    ) -> (Vec<(String, f64)>, albert::Outputs, albert::Inputs) {
         let dir = model_dir(name);
         let inputs = io::read_inputs(&dir.join("reference.safetensors")).unwrap();
         let gpu = CudaAlbert::new(model, dev_ordinal, dtype).unwrap();
-        let out = gpu.forward(&inputs, ForwardOptions { hidden_states: true }).unwrap();
+        let out = gpu
+            .forward(
+                &inputs,
+                ForwardOptions {
+                    hidden_states: true,
+                },
+            )
+            .unwrap();
         let reference = io::read_f32_tensors(&dir.join("reference.safetensors")).unwrap();
         let mut errors = Vec::new();
         for (n, want) in &reference {
             if let Some(got) = out.get(n) {
-                errors.push((n.clone(), rel_error(got, want, output_mask(&inputs, &want.shape).as_deref())));
+                errors.push((
+                    n.clone(),
+                    rel_error(got, want, output_mask(&inputs, &want.shape).as_deref()),
+                ));
             }
         }
         (errors, out, inputs)
@@ -271,9 +433,21 @@ mod tests {
             let model = Albert::from_dir(&model_dir(&name), None).unwrap();
             let (errors, _, _) = run_fixture(&name, &model, DType::F32, 0);
             assert!(errors.len() >= 3, "{name}: outputs missing");
-            let worst = errors.iter().cloned().fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
-            println!("  f32 {name:28} worst {:.2e} ({}) on {}", worst.1, worst.0, dev.name);
-            failures.extend(errors.into_iter().filter(|e| e.1.is_nan() || e.1 > 1e-5).map(|e| format!("{name}/{}: {:.3e}", e.0, e.1)));
+            let worst =
+                errors
+                    .iter()
+                    .cloned()
+                    .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
+            println!(
+                "  f32 {name:28} worst {:.2e} ({}) on {}",
+                worst.1, worst.0, dev.name
+            );
+            failures.extend(
+                errors
+                    .into_iter()
+                    .filter(|e| e.1.is_nan() || e.1 > 1e-5)
+                    .map(|e| format!("{name}/{}: {:.3e}", e.0, e.1)),
+            );
         }
         assert!(failures.is_empty(), "beyond 1e-5: {failures:?}");
     }
@@ -284,14 +458,25 @@ mod tests {
             for name in fixtures() {
                 let model = Albert::from_dir(&model_dir(&name), None).unwrap();
                 let (fixture_errors, out, inputs) = run_fixture(&name, &model, dtype, 0);
-                let emulated = model.clone().with_dtype(dtype).forward(&inputs, ForwardOptions { hidden_states: true }).unwrap();
+                let emulated = model
+                    .clone()
+                    .with_dtype(dtype)
+                    .forward(
+                        &inputs,
+                        ForwardOptions {
+                            hidden_states: true,
+                        },
+                    )
+                    .unwrap();
                 let mut worst_emu = 0f64;
                 for (n, want) in &emulated.tensors {
                     let got: &Tensor = out.get(n).unwrap();
                     let e = rel_error(got, want, output_mask(&inputs, &want.shape).as_deref());
                     worst_emu = worst_emu.max(e);
                     if e.is_nan() || e > 5e-3 {
-                        failures.push(format!("{dtype} {name}/{n}: {e:.3e} from the CPU emulation"));
+                        failures.push(format!(
+                            "{dtype} {name}/{n}: {e:.3e} from the CPU emulation"
+                        ));
                     }
                 }
                 let worst_fix = fixture_errors.iter().map(|e| e.1).fold(0.0, f64::max);
@@ -312,13 +497,26 @@ mod tests {
         let dir = model_dir("tiny-albert-mlm");
         let tok = albert::Tokenizer::from_dir(&dir).unwrap();
         let model = Albert::from_dir(&dir, None).unwrap();
-        let texts = vec!["Plants create [MASK] through a process known as photosynthesis.".to_string(), "a [MASK] b [MASK] c".to_string()];
+        let texts = vec![
+            "Plants create [MASK] through a process known as photosynthesis.".to_string(),
+            "a [MASK] b [MASK] c".to_string(),
+        ];
         let cpu_answers = fill_mask(&albert::Engine::Cpu(model.clone()), &tok, &texts, 5).unwrap();
         let gpu = albert::Engine::Cuda(Box::new(CudaAlbert::new(&model, 0, DType::F32).unwrap()));
         let gpu_answers = fill_mask(&gpu, &tok, &texts, 5).unwrap();
-        for (c, g) in cpu_answers.iter().flatten().flatten().zip(gpu_answers.iter().flatten().flatten()) {
+        for (c, g) in cpu_answers
+            .iter()
+            .flatten()
+            .flatten()
+            .zip(gpu_answers.iter().flatten().flatten())
+        {
             assert_eq!((c.token, &c.sequence), (g.token, &g.sequence));
-            assert!((c.score - g.score).abs() <= 1e-5 * c.score.abs(), "{} vs {}", c.score, g.score);
+            assert!(
+                (c.score - g.score).abs() <= 1e-5 * c.score.abs(),
+                "{} vs {}",
+                c.score,
+                g.score
+            );
         }
     }
 
@@ -332,7 +530,11 @@ mod tests {
             let gpu = CudaAlbert::new(&model, 0, dtype).unwrap();
             let a = gpu.forward(&inputs, ForwardOptions::default()).unwrap();
             let b = gpu.forward(&inputs, ForwardOptions::default()).unwrap();
-            assert_eq!(a.get("last_hidden_state"), b.get("last_hidden_state"), "{dtype}: two runs differ");
+            assert_eq!(
+                a.get("last_hidden_state"),
+                b.get("last_hidden_state"),
+                "{dtype}: two runs differ"
+            );
         }
     }
 }

@@ -179,7 +179,9 @@ mod tests {
     fn embedded_sources_compile_with_nvrtc() {
         // SAFETY: only tries to dlopen libnvrtc.
         if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            eprintln!("skipped: libnvrtc not found (LD_LIBRARY_PATH=.cuda/venv/.../nvidia/cu13/lib)");
+            eprintln!(
+                "skipped: libnvrtc not found (LD_LIBRARY_PATH=.cuda/venv/.../nvidia/cu13/lib)"
+            );
             return;
         }
         assert!(!MODULES.is_empty());
@@ -196,7 +198,11 @@ mod tests {
                 for (m, entries) in ENTRY_POINTS {
                     if *m == module.name {
                         for e in *entries {
-                            assert!(ptx.to_src().contains(&format!(".entry {e}(")), "{} lacks {e}", module.name);
+                            assert!(
+                                ptx.to_src().contains(&format!(".entry {e}(")),
+                                "{} lacks {e}",
+                                module.name
+                            );
                         }
                     }
                 }
