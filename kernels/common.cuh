@@ -25,7 +25,7 @@
 #define ACT_MISH 12
 
 // -infinity without math.h (NVRTC has no INFINITY macro).
-#define NEG_INF __int_as_float(0xff800000)
+#define NEG_INF __uint_as_float(0xff800000u)
 
 // bf16 and f16 are our own 2-byte storage types, not cuda_bf16.h / cuda_fp16.h: NVRTC has no
 // include path to the toolkit's headers on a machine with only a driver and libnvrtc, and the

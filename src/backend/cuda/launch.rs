@@ -16,8 +16,10 @@ const ATTENTION_WARPS: usize = 4;
 /// Tile of linear_forward (BM, BN and THREADS in kernels/linear.cu).
 const LINEAR_TILE: usize = 64;
 const LINEAR_THREADS: u32 = 256;
-/// Default dynamic shared memory a block may use without opting in.
+/// Shared memory a block may use without opting in (static + dynamic).
 const SMEM_LIMIT: usize = 48 * 1024;
+/// Static shared memory of the row kernels: `double scratch[32]` in common.cuh's block_sum.
+const ROW_STATIC_SMEM: usize = 32 * 8;
 
 /// The id of an activation in kernels/common.cuh (ACT_*).
 pub fn cuda_activation_id(act: Option<Activation>) -> i32 {
@@ -97,9 +99,12 @@ impl CudaDevice {
             word.suffix() == position.suffix() && word.suffix() == token_type.suffix(),
             || "tables of mixed types".into(),
         )?;
-        self.check(k, s > 0 && e * 4 <= SMEM_LIMIT, || {
+        self.check(k, e * 4 + ROW_STATIC_SMEM <= SMEM_LIMIT, || {
             format!("E = {e} needs more than 48 KB of shared memory")
         })?;
+        if m == 0 || s == 0 || e == 0 {
+            return Ok(()); // a zero-sized grid is a launch error; there is nothing to do
+        }
         let (m_, s_, e_) = (
             self.dim(k, "M", m)?,
             self.dim(k, "S", s)?,
@@ -161,6 +166,9 @@ impl CudaDevice {
             self.dim(kn, "K", k)?,
             self.dim(kn, "N", n)?,
         );
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
         let act_id = cuda_activation_id(act);
         let cfg = LaunchConfig {
             grid_dim: (
@@ -219,9 +227,12 @@ impl CudaDevice {
         self.check(k, weight.len() == c && bias.len() == c, || {
             format!("parameters are not [{c}]")
         })?;
-        self.check(k, c * 4 <= SMEM_LIMIT, || {
+        self.check(k, c * 4 + ROW_STATIC_SMEM <= SMEM_LIMIT, || {
             format!("C = {c} needs more than 48 KB of shared memory")
         })?;
+        if m == 0 || c == 0 {
+            return Ok(());
+        }
         let (m_, c_) = (self.dim(k, "M", m)?, self.dim(k, "C", c)?);
         let cfg = LaunchConfig {
             grid_dim: (m as u32, 1, 1),
@@ -276,6 +287,9 @@ impl CudaDevice {
             self.dim(kn, "A", a)?,
             self.dim(kn, "D", d)?,
         );
+        if n == 0 {
+            return Ok(());
+        }
         let scale = (1.0 / (d as f64).sqrt()) as f32;
         let cfg = LaunchConfig {
             grid_dim: (s.div_ceil(ATTENTION_WARPS) as u32, a as u32, b as u32),
@@ -319,6 +333,9 @@ impl CudaDevice {
             || format!("a row index is outside [0, {m})"),
         )?;
         let (n_, c_) = (self.dim(kn, "N", n)?, self.dim(kn, "C", c)?);
+        if n == 0 || c == 0 {
+            return Ok(());
+        }
         let cfg = LaunchConfig {
             grid_dim: (n as u32, 1, 1),
             block_dim: (ROW_THREADS, 1, 1),

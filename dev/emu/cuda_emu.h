@@ -1,0 +1,315 @@
+// cuda_emu.h: runs the CUDA kernels of kernels/*.cu as plain C++ on the CPU, to test them
+// without a GPU. Force-included (g++ -include) before each kernel source.
+//
+// Execution model (see launch() at the end):
+//  * Blocks run one after another; the threads of a block run concurrently, one std::thread per
+//    CUDA thread. Everything a block shares therefore lives in per-block state.
+//  * `__shared__` is `static`: a static local of a (template) function is one object shared by
+//    every thread that runs it, which is exactly shared memory while only one block runs at a
+//    time. Caveat: it keeps the previous block's values (real shared memory starts undefined), so
+//    a read-before-write of a static __shared__ array reads stale data instead of garbage.
+//  * `extern __shared__ T name[];` cannot be spelled with a macro (`extern static` is not C++),
+//    so run.sh rewrites exactly that line into EMU_DYNAMIC_SHARED(T, name), a pointer into a
+//    per-launch buffer of shared_mem_bytes, refilled with NaN bytes before every block and
+//    surrounded by guard bytes that are checked after every block (out-of-bounds writes).
+//  * __syncthreads is a barrier (emu::Group) of all threads of the block; __syncwarp and the
+//    shuffles use a barrier of the 32 lanes of the warp plus an exchange buffer. Every barrier
+//    checks that all participating threads called it from the same source line (divergent
+//    barriers) and that no thread of the block/warp has exited before it (barrier after an
+//    early return, shuffle with inactive lanes). Violations are recorded in emu::errors(),
+//    which the tests check.
+//  * Emulated barriers and shuffles are full memory fences between the participants, so a
+//    missing barrier only shows when the schedule happens to expose it. Build with
+//    EMU_SAN=thread (ThreadSanitizer) to see every unordered shared-memory access; in that build
+//    shuffles do not count as ordering (as on the GPU), only __syncwarp/__syncthreads do.
+#pragma once
+
+#include <math.h> // expf, erff, ... in the global namespace, INFINITY
+#include <atomic>
+#include <condition_variable>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <source_location>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+#if defined(__SANITIZE_ADDRESS__) // under ASan, reads of the guard bytes are reported too
+#include <sanitizer/asan_interface.h>
+#define EMU_GUARD(p, n, on) ((on) ? ASAN_POISON_MEMORY_REGION(p, n) : ASAN_UNPOISON_MEMORY_REGION(p, n))
+#else
+#define EMU_GUARD(p, n, on) ((void)0)
+#endif
+// A real shuffle exchanges registers but does not order shared-memory accesses between lanes
+// (only __syncwarp / __syncthreads do). Under ThreadSanitizer the emulated shuffle's barrier is
+// therefore hidden from TSan, so a missing __syncwarp after a shuffle shows up as a data race.
+#if defined(__SANITIZE_THREAD__)
+extern "C" void AnnotateIgnoreSyncBegin(const char *file, int line);
+extern "C" void AnnotateIgnoreSyncEnd(const char *file, int line);
+#define EMU_IGNORE_SYNC_BEGIN() AnnotateIgnoreSyncBegin(__FILE__, __LINE__)
+#define EMU_IGNORE_SYNC_END() AnnotateIgnoreSyncEnd(__FILE__, __LINE__)
+#else
+#define EMU_IGNORE_SYNC_BEGIN() ((void)0)
+#define EMU_IGNORE_SYNC_END() ((void)0)
+#endif
+
+// ---- qualifiers --------------------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static // see above; __restrict__ is already a g++ keyword
+#define EMU_DYNAMIC_SHARED(T, name) T *name = static_cast<T *>(::emu::dynamic_shared())
+
+// ---- thread and block indices ------------------------------------------------------------------
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+// ---- bit casts ----------------------------------------------------------------------------------
+inline uint32_t emu_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+inline float emu_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline float __uint_as_float(unsigned u) { return emu_float(u); }
+inline float __int_as_float(int i) { return emu_float(uint32_t(i)); }
+inline unsigned __float_as_uint(float f) { return emu_bits(f); }
+inline int __float_as_int(float f) { return int(emu_bits(f)); }
+
+// ---- 16-bit float types, exact round-to-nearest-even -------------------------------------------
+// cuda_bf16.h / cuda_fp16.h's names, for kernels that use them; also the test's independent
+// conversions (self-tested against the compiler's _Float16 and a slow RNE in emu_test.cpp).
+struct __nv_bfloat16 { uint16_t bits; };
+struct __half { uint16_t bits; };
+
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    uint32_t u = emu_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return {uint16_t((u >> 16) | 0x40u)}; // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u); // round half to even; overflow carries into inf
+    return {uint16_t(u >> 16)};
+}
+inline float __bfloat162float(__nv_bfloat16 h) { return emu_float(uint32_t(h.bits) << 16); }
+
+inline __half __float2half_rn(float f) {
+    const uint32_t u = emu_bits(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return {uint16_t(sign | 0x7e00u)};  // NaN
+    if (a >= 0x477ff000u) return {uint16_t(sign | 0x7c00u)}; // >= 65520 rounds to inf
+    if (a < 0x38800000u) {                                    // < 2^-14: subnormal or zero
+        // |f| * 2^24 is exact; rounding it to an integer (RNE, the default mode) gives the
+        // subnormal's mantissa, or 0x400 (the smallest normal) when it rounds up to it.
+        return {uint16_t(sign | uint32_t(std::nearbyint(double(emu_float(a)) * 16777216.0)))};
+    }
+    uint32_t h = ((((a >> 23) - 127 + 15) << 10) | ((a & 0x7fffffu) >> 13));
+    const uint32_t rem = a & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++; // carry may roll into the exponent
+    return {uint16_t(sign | h)};
+}
+inline float __half2float(__half h) {
+    const uint32_t sign = uint32_t(h.bits & 0x8000u) << 16, e = (h.bits >> 10) & 0x1fu,
+                   m = h.bits & 0x3ffu;
+    if (e == 0) return (sign ? -1.0f : 1.0f) * float(m) * 0x1p-24f; // zero or subnormal (exact)
+    if (e == 31) return emu_float(sign | 0x7f800000u | (m << 13));  // inf / NaN
+    return emu_float(sign | ((e - 15 + 127) << 23) | (m << 13));
+}
+
+// ---- the emulator's per-block state ------------------------------------------------------------
+namespace emu {
+
+struct Site { const char *file = nullptr; unsigned line = 0; };
+
+// Problems found while running kernels (divergent barriers, ...); checked by the tests.
+inline std::mutex errors_mu;
+inline thread_local int ignoring_sync = 0; // inside a shuffle of the TSan build (see below)
+inline std::vector<std::string> &errors() { static std::vector<std::string> e; return e; }
+inline void report(const std::string &msg) {
+    if (ignoring_sync) EMU_IGNORE_SYNC_END(); // this lock must order the vector for TSan
+    {
+        std::lock_guard<std::mutex> g(errors_mu);
+        if (errors().size() < 20) errors().push_back(msg);
+    }
+    if (ignoring_sync) EMU_IGNORE_SYNC_BEGIN();
+}
+inline std::string where(Site s) { return std::string(s.file) + ":" + std::to_string(s.line); }
+
+// A barrier of the threads of a block or of the lanes of a warp (mutex + condition variable, so
+// that members can leave it when they return from the kernel). When the last member arrives it
+// checks the phase: all members must wait at the same call site, and none may have exited
+// (CUDA requires block-/warp-uniform barriers). Its counters are atomics only so that the TSan
+// build can ignore its synchronisation without reports on this bookkeeping; the mutex guards them.
+struct Group {
+    struct Slot { std::atomic<const char *> file{nullptr}; std::atomic<unsigned> line{0}; };
+    std::mutex mu;
+    std::condition_variable cv;
+    std::atomic<unsigned> expected, arrived{0}, phase{0}, exited{0};
+    std::unique_ptr<Slot[]> site; // where each member waits in this phase (file null: not)
+    const unsigned n, first;      // members; linear thread id of member 0 (for messages)
+    const char *what;             // "__syncthreads" or "warp"
+    Group(unsigned n_, const char *what_, unsigned first_)
+        : expected(n_), site(new Slot[n_]), n(n_), first(first_), what(what_) {}
+
+    void wait(unsigned member, Site s) {
+        std::unique_lock<std::mutex> lk(mu);
+        site[member].file = s.file;
+        site[member].line = s.line;
+        const unsigned p = phase;
+        if (++arrived == expected) complete();
+        else cv.wait(lk, [&] { return phase != p; });
+    }
+    void exit() { // the member returned from the kernel
+        std::lock_guard<std::mutex> lk(mu);
+        exited++;
+        if (--expected == arrived && arrived > 0) complete();
+    }
+    void complete() { // under mu
+        Site ref{};
+        for (unsigned i = 0; i < n; i++) {
+            const Site s{site[i].file, site[i].line};
+            site[i].file = nullptr;
+            if (!s.file) continue;
+            if (!ref.file) ref = s;
+            else if (s.line != ref.line || std::strcmp(s.file, ref.file) != 0)
+                report(std::string("divergent ") + what + ": thread " + std::to_string(first + i) +
+                       " at " + where(s) + ", another at " + where(ref) + block_str());
+        }
+        if (ref.file && exited > 0)
+            report(std::string(what) + " at " + where(ref) + " after " +
+                   std::to_string(exited.load()) + " thread(s) of the group exited" + block_str());
+        arrived = 0;
+        phase++;
+        cv.notify_all();
+    }
+    static std::string block_str() {
+        return " (block " + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
+               std::to_string(blockIdx.z) + ")";
+    }
+};
+
+struct Warp {
+    Group group;
+    std::atomic<double> xchg[32]; // shuffle exchange buffer (float and double fit exactly)
+    explicit Warp(unsigned first) : group(32, "warp", first) {}
+};
+
+struct Block {
+    Group group;
+    std::vector<std::unique_ptr<Warp>> warps;
+    explicit Block(unsigned n) : group(n, "__syncthreads", 0) {
+        for (unsigned w = 0; w < n / 32; w++) warps.push_back(std::make_unique<Warp>(w * 32));
+    }
+};
+
+struct ThreadCtx { Block *block = nullptr; unsigned tid = 0; };
+inline thread_local ThreadCtx ctx;
+inline unsigned char *dyn_smem = nullptr; // the current launch's dynamic shared memory
+
+inline void *dynamic_shared() { return dyn_smem; }
+
+inline Site site_of(const std::source_location &l) { return Site{l.file_name(), l.line()}; }
+
+} // namespace emu
+
+// ---- barriers and warp intrinsics --------------------------------------------------------------
+inline void __syncthreads(std::source_location l = std::source_location::current()) {
+    emu::ctx.block->group.wait(emu::ctx.tid, emu::site_of(l));
+}
+
+inline void __syncwarp(unsigned mask = 0xffffffffu,
+                       std::source_location l = std::source_location::current()) {
+    if (mask != 0xffffffffu) emu::report("__syncwarp with a partial mask is not emulated");
+    emu::Warp &w = *emu::ctx.block->warps[emu::ctx.tid / 32];
+    w.group.wait(emu::ctx.tid % 32, emu::site_of(l));
+}
+
+template <typename T>
+inline T emu_shfl_xor(unsigned mask, T v, int lane_mask, int width, std::source_location l) {
+    if (mask != 0xffffffffu || width != 32)
+        emu::report("__shfl_xor_sync with a partial mask or width is not emulated");
+    emu::Warp &w = *emu::ctx.block->warps[emu::ctx.tid / 32];
+    const unsigned lane = emu::ctx.tid % 32;
+    EMU_IGNORE_SYNC_BEGIN();
+    emu::ignoring_sync++;
+    w.xchg[lane].store(double(v), std::memory_order_relaxed);
+    w.group.wait(lane, emu::site_of(l)); // every lane has published its value
+    const T r = T(w.xchg[(lane ^ unsigned(lane_mask)) & 31u].load(std::memory_order_relaxed));
+    w.group.wait(lane, emu::site_of(l)); // every lane has read before the buffer is reused
+    emu::ignoring_sync--;
+    EMU_IGNORE_SYNC_END();
+    return r;
+}
+inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask, int width = 32,
+                             std::source_location l = std::source_location::current()) {
+    return emu_shfl_xor(mask, v, lane_mask, width, l);
+}
+inline double __shfl_xor_sync(unsigned mask, double v, int lane_mask, int width = 32,
+                              std::source_location l = std::source_location::current()) {
+    return emu_shfl_xor(mask, v, lane_mask, width, l);
+}
+
+// ---- launch ------------------------------------------------------------------------------------
+namespace emu {
+
+constexpr size_t kGuard = 4096;       // guard bytes on each side of dynamic shared memory
+constexpr unsigned char kPoison = 0xff; // 0xffffffff is a NaN as float and double
+
+// Runs kernel<<<grid, block, smem_bytes>>>(args...): blocks in order x fastest, each with
+// block.x*block.y*block.z threads. Returns false (and reports) when CUDA would refuse the launch.
+template <typename... P, typename... A>
+bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A... args) {
+    static_assert(sizeof...(P) == sizeof...(A), "argument count differs from the kernel's");
+    const std::tuple<P...> params(static_cast<P>(args)...);
+    const unsigned n = block.x * block.y * block.z;
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0 || n == 0 || n > 1024 || grid.y > 65535 ||
+        grid.z > 65535) {
+        report("invalid launch configuration (CUDA rejects a zero or oversized grid/block)");
+        return false;
+    }
+    if (n % 32 != 0) { // the warp emulation needs full warps (true of every launch here)
+        report("block size is not a multiple of 32");
+        return false;
+    }
+    if (smem_bytes > 48 * 1024) {
+        report("dynamic shared memory above 48 KB without opt-in");
+        return false;
+    }
+    std::vector<unsigned char> smem(smem_bytes + 2 * kGuard);
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                std::memset(smem.data(), kPoison, smem.size()); // undefined at block start
+                dyn_smem = smem.data() + kGuard;
+                EMU_GUARD(smem.data(), kGuard, true);
+                EMU_GUARD(dyn_smem + smem_bytes, kGuard, true);
+                Block blk(n);
+                std::vector<std::thread> threads;
+                threads.reserve(n);
+                for (unsigned t = 0; t < n; t++)
+                    threads.emplace_back([&, t] {
+                        threadIdx = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
+                        blockIdx = dim3(bx, by, bz);
+                        blockDim = block;
+                        gridDim = grid;
+                        ctx = ThreadCtx{&blk, t};
+                        std::apply(kernel, params); // each thread gets its own copy of the args
+                        blk.warps[t / 32]->group.exit();
+                        blk.group.exit();
+                    });
+                for (auto &th : threads) th.join();
+                EMU_GUARD(smem.data(), smem.size(), false);
+                for (size_t i = 0; i < kGuard; i++)
+                    if (smem[i] != kPoison || smem[kGuard + smem_bytes + i] != kPoison) {
+                        report("write outside dynamic shared memory (block " + std::to_string(bx) +
+                               "," + std::to_string(by) + "," + std::to_string(bz) + ")");
+                        break;
+                    }
+            }
+    dyn_smem = nullptr;
+    return true;
+}
+
+} // namespace emu

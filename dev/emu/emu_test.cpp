@@ -1,0 +1,484 @@
+// emu_test.cpp: runs every extern "C" kernel of kernels/*.cu on the CPU emulator (cuda_emu.h)
+// with the grid/block/shared memory of src/backend/cuda/launch.rs, and compares it with a
+// float64 reference written here (the semantics of src/backend/cpu/reference.rs).
+//
+// Built by run.sh from copies of kernels/ in which `extern __shared__ T x[];` is rewritten to
+// EMU_DYNAMIC_SHARED(T, x) (see cuda_emu.h). All five sources share one translation unit:
+// their macros (BM, BN, BK, THREADS, WARPS) do not collide.
+//
+// Every output buffer is filled with a NaN pattern plus guard elements on both sides before
+// each launch: an element left at the pattern is "unwritten", a changed guard is an
+// out-of-bounds write. Error = relative Frobenius norm ||out - ref|| / ||ref||, limit 1e-5.
+#include "common.cuh"
+#include "linear.cu"
+#include "attention.cu"
+#include "embeddings.cu"
+#include "gather.cu"
+#include "layernorm.cu"
+// common.cuh declares these two for host compilation (the device versions are PTX cvt asm):
+// the emulator supplies them, with the exact RNE conversions of cuda_emu.h.
+float to_f32(f16 x) { return __half2float(__half{x.bits}); }
+float round_f16(float x) { return __half2float(__float2half_rn(x)); }
+
+#undef BM
+#undef BN
+#undef BK
+#undef THREADS
+#undef WARPS
+
+#include <algorithm>
+#include <array>
+#include <cfloat>
+#include <chrono>
+#include <random>
+
+// The launch constants of src/backend/cuda/launch.rs.
+constexpr unsigned ROW_THREADS = 256;
+constexpr unsigned ATTENTION_WARPS = 4;
+constexpr unsigned LINEAR_TILE = 64;
+constexpr unsigned LINEAR_THREADS = 256;
+constexpr double TOL = 1e-5;
+
+static std::mt19937_64 rng(20240611);
+static float uni(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); }
+static std::vector<float> rand_vec(size_t n, float lo = -1.0f, float hi = 1.0f) {
+    std::vector<float> v(n);
+    for (auto &x : v) x = uni(lo, hi);
+    return v;
+}
+
+// ---- storage types -------------------------------------------------------------------------------
+template <typename T> T store(float x);
+template <> float store<float>(float x) { return x; }
+// The test's own conversions (cuda_emu.h), independent of the kernels' round_bf16 / to_f32.
+template <> bf16 store<bf16>(float x) { return bf16{__float2bfloat16_rn(x).bits}; }
+template <> f16 store<f16>(float x) { return f16{__float2half_rn(x).bits}; }
+static float load(float x) { return x; }
+static float load(bf16 x) { return __bfloat162float(__nv_bfloat16{x.bits}); }
+static float load(f16 x) { return __half2float(__half{x.bits}); }
+template <typename T> static float round_operand(float x) { return load(store<T>(x)); }
+template <typename T> const char *tname();
+template <> const char *tname<float>() { return "f32"; }
+template <> const char *tname<bf16>() { return "bf16"; }
+template <> const char *tname<f16>() { return "f16"; }
+
+// ---- output buffers with NaN poison and guards ---------------------------------------------------
+constexpr size_t GUARD = 64;
+constexpr uint32_t POISON = 0x7fc0deadu; // a quiet NaN no computation produces
+
+struct OutBuf {
+    std::vector<float> v;
+    size_t n;
+    explicit OutBuf(size_t n_) : v(n_ + 2 * GUARD), n(n_) { poison(); }
+    void poison() { for (auto &x : v) x = emu_float(POISON); }
+    float *ptr() { return v.data() + GUARD; }
+    float operator[](size_t i) const { return v[GUARD + i]; }
+    size_t unwritten() const {
+        size_t c = 0;
+        for (size_t i = 0; i < n; i++) c += emu_bits(v[GUARD + i]) == POISON;
+        return c;
+    }
+    bool guards_intact() const {
+        for (size_t i = 0; i < GUARD; i++)
+            if (emu_bits(v[i]) != POISON || emu_bits(v[GUARD + n + i]) != POISON) return false;
+        return true;
+    }
+};
+
+// ---- results table -------------------------------------------------------------------------------
+struct Result { std::string test, shape; double err; size_t unwritten; bool ok; std::string note; };
+static std::vector<Result> results;
+
+static double rel_frob(const OutBuf &out, const std::vector<double> &ref) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < ref.size(); i++) {
+        const double d = double(out[i]) - ref[i];
+        num += d * d;
+        den += ref[i] * ref[i];
+    }
+    if (std::isnan(num)) return NAN;
+    return den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+}
+
+// Records one check: error within TOL, every element written, guards intact, no emulator report.
+static void record(const std::string &test, const std::string &shape, const OutBuf &out,
+                   const std::vector<double> &ref, bool launched, double tol = TOL) {
+    Result r{test, shape, rel_frob(out, ref), out.unwritten(), true, ""};
+    if (!launched) r.note += "launch refused; ";
+    if (!out.guards_intact()) r.note += "OUT-OF-BOUNDS WRITE; ";
+    if (r.unwritten) r.note += "unwritten elements; ";
+    for (auto &e : emu::errors()) r.note += e + "; ";
+    emu::errors().clear();
+    r.ok = launched && r.note.empty() && r.err <= tol; // NaN err fails too
+    results.push_back(r);
+    std::printf("%-40s %-26s %10.3e %9zu  %s  %s\n", r.test.c_str(), r.shape.c_str(), r.err,
+                r.unwritten, r.ok ? "ok  " : "FAIL", r.note.c_str());
+    std::fflush(stdout);
+}
+
+static std::string shape(std::initializer_list<std::pair<const char *, long>> dims) {
+    std::string s;
+    for (auto &[k, v] : dims) s += (s.empty() ? "" : " ") + std::string(k) + "=" + std::to_string(v);
+    return s;
+}
+
+// ---- references (float64, as src/backend/cpu/reference.rs and src/model/activation.rs) ---------
+static double act_ref(double x, int act) {
+    const double s2pi = std::sqrt(2.0 / M_PI);
+    auto sigmoid = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+    switch (act) {
+    case 1: return 0.5 * x * (1.0 + std::erf(x / M_SQRT2));
+    case 2: return 0.5 * x * (1.0 + std::tanh(s2pi * (x + 0.044715 * x * x * x)));
+    case 3: return 0.5 * x * (1.0 + std::tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)));
+    case 4: return std::clamp(0.5 * x * (1.0 + std::erf(x / M_SQRT2)), -10.0, 10.0);
+    case 5: return x * sigmoid(1.702 * x);
+    case 6: return x * sigmoid(x);
+    case 7: return std::max(x, 0.0);
+    case 8: return std::clamp(x, 0.0, 6.0);
+    case 9: return std::max(x, 0.0) * std::max(x, 0.0);
+    case 10: return sigmoid(x);
+    case 11: return std::tanh(x);
+    case 12: return x * std::tanh(x > 20.0 ? x : std::log1p(std::exp(x)));
+    default: return x;
+    }
+}
+
+static void layernorm_ref(double *out, const std::vector<double> &x, const std::vector<float> &w,
+                          const std::vector<float> &b, float eps) {
+    const double c = double(x.size());
+    double mean = 0, var = 0;
+    for (double v : x) mean += v;
+    mean /= c;
+    for (double v : x) var += (v - mean) * (v - mean);
+    var /= c;
+    const double rstd = 1.0 / std::sqrt(var + double(eps));
+    for (size_t i = 0; i < x.size(); i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+}
+
+// ---- linear_forward_{f32,bf16,f16} ---------------------------------------------------------------
+template <typename T>
+static void test_linear(void (*kernel)(float *, const float *, const T *, const float *, int, int,
+                                       int, int),
+                        int M, int K, int N, const std::vector<int> &acts, bool with_bias,
+                        float in_range = 2.0f) {
+    // Pre-activations of order 1-3 (in_range 2) so every activation's interesting range is
+    // exercised; a larger in_range reaches the saturated tails (mish's x > 20 branch, ...).
+    const float ws = K > 0 ? std::sqrt(3.0f / float(K)) : 1.0f;
+    std::vector<float> inp = rand_vec(size_t(M) * K, -in_range, in_range);
+    std::vector<T> w(size_t(N) * K);
+    for (auto &x : w) x = store<T>(uni(-ws, ws));
+    std::vector<float> bias = rand_vec(N, -0.5f, 0.5f);
+    // The reference product: operands rounded to T, then exact float64 arithmetic.
+    std::vector<double> pre(size_t(M) * N);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = with_bias ? bias[n] : 0.0;
+            for (int k = 0; k < K; k++)
+                s += double(round_operand<T>(inp[size_t(m) * K + k])) * double(load(w[size_t(n) * K + k]));
+            pre[size_t(m) * N + n] = s;
+        }
+    const dim3 grid((N + LINEAR_TILE - 1) / LINEAR_TILE, (M + LINEAR_TILE - 1) / LINEAR_TILE, 1);
+    for (int act : acts) {
+        OutBuf out(size_t(M) * N);
+        const bool ok = emu::launch(kernel, grid, dim3(LINEAR_THREADS), 0, out.ptr(), inp.data(),
+                                    w.data(), with_bias ? bias.data() : nullptr, M, K, N, act);
+        std::vector<double> ref(pre.size());
+        for (size_t i = 0; i < ref.size(); i++) ref[i] = act_ref(pre[i], act);
+        record(std::string("linear_forward_") + tname<T>() + (with_bias ? "" : " (no bias)") +
+                   (in_range != 2.0f ? " (|x| to " + std::to_string(int(in_range)) + ")" : ""),
+               shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}}), out, ref, ok);
+    }
+}
+
+// ---- embeddings_forward_{f32,bf16,f16} -----------------------------------------------------------
+template <typename T>
+static void test_embeddings(void (*kernel)(float *, const int *, const int *, const T *, const T *,
+                                           const T *, const float *, const float *, int, int, int,
+                                           float),
+                            int M, int S, int E) {
+    const int V = 11, P = S + 2, TT = 2;
+    const float eps = 1e-12f;
+    auto table = [&](int rows) {
+        std::vector<T> t(size_t(rows) * E);
+        for (auto &x : t) x = store<T>(uni(-1.0f, 1.0f));
+        return t;
+    };
+    std::vector<T> word = table(V), pos = table(P), type = table(TT);
+    std::vector<int> ids(M), types(M);
+    for (int m = 0; m < M; m++) ids[m] = int(rng() % V), types[m] = int(rng() % TT);
+    std::vector<float> lw = rand_vec(E, 0.5f, 1.5f), lb = rand_vec(E, -0.5f, 0.5f);
+    std::vector<double> ref(size_t(M) * E);
+    for (int m = 0; m < M; m++) {
+        std::vector<double> x(E);
+        for (int c = 0; c < E; c++)
+            x[c] = double(load(word[size_t(ids[m]) * E + c])) +
+                   double(load(type[size_t(types[m]) * E + c])) +
+                   double(load(pos[size_t(m % S) * E + c]));
+        layernorm_ref(&ref[size_t(m) * E], x, lw, lb, eps);
+    }
+    OutBuf out(size_t(M) * E);
+    const bool ok = emu::launch(kernel, dim3(M), dim3(ROW_THREADS), size_t(E) * 4, out.ptr(),
+                                ids.data(), types.data(), word.data(), pos.data(), type.data(),
+                                lw.data(), lb.data(), M, S, E, eps);
+    record(std::string("embeddings_forward_") + tname<T>(), shape({{"M", M}, {"S", S}, {"E", E}}),
+           out, ref, ok);
+}
+
+// ---- layernorm_forward / residual_layernorm_forward ----------------------------------------------
+// alias: 0 none, 1 out == residual (the in-place add & norm the header comment allows), 2 out == inp.
+static void test_layernorm(bool residual, int M, int C, float offset, int alias = 0) {
+    const float eps = 1e-12f;
+    std::vector<float> inp = rand_vec(size_t(M) * C), res = rand_vec(size_t(M) * C);
+    for (auto &x : inp) x += offset;
+    std::vector<float> lw = rand_vec(C, 0.5f, 1.5f), lb = rand_vec(C, -0.5f, 0.5f);
+    std::vector<double> ref(size_t(M) * C);
+    for (int m = 0; m < M; m++) {
+        std::vector<double> x(C);
+        for (int c = 0; c < C; c++)
+            x[c] = double(inp[size_t(m) * C + c]) + (residual ? double(res[size_t(m) * C + c]) : 0.0);
+        layernorm_ref(&ref[size_t(m) * C], x, lw, lb, eps);
+    }
+    OutBuf out(size_t(M) * C);
+    const float *pin = inp.data(), *pres = res.data();
+    if (alias) { // copy the aliased operand into the output buffer and pass it twice
+        std::copy_n(alias == 1 ? res.data() : inp.data(), size_t(M) * C, out.ptr());
+        (alias == 1 ? pres : pin) = out.ptr();
+    }
+    const size_t smem = size_t(C) * 4;
+    const bool ok = residual
+        ? emu::launch(residual_layernorm_forward, dim3(M), dim3(ROW_THREADS), smem, out.ptr(), pin,
+                      pres, lw.data(), lb.data(), M, C, eps)
+        : emu::launch(layernorm_forward, dim3(M), dim3(ROW_THREADS), smem, out.ptr(), pin,
+                      lw.data(), lb.data(), M, C, eps);
+    std::string name = residual ? "residual_layernorm_forward" : "layernorm_forward";
+    if (alias) name += alias == 1 ? " out=residual" : " out=inp";
+    record(name, shape({{"M", M}, {"C", C}, {"offset", long(offset)}}), out, ref, ok);
+}
+
+// ---- attention_forward ---------------------------------------------------------------------------
+// mask: batch 0 has its last keys padded (when S > 1), batch 1 (if any) is padded entirely.
+static void test_attention(int B, int S, int A, int D) {
+    const int H = A * D;
+    const size_t n = size_t(B) * S * H;
+    std::vector<float> q = rand_vec(n, -2, 2), k = rand_vec(n, -2, 2), v = rand_vec(n);
+    std::vector<float> mask(size_t(B) * S, 0.0f);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < S; j++)
+            if (b == 1 || (b == 0 && S > 1 && j >= S - std::max(1, S / 5))) mask[size_t(b) * S + j] = -FLT_MAX;
+    // Reference (reference.rs: f64 scores, scale 1/sqrt(D), max-subtracted softmax).
+    const double scale = 1.0 / std::sqrt(double(D));
+    std::vector<double> ref(n), uniform(n);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < A; h++)
+            for (int i = 0; i < S; i++) {
+                std::vector<double> p(S);
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j < S; j++) {
+                    double dot = 0;
+                    for (int c = 0; c < D; c++)
+                        dot += double(q[(size_t(b) * S + i) * H + h * D + c]) * k[(size_t(b) * S + j) * H + h * D + c];
+                    p[j] = dot * scale + double(mask[size_t(b) * S + j]);
+                    mx = std::max(mx, p[j]);
+                }
+                for (auto &x : p) sum += (x = std::exp(x - mx));
+                for (int c = 0; c < D; c++) {
+                    double acc = 0, mean = 0;
+                    for (int j = 0; j < S; j++) {
+                        const double vj = v[(size_t(b) * S + j) * H + h * D + c];
+                        acc += p[j] / sum * vj;
+                        mean += vj / S;
+                    }
+                    ref[(size_t(b) * S + i) * H + h * D + c] = acc;
+                    uniform[(size_t(b) * S + i) * H + h * D + c] = mean;
+                }
+            }
+    OutBuf out(n);
+    const size_t smem = ATTENTION_WARPS * size_t(S + D) * 4;
+    const float fscale = float(1.0 / std::sqrt(double(D))); // as launch.rs computes it
+    const dim3 grid((S + ATTENTION_WARPS - 1) / ATTENTION_WARPS, A, B);
+    const bool ok = emu::launch(attention_forward, grid, dim3(ATTENTION_WARPS * 32), smem, out.ptr(),
+                                q.data(), k.data(), v.data(), mask.data(), B, S, A, D, fscale);
+    record("attention_forward", shape({{"B", B}, {"S", S}, {"A", A}, {"D", D}}), out, ref, ok);
+    if (B > 1) { // the fully padded batch row must be the plain average of V
+        OutBuf part(size_t(S) * H);
+        std::copy_n(out.ptr() + size_t(S) * H, size_t(S) * H, part.ptr());
+        std::vector<double> want(uniform.begin() + size_t(S) * H, uniform.begin() + size_t(2) * S * H);
+        record("attention_forward (masked row=mean V)", shape({{"B", B}, {"S", S}, {"A", A}, {"D", D}}),
+               part, want, true);
+    }
+}
+
+// ---- gather_rows ---------------------------------------------------------------------------------
+static void test_gather(int M, int C, std::vector<int> rows) {
+    std::vector<float> inp = rand_vec(size_t(M) * C);
+    const int N = int(rows.size());
+    std::vector<double> ref(size_t(N) * C);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) ref[size_t(n) * C + c] = inp[size_t(rows[n]) * C + c];
+    OutBuf out(size_t(N) * C);
+    const bool ok = emu::launch(gather_rows, dim3(N), dim3(ROW_THREADS), 0, out.ptr(), inp.data(),
+                                rows.data(), N, C);
+    record("gather_rows", shape({{"M", M}, {"N", N}, {"C", C}}), out, ref, ok, 0.0); // exact copy
+}
+
+// ---- the emulator's own 16-bit conversions, against the compiler's _Float16 and a slow RNE --------
+static void test_conversions() {
+    size_t bad_h = 0, bad_b = 0, bad_k = 0, n = 0;
+    auto slow_bf16 = [](float f) -> uint16_t { // nearest of the two truncations, ties to even
+        const uint32_t u = emu_bits(f);
+        if (std::isnan(f)) return uint16_t((u >> 16) | 0x40);
+        const uint16_t lo = uint16_t(u >> 16), hi = uint16_t(lo + 1);
+        auto val = [](uint16_t b) { // 0x7f80 counts as 2^128 when rounding, as in IEEE
+            return (b & 0x7fff) == 0x7f80 ? ((b & 0x8000) ? -0x1p128 : 0x1p128)
+                                          : double(emu_float(uint32_t(b) << 16));
+        };
+        if (std::isinf(f)) return lo;
+        const double dlo = std::fabs(val(lo) - f), dhi = std::fabs(val(hi) - f);
+        if (dlo < dhi) return lo;
+        if (dhi < dlo) return hi;
+        return (lo & 1) ? hi : lo;
+    };
+    auto check = [&](uint32_t u) {
+        const float f = emu_float(u);
+        n++;
+        _Float16 h = (_Float16)f;
+        uint16_t hb; std::memcpy(&hb, &h, 2);
+        const uint16_t mine = __float2half_rn(f).bits;
+        if (std::isnan(f) ? !std::isnan(__half2float({mine})) : mine != hb) bad_h++;
+        if (!std::isnan(f) && emu_bits(__half2float({hb})) != emu_bits(float(h))) bad_h++;
+        if (__float2bfloat16_rn(f).bits != slow_bf16(f)) bad_b++;
+        // The kernels' own bf16 code (common.cuh: round_bf16, to_f32(bf16)) against the above.
+        const float want = __bfloat162float(__float2bfloat16_rn(f));
+        const float got = round_to<bf16>(f);
+        if (std::isnan(f) ? !std::isnan(got) : emu_bits(got) != emu_bits(want)) bad_k++;
+        if (emu_bits(to_f32(bf16{uint16_t(u >> 16)})) != (u & 0xffff0000u)) bad_k++;
+    };
+    for (uint64_t u = 0; u < (1ull << 32); u += 9973) check(uint32_t(u));
+    for (uint32_t e : {0x33000000u, 0x38800000u, 0x477fe000u, 0x477ff000u, 0x7f7fffffu, 0x7f800000u})
+        for (int d = -4096; d <= 4096; d++) check(e + d), check((e + d) | 0x80000000u);
+    std::vector<double> zero(1, 0.0);
+    OutBuf dummy(1);
+    dummy.ptr()[0] = float(bad_h + bad_b);
+    record("emulator f16/bf16 RNE self-test", shape({{"values", long(n)}}), dummy, zero, true, 0.0);
+    OutBuf dummy2(1);
+    dummy2.ptr()[0] = float(bad_k);
+    record("common.cuh round_bf16/to_f32(bf16)", shape({{"values", long(n)}}), dummy2, zero, true, 0.0);
+}
+
+// ---- the emulator's checks, on small kernels written to break the rules ------------------------
+__global__ void selftest_warp_reduce(float *out) { // warp_sum / warp_max / block_sum values
+    __shared__ double scratch[32];
+    const float s = warp_sum(float(threadIdx.x & 31)), m = warp_max(float(threadIdx.x & 31));
+    const double b = block_sum(double(threadIdx.x), scratch);
+    if (threadIdx.x == 0) out[0] = s, out[1] = m, out[2] = float(b);
+}
+__global__ void selftest_barrier_after_return(float *out) {
+    if (threadIdx.x >= 32) return; // warps 1.. leave, warp 0 then waits at a block barrier
+    __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+__global__ void selftest_divergent_barrier(float *out) {
+    if (threadIdx.x < 32) __syncthreads(); // two different barriers (deadlock or UB on a GPU)
+    else __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+__global__ void selftest_shuffle_inactive(float *out) {
+    if (threadIdx.x & 1) return; // odd lanes gone, then a full-mask shuffle
+    out[threadIdx.x] = warp_sum(1.0f);
+}
+
+static void test_emulator() {
+    // Values: warp_sum(0..31) = 496, warp_max = 31, block_sum(0..255) = 32640.
+    OutBuf out(3);
+    bool ok = emu::launch(selftest_warp_reduce, dim3(2), dim3(256), 0, out.ptr());
+    record("emulator: warp/block reductions", "block=256", out, {496.0, 31.0, 32640.0}, ok, 0.0);
+    // Each of these must be reported by the emulator (the row passes when it is).
+    struct Case { const char *name; void (*k)(float *); const char *want; };
+    for (Case c : {Case{"emulator: detects barrier after return", selftest_barrier_after_return, "exited"},
+                   Case{"emulator: detects divergent barrier", selftest_divergent_barrier, "divergent"},
+                   Case{"emulator: detects shuffle, exited lanes", selftest_shuffle_inactive, "exited"}}) {
+        OutBuf o(64);
+        emu::launch(c.k, dim3(1), dim3(64), 0, o.ptr());
+        bool found = false;
+        for (auto &e : emu::errors()) found |= e.find(c.want) != std::string::npos;
+        const std::string first = emu::errors().empty() ? "nothing reported" : emu::errors()[0];
+        emu::errors().clear();
+        results.push_back({c.name, "block=64", 0.0, 0, found, first});
+        std::printf("%-40s %-26s %10s %9s  %s  %s\n", c.name, "block=64", "-", "-",
+                    found ? "ok  " : "FAIL", first.c_str());
+    }
+}
+
+static std::string only; // --only=GROUP: run one group (conversions, emulator, linear, ...)
+static bool want(const char *group) { return only.empty() || only == group; }
+
+int main(int argc, char **argv) {
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        if (a == "--quick") quick = true;
+        else if (a.rfind("--only=", 0) == 0) only = a.substr(7);
+        else { std::fprintf(stderr, "usage: emu_test [--quick] [--only=GROUP]\n"); return 2; }
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    std::printf("%-40s %-26s %10s %9s  %s\n", "test", "shape", "rel.err", "unwritten", "ok");
+    if (want("conversions")) test_conversions();
+    if (want("emulator")) test_emulator();
+
+    std::vector<int> all_acts;
+    for (int a = 0; a <= 12; a++) all_acts.push_back(a);
+    const std::vector<std::array<int, 3>> lin_shapes = {
+        {1, 1, 1}, {3, 5, 7}, {65, 33, 129}, {64, 64, 64}, {130, 96, 200}};
+    if (want("linear")) {
+    for (auto [M, K, N] : lin_shapes) {
+        // Every activation at every shape for f32; the 16-bit types with every activation at the
+        // small shapes and a representative subset at the big ones (the emulator is slow).
+        const bool big = size_t(M) * N > 4096;
+        const std::vector<int> sub = {0, 1, 12};
+        test_linear<float>(linear_forward_f32, M, K, N, quick && big ? sub : all_acts, true);
+        test_linear<bf16>(linear_forward_bf16, M, K, N, big ? sub : all_acts, true);
+        test_linear<f16>(linear_forward_f16, M, K, N, big ? sub : all_acts, true);
+    }
+    test_linear<float>(linear_forward_f32, 17, 1000, 70, {0, 2}, true);  // long K: blocked sums
+    test_linear<bf16>(linear_forward_bf16, 17, 1000, 70, {0}, true);
+    test_linear<f16>(linear_forward_f16, 5, 77, 3, {1}, false);           // null bias
+    test_linear<float>(linear_forward_f32, 5, 0, 3, {0, 1}, true);        // K = 0: act(bias)
+    test_linear<float>(linear_forward_f32, 9, 5, 33, all_acts, true, 30.0f); // saturated tails
+    }
+
+    if (want("embeddings"))
+    for (int E : {1, 24, 128, 768, 1000}) {
+        test_embeddings<float>(embeddings_forward_f32, 5, 3, E);
+        test_embeddings<bf16>(embeddings_forward_bf16, 5, 3, E);
+        test_embeddings<f16>(embeddings_forward_f16, 5, 3, E);
+    }
+
+    if (want("layernorm")) {
+    for (int C : {1, 24, 768, 1000, 4096}) {
+        test_layernorm(false, 3, C, 0.0f);
+        test_layernorm(true, 3, C, 0.0f);
+    }
+    test_layernorm(false, 2, 1000, 1000.0f); // large mean: the f64 statistics
+    test_layernorm(true, 3, 768, 0.0f, 1);   // in place: out aliases residual
+    test_layernorm(true, 3, 768, 0.0f, 2);   // out aliases inp
+    }
+
+    if (want("attention"))
+    for (auto [B, S, A, D] : std::vector<std::array<int, 4>>{
+             {1, 1, 1, 1}, {2, 37, 3, 16}, {1, 70, 2, 64}, {2, 33, 1, 100}, {2, 1, 2, 3}, {3, 5, 2, 8}})
+        test_attention(B, S, A, D);
+
+    if (want("gather")) {
+    test_gather(7, 1, {6, 0, 3, 3});
+    test_gather(7, 24, {6, 0, 3, 3});
+    test_gather(5, 300, {4});
+    test_gather(9, 1000, {8, 1, 0});
+    }
+
+    size_t fails = 0;
+    for (auto &r : results) fails += !r.ok;
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("\n%zu checks, %zu failed (%.1f s)\n", results.size(), fails, secs);
+    return fails ? 1 : 0;
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Mutation check of the emulator itself: breaks the kernels on purpose (one edit per copy, under
+# dev/emu/build/mutants) and shows whether run.sh's tests notice. Not part of run.sh (slow).
+#   dev/emu/mutants.sh            plain emulator
+#   EMU_SAN=thread dev/emu/mutants.sh   with ThreadSanitizer (catches the pure races)
+#   MUTANTS_ONLY=block_sum dev/emu/mutants.sh   only the mutants whose name contains this
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+# name | file | sed expression | test group. The two "staging row" barriers are redundant (each
+# thread reads back only the elements it wrote until block_sum's barrier), so those mutants are
+# expected to survive: they are equivalent programs, not misses.
+mutants=(
+  "block_sum: no barrier before scratch write|common.cuh|s#__syncthreads(); // scratch may still be read by a previous call##|layernorm"
+  "block_sum: no barrier after scratch write|common.cuh|/scratch\[warp\] = v;/{n;s#__syncthreads();##}|layernorm"
+  "layernorm: no barrier after staging (equiv.)|layernorm.cu|0,/__syncthreads();/s#__syncthreads();##|layernorm"
+  "embeddings: no barrier after staging (equiv.)|embeddings.cu|0,/__syncthreads();/s#__syncthreads();##|embeddings"
+  "linear: no barrier after loading tiles|linear.cu|0,/__syncthreads();/s#__syncthreads();##|linear"
+  "linear: no barrier before next tile load|linear.cu|/acc\[i\]\[j\] += part/{n;s#__syncthreads();##}|linear"
+  "linear: no k < K bound on inp|linear.cu|s/(m < M \&\& k < K)/(m < M)/|linear"
+  "attention: no __syncwarp after qrow|attention.cu|0,/__syncwarp();/s#__syncwarp();##|attention"
+  "attention: no __syncwarp after scores|attention.cu|s#__syncwarp(); // every lane.*##|attention"
+)
+rm -rf "$here/build/mutants"
+for m in "${mutants[@]}"; do
+  IFS='|' read -r name file expr group <<< "$m"
+  [[ -n "${MUTANTS_ONLY:-}" && "$name" != *"$MUTANTS_ONLY"* ]] && continue
+  dir="$here/build/mutants/${name//[^A-Za-z0-9]/_}"
+  rm -rf "$dir"; mkdir -p "$dir"; cp "$root"/kernels/* "$dir"/
+  sed -i "$expr" "$dir/$file"
+  if cmp -s "$root/kernels/$file" "$dir/$file"; then echo "MUTANT NOT APPLIED: $name"; continue; fi
+  out="$(EMU_KERNELS="$dir" timeout 600 "$here/run.sh" --quick --only="$group" 2>&1)"
+  rc=$?
+  fails=$(grep -c FAIL <<< "$out")
+  races=$(grep -c "WARNING: ThreadSanitizer: data race" <<< "$out")
+  asan=$(grep -c "ERROR: AddressSanitizer" <<< "$out")
+  verdict=$([[ $rc -ne 0 || $fails -gt 0 || $races -gt 0 ]] && echo caught || echo MISSED)
+  printf '%-45s %-7s rc=%-3s failed_checks=%-3s tsan_races=%-3s asan=%s\n' "$name" "$verdict" "$rc" "$fails" "$races" "$asan"
+done

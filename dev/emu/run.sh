@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds and runs the CPU emulator tests of the CUDA kernels (see cuda_emu.h, emu_test.cpp).
+#   dev/emu/run.sh                 plain build (-O2)
+#   EMU_SAN=address,undefined dev/emu/run.sh   with AddressSanitizer + UBSan
+#   EMU_SAN=thread dev/emu/run.sh  with ThreadSanitizer (races between emulated threads)
+#   dev/emu/run.sh --quick         fewer activations at the large linear shapes
+# Kernel sources are copied to dev/emu/build/kernels with one rewrite: `extern __shared__ T x[];`
+# becomes EMU_DYNAMIC_SHARED(T, x) (not expressible with a macro; see cuda_emu.h).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+san="${EMU_SAN:-}"
+src_dir="${EMU_KERNELS:-$root/kernels}" # EMU_KERNELS: test another copy (e.g. a mutant)
+# One build folder per configuration, so that runs with different settings can overlap.
+build="$here/build/${EMU_KERNELS:+mutant-$$-}${san:-plain}"
+build="${build//,/_}"
+mkdir -p "$build/kernels"
+for f in "$src_dir"/*.cu "$src_dir"/*.cuh; do
+    sed -E 's/extern[[:space:]]+__shared__[[:space:]]+([A-Za-z_][A-Za-z_0-9]*)[[:space:]]+([A-Za-z_][A-Za-z_0-9]*)[[:space:]]*\[[[:space:]]*\][[:space:]]*;/EMU_DYNAMIC_SHARED(\1, \2);/' \
+        "$f" > "$build/kernels/$(basename "$f")"
+done
+flags=(-O2 -std=c++20 -pthread -Wall -Wno-unused-function -Wno-unknown-pragmas)
+exe="$build/emu_test"
+if [[ -n "$san" ]]; then
+    flags+=(-g -fno-omit-frame-pointer "-fsanitize=$san")
+    [[ "$san" == *undefined* ]] && flags+=(-fno-sanitize-recover=undefined)
+fi
+g++ "${flags[@]}" -I "$build/kernels" -I "$here/fake_include" -include "$here/cuda_emu.h" \
+    "$here/emu_test.cpp" -o "$exe"
+if [[ -n "${EMU_KERNELS:-}" ]]; then # a throw-away mutant build
+    status=0; "$exe" "$@" || status=$?; rm -rf "$build"; exit $status
+fi
+exec "$exe" "$@"
