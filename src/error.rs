@@ -75,6 +75,10 @@ pub enum Error {
     /// The requested device cannot be used.
     #[error("device {device}: {msg}")]
     Device { device: String, msg: String },
+
+    /// A model id could not be resolved from the Hugging Face cache or downloaded.
+    #[error("model `{model}`: {msg}")]
+    Hub { model: String, msg: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,5 +1,6 @@
 //! ALBERT inference, exactly the model that Hugging Face transformers defines
-//! (modeling_albert.py): every head, the ALBERT tokenizer and the fill-mask pipeline.
+//! (modeling_albert.py): every head, the ALBERT tokenizer, transformers' pipelines and model
+//! ids resolved through the Hugging Face cache.
 //!
 //! ```no_run
 //! use albert::{Albert, ForwardOptions, Tokenizer, EncodeOptions};
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod dtype;
 pub mod engine;
 pub mod error;
+pub mod hub;
 pub mod inputs;
 pub mod io;
 pub mod model;
@@ -34,4 +36,4 @@ pub use model::head::Head;
 pub use model::heads::ForwardOptions;
 pub use model::Albert;
 pub use tensor::{Outputs, Tensor};
-pub use tokenizer::{EncodeOptions, Encoding, Padding, Tokenizer, Truncation};
+pub use tokenizer::{Compat, EncodeOptions, Encoding, Padding, Tokenizer, Truncation};

@@ -9,7 +9,9 @@
 //!   ~25 ms (the Unigram trie and the added-token automata are rebuilt), 1000x the encode itself.
 //! - The pre-tokenizer is transformers 5's AlbertTokenizer one (whitespace split, then
 //!   Metaspace), whatever the file says: transformers rebuilds the pipeline around the file's
-//!   vocabulary, normalizer charsmap and added tokens, and offsets depend on it.
+//!   vocabulary, normalizer charsmap and added tokens, and offsets depend on it. `Compat` picks
+//!   transformers 4's behaviour instead (the file's own bare Metaspace), which the pipelines use:
+//!   see `Compat`.
 //! - Offsets are in characters (Python `str` indices), not the crate's default bytes.
 //! - `max_length` counts the special tokens the post-processor adds, as in transformers.
 
@@ -26,10 +28,30 @@ use tokenizers::{EncodeInput, PostProcessor};
 use crate::error::{Error, Result};
 use crate::inputs::Inputs;
 
+mod spans;
+pub use spans::PairSpan;
+
 /// transformers' default when tokenizer_config.json is absent or does not say.
 const DEFAULT_MODEL_MAX_LENGTH: usize = 512;
 const PAD_TOKEN: &str = "<pad>";
 const MASK_TOKEN: &str = "[MASK]";
+
+/// Which transformers release's AlbertTokenizerFast to reproduce. Both give the same ids for
+/// ordinary text; they differ in pre-tokenization, which moves character offsets and word
+/// boundaries, and in what a trailing space becomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compat {
+    /// transformers 5: whitespace split, then Metaspace. "▁create" in "Plants create" spans
+    /// (7, 13), the word alone. What shared/albert-tokenizer/cases.json records.
+    #[default]
+    Transformers5,
+    /// transformers 4.x: the tokenizer.json's own pre-tokenizer, a bare Metaspace that turns each
+    /// space into the "▁" of the next word, so "▁create" spans (6, 13), space included, a word
+    /// is "▁" + the text up to the next space, and a trailing space is a "▁" token. What the
+    /// 4.57 pipelines saw (shared/models/*/pipelines.json: token-classification starts such as
+    /// "▁cur" at 5, question-answering answers that begin with the space).
+    Transformers4,
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Padding {
@@ -76,6 +98,7 @@ pub struct Tokenizer {
     inner: Mutex<tokenizers::Tokenizer>, // truncation and padding: set by each encode
     model_max_length: usize,
     pad_id: u32,
+    compat: Compat,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -84,6 +107,7 @@ impl std::fmt::Debug for Tokenizer {
             .field("vocab_size", &self.vocab_size())
             .field("model_max_length", &self.model_max_length)
             .field("pad_id", &self.pad_id)
+            .field("compat", &self.compat)
             .finish()
     }
 }
@@ -116,7 +140,12 @@ impl Tokenizer {
     /// Loads `dir/tokenizer.json`, and `model_max_length` from `dir/tokenizer_config.json` if
     /// that file exists.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let mut tok = Self::from_file(&dir.join("tokenizer.json"))?;
+        Self::from_dir_compat(dir, Compat::Transformers5)
+    }
+
+    /// `from_dir`, tokenizing as the `compat` release of transformers does.
+    pub fn from_dir_compat(dir: &Path, compat: Compat) -> Result<Self> {
+        let mut tok = Self::from_file_compat(&dir.join("tokenizer.json"), compat)?;
         let config = dir.join("tokenizer_config.json");
         if config.exists() {
             let text = std::fs::read_to_string(&config).map_err(|err| Error::Io {
@@ -145,6 +174,11 @@ impl Tokenizer {
 
     /// Loads a `tokenizer.json`; model_max_length is 512.
     pub fn from_file(tokenizer_json: &Path) -> Result<Self> {
+        Self::from_file_compat(tokenizer_json, Compat::Transformers5)
+    }
+
+    /// `from_file`, tokenizing as the `compat` release of transformers does.
+    pub fn from_file_compat(tokenizer_json: &Path, compat: Compat) -> Result<Self> {
         let text = std::fs::read_to_string(tokenizer_json).map_err(|err| Error::Io {
             path: tokenizer_json.to_path_buf(),
             err,
@@ -157,17 +191,20 @@ impl Tokenizer {
         // offsets would start one character early ((6, 13) for "▁create" in case 0, not (7, 13))
         // and a trailing space would become a "▁" token of its own. The file's normalizer ends
         // with a collapse of space runs that transformers 5 lacks; after the whitespace split it
-        // changes neither tokens nor offsets, so it stays.
-        inner.with_pre_tokenizer(Some(Sequence::new(vec![
-            WhitespaceSplit.into(),
-            Metaspace::new('▁', PrependScheme::Always, true).into(),
-        ])));
+        // changes neither tokens nor offsets, so it stays. transformers 4 ran the file as it is.
+        if compat == Compat::Transformers5 {
+            inner.with_pre_tokenizer(Some(Sequence::new(vec![
+                WhitespaceSplit.into(),
+                Metaspace::new('▁', PrependScheme::Always, true).into(),
+            ])));
+        }
         // A tokenizer without "<pad>" still pads with id 0, ALBERT's pad id.
         let pad_id = inner.token_to_id(PAD_TOKEN).unwrap_or(0);
         Ok(Tokenizer {
             inner: Mutex::new(inner),
             model_max_length: DEFAULT_MODEL_MAX_LENGTH,
             pad_id,
+            compat,
         })
     }
 
@@ -181,13 +218,17 @@ impl Tokenizer {
         self.model_max_length
     }
 
+    pub fn compat(&self) -> Compat {
+        self.compat
+    }
+
     /// `tok(text, text_pair, ...)` in transformers.
     pub fn encode(&self, text: &str, pair: Option<&str>, opts: &EncodeOptions) -> Result<Encoding> {
         // transformers' single-example path drops a falsy pair (`if text_pair`), so "" is no
         // pair: one [SEP] and all token types 0 (cases.json case "Is it raining?", "").
         let pair = pair.filter(|p| !p.is_empty());
         let mut tok = self.lock();
-        self.configure(&mut tok, opts, &[pair.is_some()])?;
+        self.configure(&mut tok, opts, &[pair.is_some()], 0)?;
         let input: EncodeInput = match pair {
             Some(p) => (text, p).into(),
             None => text.into(),
@@ -209,7 +250,7 @@ impl Tokenizer {
     ) -> Result<Vec<Encoding>> {
         let is_pair: Vec<bool> = inputs.iter().map(|(_, p)| p.is_some()).collect();
         let mut tok = self.lock();
-        self.configure(&mut tok, opts, &is_pair)?;
+        self.configure(&mut tok, opts, &is_pair, 0)?;
         let batch: Vec<EncodeInput> = inputs
             .iter()
             .map(|(a, b)| match b {
@@ -224,12 +265,13 @@ impl Tokenizer {
     }
 
     /// Sets `opts`' truncation and padding on `tok`, both off when `opts` says None. `is_pair`
-    /// lists the inputs about to be encoded.
+    /// lists the inputs about to be encoded; `stride` is the overlap of overflowing windows.
     fn configure(
         &self,
         tok: &mut tokenizers::Tokenizer,
         opts: &EncodeOptions,
         is_pair: &[bool],
+        stride: usize,
     ) -> Result<()> {
         let strategy = match opts.truncation {
             Truncation::None => None,
@@ -257,7 +299,7 @@ impl Tokenizer {
                     direction: TruncationDirection::Right,
                     max_length,
                     strategy,
-                    stride: 0,
+                    stride,
                 })
             }
         };

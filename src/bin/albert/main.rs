@@ -1,6 +1,9 @@
-//! The `albert` command: forward passes on safetensors inputs, fill-mask, tokenize, bench.
+//! The `albert` command: forward passes on safetensors inputs, the pipelines (fill-mask,
+//! text-classification, token-classification, question-answering, multiple-choice, embed),
+//! tokenize, bench.
 
 mod bench_cmd;
+mod pipelines_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +12,6 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use albert::backend::DeviceRequest;
-use albert::pipelines::fill_mask;
 use albert::{
     io, Albert, DType, EncodeOptions, Engine, ForwardOptions, Head, Padding, Tokenizer, Truncation,
 };
@@ -29,9 +31,9 @@ struct Cli {
 enum Command {
     /// Run the model on input_ids (+ attention_mask, token_type_ids) from a safetensors file.
     Forward {
-        /// Hugging Face model directory (config.json, model.safetensors).
+        /// Hugging Face model directory (config.json, model.safetensors), or a model id.
         #[arg(long)]
-        model: PathBuf,
+        model: String,
         /// safetensors file with input_ids [B,S] (or [B,C,S] for multiple choice), int64 or int32.
         #[arg(long)]
         inputs: PathBuf,
@@ -52,28 +54,22 @@ enum Command {
         hidden_states: bool,
     },
     /// Predict the tokens behind each [MASK], as transformers' fill-mask pipeline.
-    FillMask {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long, default_value_t = 5)]
-        top_k: usize,
-        /// Print transformers' JSON (a list per text; a list of lists for several masks).
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value = "auto")]
-        device: String,
-        /// f32, bf16 or f16 (default: bf16 on the GPU, f32 on the CPU).
-        #[arg(long)]
-        dtype: Option<String>,
-        /// Texts containing [MASK].
-        #[arg(required = true)]
-        texts: Vec<String>,
-    },
+    FillMask(pipelines_cmd::text::FillMaskArgs),
+    /// Label texts, as transformers' text-classification pipeline.
+    TextClassification(pipelines_cmd::text::TextClassificationArgs),
+    /// Label tokens or entities, as transformers' token-classification (NER) pipeline.
+    TokenClassification(pipelines_cmd::text::TokenClassificationArgs),
+    /// Answer questions from a context, as transformers' question-answering pipeline.
+    QuestionAnswering(pipelines_cmd::pairs::QuestionAnsweringArgs),
+    /// Score the choices that answer or complete a prompt (AlbertForMultipleChoice).
+    MultipleChoice(pipelines_cmd::pairs::MultipleChoiceArgs),
+    /// Hidden states or pooled sentence vectors (transformers' feature-extraction pipeline).
+    Embed(pipelines_cmd::embed::EmbedArgs),
     /// Show how a text (or a pair) is tokenized.
     Tokenize {
-        /// Model or tokenizer directory (tokenizer.json).
+        /// Model or tokenizer directory (tokenizer.json), or a model id.
         #[arg(long)]
-        model: PathBuf,
+        model: String,
         /// Second sequence of a pair.
         #[arg(long)]
         pair: Option<String>,
@@ -117,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
             hidden_states,
         } => {
             let head = head.as_deref().map(Head::from_name).transpose()?;
+            let model = albert::hub::resolve_model(&model)?;
             let model = place(Albert::from_dir(&model, head)?, &device, dtype.as_deref())?;
             let inputs = io::read_inputs(&inputs)?;
             let out = model.forward(&inputs, ForwardOptions { hidden_states })?;
@@ -124,39 +121,12 @@ fn run(cli: Cli) -> Result<()> {
             let names: Vec<&str> = out.names().collect();
             eprintln!("wrote {} ({})", output.display(), names.join(", "));
         }
-        Command::FillMask {
-            model,
-            top_k,
-            json,
-            device,
-            dtype,
-            texts,
-        } => {
-            let tokenizer = Tokenizer::from_dir(&model)?;
-            let model = Albert::from_dir(&model, Some(Head::MaskedLm))?;
-            let model = place(model, &device, dtype.as_deref())?;
-            let results = fill_mask::fill_mask(&model, &tokenizer, &texts, top_k)?;
-            if json {
-                let per_text: Vec<_> = results.iter().map(|r| fill_mask::to_json(r)).collect();
-                let value = match per_text.as_slice() {
-                    [one] => one.clone(),
-                    _ => serde_json::Value::Array(per_text),
-                };
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                for (text, masks) in texts.iter().zip(&results) {
-                    println!("{text}");
-                    for (m, answers) in masks.iter().enumerate() {
-                        for a in answers {
-                            println!(
-                                "  mask {m}  {:.6}  {:>6}  {:<16} {}",
-                                a.score, a.token, a.token_str, a.sequence
-                            );
-                        }
-                    }
-                }
-            }
-        }
+        Command::FillMask(a) => pipelines_cmd::text::fill_mask(a)?,
+        Command::TextClassification(a) => pipelines_cmd::text::text_classification(a)?,
+        Command::TokenClassification(a) => pipelines_cmd::text::token_classification(a)?,
+        Command::QuestionAnswering(a) => pipelines_cmd::pairs::question_answering(a)?,
+        Command::MultipleChoice(a) => pipelines_cmd::pairs::multiple_choice(a)?,
+        Command::Embed(a) => pipelines_cmd::embed::run(a)?,
         Command::Tokenize {
             model,
             pair,
@@ -166,7 +136,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
             text,
         } => {
-            let tokenizer = Tokenizer::from_dir(&model)?;
+            let tokenizer = Tokenizer::from_dir(&albert::hub::resolve_model(&model)?)?;
             let truncation = match truncation.as_deref() {
                 None if max_length.is_some() => Truncation::LongestFirst,
                 None | Some("none") => Truncation::None,
