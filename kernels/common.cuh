@@ -51,18 +51,18 @@ __device__ __forceinline__ float to_f32(f16 x) {
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
     return f;
 }
-// f32 -> f16 -> f32, round to nearest even (the hardware conversion).
-__device__ __forceinline__ float round_f16(float x) {
+// f32 -> f16 bits, round to nearest even (the hardware conversion).
+__device__ __forceinline__ unsigned short f16_bits(float x) {
     unsigned short h;
-    float f;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
+    return h;
 }
+__device__ __forceinline__ float round_f16(float x) { return to_f32(f16{f16_bits(x)}); }
 #else
 // Host versions, for the CPU emulation of the kernels in dev/emu (same results as PTX cvt).
 float to_f32(f16 x);
 float round_f16(float x);
+unsigned short f16_bits(float x);
 #endif
 
 // Rounds an f32 activation to the operand type T and back: what a T x T tensor-core product sees.

@@ -190,42 +190,48 @@ mod tests {
             (37, 768, 3072),
             (19, 3072, 768),
             (5, 128, 30000),
+            (257, 40, 200),
         ];
         for dtype in DTYPES {
-            for (i, &(m, k, n)) in shapes.iter().enumerate() {
-                let act = [
-                    None,
-                    Some(Activation::Gelu),
-                    Some(Activation::GeluTanh),
-                    Some(Activation::Tanh),
-                ][i % 4];
-                let inp = r.vec(m * k, 2.0);
-                let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
-                let bias = r.vec(n, 0.5);
-                let mut want = vec![0f32; m * n];
-                cpu::linear_forward(&mut want, &inp, &w, Some(&bias), m, k, n, dtype);
-                if let Some(a) = act {
-                    cpu::activation_forward(&mut want, a);
+            // bf16/f16: the tensor-core kernel and the portable one, both against the reference.
+            let variants: &[bool] = if dtype == DType::F32 {
+                &[false]
+            } else {
+                &[true, false]
+            };
+            for &mma in variants {
+                for (i, &(m, k, n)) in shapes.iter().enumerate() {
+                    let act = [
+                        None,
+                        Some(Activation::Gelu),
+                        Some(Activation::GeluTanh),
+                        Some(Activation::Tanh),
+                    ][i % 4];
+                    let inp = r.vec(m * k, 2.0);
+                    let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
+                    let bias = r.vec(n, 0.5);
+                    let mut want = vec![0f32; m * n];
+                    cpu::linear_forward(&mut want, &inp, &w, Some(&bias), m, k, n, dtype);
+                    if let Some(a) = act {
+                        cpu::activation_forward(&mut want, a);
+                    }
+                    let mut out = poisoned(dev, m * n);
+                    let wd = DeviceMatrix::upload(dev, &w, dtype).unwrap();
+                    dev.linear_forward_with(
+                        &mut out,
+                        &up(dev, &inp),
+                        &wd,
+                        Some(&up(dev, &bias)),
+                        m,
+                        k,
+                        n,
+                        act,
+                        mma,
+                    )
+                    .unwrap();
+                    let what = format!("linear {dtype} mma={mma} [{m},{k}]x[{n},{k}] {act:?}");
+                    check(&what, &down(dev, &out), &want, 1e-5);
                 }
-                let mut out = poisoned(dev, m * n);
-                let wd = DeviceMatrix::upload(dev, &w, dtype).unwrap();
-                dev.linear_forward(
-                    &mut out,
-                    &up(dev, &inp),
-                    &wd,
-                    Some(&up(dev, &bias)),
-                    m,
-                    k,
-                    n,
-                    act,
-                )
-                .unwrap();
-                check(
-                    &format!("linear {dtype} [{m},{k}]x[{n},{k}] {act:?}"),
-                    &down(dev, &out),
-                    &want,
-                    1e-5,
-                );
             }
         }
     }

@@ -18,6 +18,8 @@
 //    barriers) and that no thread of the block/warp has exited before it (barrier after an
 //    early return, shuffle with inactive lanes). Violations are recorded in emu::errors(),
 //    which the tests check.
+//  * mma.sync.m16n8k16 (bf16/f16 -> f32) is a warp-collective exchange of the fragments through
+//    the same checked warp barrier: see mma_emu.h, included at the end.
 //  * Emulated barriers and shuffles are full memory fences between the participants, so a
 //    missing barrier only shows when the schedule happens to expose it. Build with
 //    EMU_SAN=thread (ThreadSanitizer) to see every unordered shared-memory access; in that build
@@ -64,6 +66,7 @@ extern "C" void AnnotateIgnoreSyncEnd(const char *file, int line);
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static // see above; __restrict__ is already a g++ keyword
 #define EMU_DYNAMIC_SHARED(T, name) T *name = static_cast<T *>(::emu::dynamic_shared())
 
@@ -110,6 +113,8 @@ inline __half __float2half_rn(float f) {
     if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++; // carry may roll into the exponent
     return {uint16_t(sign | h)};
 }
+// common.cuh declares this for host compilation (the device version is PTX cvt.rn.f16.f32).
+inline unsigned short f16_bits(float x) { return __float2half_rn(x).bits; }
 inline float __half2float(__half h) {
     const uint32_t sign = uint32_t(h.bits & 0x8000u) << 16, e = (h.bits >> 10) & 0x1fu,
                    m = h.bits & 0x3ffu;
@@ -193,6 +198,8 @@ struct Group {
 struct Warp {
     Group group;
     std::atomic<double> xchg[32]; // shuffle exchange buffer (float and double fit exactly)
+    // mma_m16n8k16 fragments (mma_emu.h): [buffer][lane][registers a[0..3], b[0..1], c[0..3] bits]
+    std::atomic<uint32_t> mma_xchg[2][32][10];
     explicit Warp(unsigned first) : group(32, "warp", first) {}
 };
 
@@ -313,3 +320,5 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
 }
 
 } // namespace emu
+
+#include "mma_emu.h" // after emu::Warp

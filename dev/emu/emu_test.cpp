@@ -3,8 +3,9 @@
 // float64 reference written here (the semantics of src/backend/cpu/reference.rs).
 //
 // Built by run.sh from copies of kernels/ in which `extern __shared__ T x[];` is rewritten to
-// EMU_DYNAMIC_SHARED(T, x) (see cuda_emu.h). All five sources share one translation unit:
-// their macros (BM, BN, BK, THREADS, WARPS) do not collide.
+// EMU_DYNAMIC_SHARED(T, x) (see cuda_emu.h). All the sources share one translation unit:
+// their macros (BM, BN, BK, THREADS, WARPS, MMA_*) do not collide. linear_mma.cu's mma.sync is
+// emulated by mma_emu.h (warp-collective, fragment layout from the PTX ISA).
 //
 // Every output buffer is filled with a NaN pattern plus guard elements on both sides before
 // each launch: an element left at the pattern is "unwritten", a changed guard is an
@@ -15,6 +16,7 @@
 #include "embeddings.cu"
 #include "gather.cu"
 #include "layernorm.cu"
+#include "linear_mma.cu"
 // common.cuh declares these two for host compilation (the device versions are PTX cvt asm):
 // the emulator supplies them, with the exact RNE conversions of cuda_emu.h.
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
@@ -37,6 +39,7 @@ constexpr unsigned ROW_THREADS = 256;
 constexpr unsigned ATTENTION_WARPS = 4;
 constexpr unsigned LINEAR_TILE = 64;
 constexpr unsigned LINEAR_THREADS = 256;
+constexpr unsigned MMA_TILE = 128; // linear_forward_mma_*: same thread count, no dynamic smem
 constexpr double TOL = 1e-5;
 
 static std::mt19937_64 rng(20240611);
@@ -155,12 +158,14 @@ static void layernorm_ref(double *out, const std::vector<double> &x, const std::
     for (size_t i = 0; i < x.size(); i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
-// ---- linear_forward_{f32,bf16,f16} ---------------------------------------------------------------
+// ---- linear_forward_{f32,bf16,f16}, linear_forward_mma_{bf16,f16} --------------------------------
+// tile: the block tile of launch.rs (LINEAR_TILE, or MMA_TILE for the tensor-core kernels).
 template <typename T>
 static void test_linear(void (*kernel)(float *, const float *, const T *, const float *, int, int,
                                        int, int),
                         int M, int K, int N, const std::vector<int> &acts, bool with_bias,
-                        float in_range = 2.0f) {
+                        float in_range = 2.0f, unsigned tile = LINEAR_TILE,
+                        const char *name = "linear_forward_") {
     // Pre-activations of order 1-3 (in_range 2) so every activation's interesting range is
     // exercised; a larger in_range reaches the saturated tails (mish's x > 20 branch, ...).
     const float ws = K > 0 ? std::sqrt(3.0f / float(K)) : 1.0f;
@@ -177,14 +182,14 @@ static void test_linear(void (*kernel)(float *, const float *, const T *, const 
                 s += double(round_operand<T>(inp[size_t(m) * K + k])) * double(load(w[size_t(n) * K + k]));
             pre[size_t(m) * N + n] = s;
         }
-    const dim3 grid((N + LINEAR_TILE - 1) / LINEAR_TILE, (M + LINEAR_TILE - 1) / LINEAR_TILE, 1);
+    const dim3 grid((N + tile - 1) / tile, (M + tile - 1) / tile, 1);
     for (int act : acts) {
         OutBuf out(size_t(M) * N);
         const bool ok = emu::launch(kernel, grid, dim3(LINEAR_THREADS), 0, out.ptr(), inp.data(),
                                     w.data(), with_bias ? bias.data() : nullptr, M, K, N, act);
         std::vector<double> ref(pre.size());
         for (size_t i = 0; i < ref.size(); i++) ref[i] = act_ref(pre[i], act);
-        record(std::string("linear_forward_") + tname<T>() + (with_bias ? "" : " (no bias)") +
+        record(std::string(name) + tname<T>() + (with_bias ? "" : " (no bias)") +
                    (in_range != 2.0f ? " (|x| to " + std::to_string(int(in_range)) + ")" : ""),
                shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}}), out, ref, ok);
     }
@@ -387,29 +392,149 @@ __global__ void selftest_shuffle_inactive(float *out) {
     out[threadIdx.x] = warp_sum(1.0f);
 }
 
+// Runs a kernel that breaks a rule (one block of 64 threads); the row passes when the emulator
+// reports a problem containing `want`.
+static void expect_report(const char *name, void (*k)(float *), const char *want) {
+    OutBuf o(64);
+    emu::launch(k, dim3(1), dim3(64), 0, o.ptr());
+    bool found = false;
+    for (auto &e : emu::errors()) found |= e.find(want) != std::string::npos;
+    const std::string first = emu::errors().empty() ? "nothing reported" : emu::errors()[0];
+    emu::errors().clear();
+    results.push_back({name, "block=64", 0.0, 0, found, first});
+    std::printf("%-40s %-26s %10s %9s  %s  %s\n", name, "block=64", "-", "-", found ? "ok  " : "FAIL",
+                first.c_str());
+}
+
 static void test_emulator() {
     // Values: warp_sum(0..31) = 496, warp_max = 31, block_sum(0..255) = 32640.
     OutBuf out(3);
     bool ok = emu::launch(selftest_warp_reduce, dim3(2), dim3(256), 0, out.ptr());
     record("emulator: warp/block reductions", "block=256", out, {496.0, 31.0, 32640.0}, ok, 0.0);
     // Each of these must be reported by the emulator (the row passes when it is).
-    struct Case { const char *name; void (*k)(float *); const char *want; };
-    for (Case c : {Case{"emulator: detects barrier after return", selftest_barrier_after_return, "exited"},
-                   Case{"emulator: detects divergent barrier", selftest_divergent_barrier, "divergent"},
-                   Case{"emulator: detects shuffle, exited lanes", selftest_shuffle_inactive, "exited"}}) {
-        OutBuf o(64);
-        emu::launch(c.k, dim3(1), dim3(64), 0, o.ptr());
-        bool found = false;
-        for (auto &e : emu::errors()) found |= e.find(c.want) != std::string::npos;
-        const std::string first = emu::errors().empty() ? "nothing reported" : emu::errors()[0];
-        emu::errors().clear();
-        results.push_back({c.name, "block=64", 0.0, 0, found, first});
-        std::printf("%-40s %-26s %10s %9s  %s  %s\n", c.name, "block=64", "-", "-",
-                    found ? "ok  " : "FAIL", first.c_str());
+    expect_report("emulator: detects barrier after return", selftest_barrier_after_return, "exited");
+    expect_report("emulator: detects divergent barrier", selftest_divergent_barrier, "divergent");
+    expect_report("emulator: detects shuffle, exited lanes", selftest_shuffle_inactive, "exited");
+}
+
+// ---- the mma.m16n8k16 emulation alone (mma_emu.h), against a plain matmul ----------------------
+// Loads the fragments with the PTX ISA's per-element formulas (section 9.7.14.5.8, "Matrix
+// Fragments for mma.m16n8k16 with floating point type"), written out independently of both
+// mma_emu.h and linear_mma.cu. Warp w of block x works on tile x * warps + w: D = C, then
+// `steps` times D = A_s B_s + D (consecutive mmas exercise the double-buffered exchange).
+// a: [tiles][steps][16][16] row-major, b: [tiles][steps][16 k][8 n], c, d: [tiles][16][8].
+template <typename T>
+__global__ void selftest_mma(float *d, const uint16_t *a, const uint16_t *b, const float *c,
+                             int steps) {
+    const unsigned lane = threadIdx.x % 32, tile = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const unsigned groupID = lane >> 2, threadID_in_group = lane % 4;
+    auto c_row = [&](unsigned i) { return i < 2 ? groupID : groupID + 8; };
+    auto c_col = [&](unsigned i) { return threadID_in_group * 2 + (i & 0x1); };
+    float acc[4];
+    for (unsigned i = 0; i < 4; i++) acc[i] = c[tile * 128 + c_row(i) * 8 + c_col(i)];
+    for (int s = 0; s < steps; s++) {
+        const uint16_t *A = a + (size_t(tile) * steps + s) * 256, *B = b + (size_t(tile) * steps + s) * 128;
+        unsigned ra[4] = {0, 0, 0, 0}, rb[2] = {0, 0};
+        for (unsigned i = 0; i < 8; i++) { // a_i: element i of 8, low to high, two per register
+            const unsigned row = (i < 2 || (4 <= i && i < 6)) ? groupID : groupID + 8;
+            const unsigned col = i < 4 ? threadID_in_group * 2 + (i & 0x1)
+                                       : threadID_in_group * 2 + (i & 0x1) + 8;
+            ra[i / 2] |= unsigned(A[row * 16 + col]) << (16 * (i % 2));
+        }
+        for (unsigned i = 0; i < 4; i++) { // b_i
+            const unsigned row = i < 2 ? threadID_in_group * 2 + (i & 0x1)
+                                       : threadID_in_group * 2 + (i & 0x1) + 8;
+            const unsigned col = groupID;
+            rb[i / 2] |= unsigned(B[row * 8 + col]) << (16 * (i % 2));
+        }
+        mma_m16n8k16<T>(acc, ra, rb);
+    }
+    for (unsigned i = 0; i < 4; i++) d[tile * 128 + c_row(i) * 8 + c_col(i)] = acc[i];
+}
+__global__ void selftest_mma_exited(float *out) { // odd lanes gone, then a warp-wide mma
+    if (threadIdx.x & 1) return;
+    float c[4] = {0, 0, 0, 0};
+    const unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    mma_m16n8k16<bf16>(c, a, b);
+    out[threadIdx.x] = c[0];
+}
+__global__ void selftest_mma_divergent(float *out) { // two different mma instructions
+    float c[4] = {0, 0, 0, 0};
+    const unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    if (threadIdx.x & 1) mma_m16n8k16<bf16>(c, a, b);
+    else mma_m16n8k16<f16>(c, a, b);
+    out[threadIdx.x] = c[0];
+}
+__global__ void selftest_mma_divergent_same(float *out) { // one mma, two call sites
+    float c[4] = {0, 0, 0, 0};
+    const unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    if (threadIdx.x & 1) { // different code after each call, so g++ cannot merge the two calls
+        mma_m16n8k16<bf16>(c, a, b);
+        out[threadIdx.x] = c[0];
+    } else {
+        mma_m16n8k16<bf16>(c, a, b);
+        out[threadIdx.x] = 2.0f * c[1] + 1.0f;
     }
 }
 
-static std::string only; // --only=GROUP: run one group (conversions, emulator, linear, ...)
+// integers: small integer entries (exact in bf16 and f16, and every sum exact in f32): tol 0.
+template <typename T> static void test_mma_unit(bool integers) {
+    const int tiles = 4, steps = 3; // grid 2 x 64 threads
+    std::vector<uint16_t> a(size_t(tiles) * steps * 256), b(size_t(tiles) * steps * 128);
+    std::vector<float> c(size_t(tiles) * 128);
+    auto draw = [&](float lo, float hi) {
+        return integers ? float(int(rng() % unsigned(hi - lo + 1)) + int(lo)) : uni(lo, hi);
+    };
+    for (auto &x : a) x = store<T>(draw(-8, 8)).bits;
+    for (auto &x : b) x = store<T>(draw(-8, 8)).bits;
+    for (auto &x : c) x = draw(-100, 100);
+    std::vector<double> ref(c.size());
+    for (int t = 0; t < tiles; t++)
+        for (int m = 0; m < 16; m++)
+            for (int n = 0; n < 8; n++) {
+                double s = c[size_t(t) * 128 + m * 8 + n];
+                for (int st = 0; st < steps; st++)
+                    for (int k = 0; k < 16; k++)
+                        s += double(load(T{a[(size_t(t) * steps + st) * 256 + m * 16 + k]})) *
+                             double(load(T{b[(size_t(t) * steps + st) * 128 + k * 8 + n]}));
+                ref[size_t(t) * 128 + m * 8 + n] = s;
+            }
+    OutBuf out(c.size());
+    const bool ok = emu::launch(selftest_mma<T>, dim3(2), dim3(64), 0, out.ptr(), a.data(),
+                                b.data(), c.data(), steps);
+    record(std::string("emulator: mma.m16n8k16 ") + tname<T>() + (integers ? " (integers)" : ""),
+           shape({{"tiles", tiles}, {"steps", steps}}), out, ref, ok, integers ? 0.0 : 1e-6);
+}
+
+static void test_mma(bool quick) {
+    test_mma_unit<bf16>(true);
+    test_mma_unit<f16>(true);
+    test_mma_unit<bf16>(false);
+    test_mma_unit<f16>(false);
+    expect_report("emulator: detects mma, exited lanes", selftest_mma_exited, "exited");
+    expect_report("emulator: detects divergent mma (types)", selftest_mma_divergent, "divergent");
+    expect_report("emulator: detects divergent mma (sites)", selftest_mma_divergent_same, "divergent");
+
+    // linear_forward_mma_{bf16,f16}, launched as launch.rs does: grid (ceil(N/128), ceil(M/128)),
+    // 256 threads, no dynamic shared memory; the reference of the linear tests.
+    // (129, 5, 9): a cheap shape with two block rows, so --quick also covers the grid's y.
+    const std::vector<std::array<int, 3>> small = {{1, 1, 1}, {3, 5, 7}, {65, 33, 129}, {128, 32, 128}, {129, 5, 9}};
+    const std::vector<std::array<int, 3>> big = {{130, 96, 200}, {257, 40, 129}};
+    for (auto [M, K, N] : small) {
+        test_linear<bf16>(linear_forward_mma_bf16, M, K, N, {0, 1}, true, 2.0f, MMA_TILE, "linear_forward_mma_");
+        test_linear<f16>(linear_forward_mma_f16, M, K, N, {0, 12}, true, 2.0f, MMA_TILE, "linear_forward_mma_");
+    }
+    test_linear<f16>(linear_forward_mma_f16, 5, 77, 3, {2}, false, 2.0f, MMA_TILE, "linear_forward_mma_"); // null bias
+    test_linear<bf16>(linear_forward_mma_bf16, 5, 0, 3, {0, 1}, true, 2.0f, MMA_TILE, "linear_forward_mma_"); // K = 0
+    if (quick) return;
+    for (auto [M, K, N] : big) {
+        test_linear<bf16>(linear_forward_mma_bf16, M, K, N, {0, 1, 12}, true, 2.0f, MMA_TILE, "linear_forward_mma_");
+        test_linear<f16>(linear_forward_mma_f16, M, K, N, {0, 1, 12}, true, 2.0f, MMA_TILE, "linear_forward_mma_");
+    }
+    test_linear<bf16>(linear_forward_mma_bf16, 17, 1000, 70, {0}, true, 2.0f, MMA_TILE, "linear_forward_mma_"); // long K
+}
+
+static std::string only; // --only=GROUP: run one group (conversions, emulator, linear, mma, ...)
 static bool want(const char *group) { return only.empty() || only == group; }
 
 int main(int argc, char **argv) {
@@ -467,6 +592,8 @@ int main(int argc, char **argv) {
     for (auto [B, S, A, D] : std::vector<std::array<int, 4>>{
              {1, 1, 1, 1}, {2, 37, 3, 16}, {1, 70, 2, 64}, {2, 33, 1, 100}, {2, 1, 2, 3}, {3, 5, 2, 8}})
         test_attention(B, S, A, D);
+
+    if (want("mma")) test_mma(quick);
 
     if (want("gather")) {
     test_gather(7, 1, {6, 0, 3, 3});

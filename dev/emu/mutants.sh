@@ -20,6 +20,13 @@ mutants=(
   "linear: no k < K bound on inp|linear.cu|s/(m < M \&\& k < K)/(m < M)/|linear"
   "attention: no __syncwarp after qrow|attention.cu|0,/__syncwarp();/s#__syncwarp();##|attention"
   "attention: no __syncwarp after scores|attention.cu|s#__syncwarp(); // every lane.*##|attention"
+  "linear_mma: A registers 1 and 2 swapped|linear_mma.cu|s/a\[i\]\[1\] =/a[i][X] =/;s/a\[i\]\[2\] =/a[i][1] =/;s/a\[i\]\[X\] =/a[i][2] =/|mma"
+  "linear_mma: B registers swapped|linear_mma.cu|s/b\[j\]\[0\] =/b[j][X] =/;s/b\[j\]\[1\] =/b[j][0] =/;s/b\[j\]\[X\] =/b[j][1] =/|mma"
+  "linear_mma: C rows g and g+8 swapped|linear_mma.cu|s/group + 8 \* half/group + 8 * (1 - half)/|mma"
+  "linear_mma: no barrier after loading tiles|linear_mma.cu|0,/__syncthreads();/s#__syncthreads();##|mma"
+  "linear_mma: no barrier before next tile load|linear_mma.cu|/mma_m16n8k16<T>(acc/{n;n;s#__syncthreads();##}|mma"
+  "linear_mma: no k < K bound on inp|linear_mma.cu|s/(m < M \&\& k < K)/(m < M)/|mma"
+  "linear_mma: no k < K bound on weight|linear_mma.cu|s/(n < N \&\& k < K)/(n < N)/|mma"
 )
 rm -rf "$here/build/mutants"
 for m in "${mutants[@]}"; do

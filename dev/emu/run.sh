@@ -3,7 +3,8 @@
 #   dev/emu/run.sh                 plain build (-O2)
 #   EMU_SAN=address,undefined dev/emu/run.sh   with AddressSanitizer + UBSan
 #   EMU_SAN=thread dev/emu/run.sh  with ThreadSanitizer (races between emulated threads)
-#   dev/emu/run.sh --quick         fewer activations at the large linear shapes
+#   dev/emu/run.sh --quick         fewer activations at the large linear shapes, small mma shapes
+#   dev/emu/run.sh --only=GROUP    conversions, emulator, linear, mma, embeddings, layernorm, ...
 # Kernel sources are copied to dev/emu/build/kernels with one rewrite: `extern __shared__ T x[];`
 # becomes EMU_DYNAMIC_SHARED(T, x) (not expressible with a macro; see cuda_emu.h).
 set -euo pipefail
@@ -19,7 +20,8 @@ for f in "$src_dir"/*.cu "$src_dir"/*.cuh; do
     sed -E 's/extern[[:space:]]+__shared__[[:space:]]+([A-Za-z_][A-Za-z_0-9]*)[[:space:]]+([A-Za-z_][A-Za-z_0-9]*)[[:space:]]*\[[[:space:]]*\][[:space:]]*;/EMU_DYNAMIC_SHARED(\1, \2);/' \
         "$f" > "$build/kernels/$(basename "$f")"
 done
-flags=(-O2 -std=c++20 -pthread -Wall -Wno-unused-function -Wno-unknown-pragmas)
+# -fno-strict-aliasing: CUDA code reads 16-bit shared arrays through 32-bit pointers (linear_mma.cu).
+flags=(-O2 -std=c++20 -pthread -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unknown-pragmas)
 exe="$build/emu_test"
 if [[ -n "$san" ]]; then
     flags+=(-g -fno-omit-frame-pointer "-fsanitize=$san")

@@ -16,6 +16,9 @@ pub struct CudaDevice {
     pub label: String, // "cuda:0"
     pub name: String,  // "NVIDIA H100 80GB HBM3"
     pub compute_capability: (i32, i32),
+    /// Use the tensor-core products for bf16/f16 (default; ALBERT_NO_TENSOR_CORES=1 turns them
+    /// off, to compare with the portable kernels).
+    pub tensor_cores: bool,
 }
 
 /// Why CUDA cannot be used here, or `Ok` with the number of devices.
@@ -50,6 +53,7 @@ impl CudaDevice {
         let compute_capability = ctx.compute_capability().map_err(|e| fail(e.to_string()))?;
         let kernels = Kernels::load(&ctx, &label, compute_capability)?;
         let stream = ctx.default_stream();
+        let tensor_cores = std::env::var_os("ALBERT_NO_TENSOR_CORES").is_none();
         Ok(CudaDevice {
             ctx,
             stream,
@@ -57,6 +61,7 @@ impl CudaDevice {
             label,
             name,
             compute_capability,
+            tensor_cores,
         })
     }
 

@@ -45,7 +45,20 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_f16",
         ],
     ),
+    (
+        "linear_mma",
+        &["linear_forward_mma_bf16", "linear_forward_mma_f16"],
+    ),
 ];
+
+/// Modules that need a minimum compute capability; below it they are not loaded and the
+/// launchers use the portable kernels.
+fn min_capability(module: &str) -> (i32, i32) {
+    match module {
+        "linear_mma" => (8, 0),
+        _ => (0, 0),
+    }
+}
 
 pub struct Kernels {
     functions: HashMap<&'static str, CudaFunction>,
@@ -58,6 +71,17 @@ impl Kernels {
         let mut functions = HashMap::new();
         let mut origin = Vec::new();
         for &(module_name, entries) in ENTRY_POINTS {
+            if cc < min_capability(module_name) {
+                origin.push((
+                    module_name,
+                    format!(
+                        "not loaded (needs sm_{}{})",
+                        min_capability(module_name).0,
+                        min_capability(module_name).1
+                    ),
+                ));
+                continue;
+            }
             let module = MODULES.iter().find(|m| m.name == module_name).ok_or_else(|| Error::Device {
                 device: device.into(),
                 msg: format!("kernel module `{module_name}` is not in this build (kernels/{module_name}.cu)"),
@@ -78,8 +102,13 @@ impl Kernels {
     }
 
     pub fn get(&self, name: &str) -> &CudaFunction {
-        // ENTRY_POINTS lists every name a launcher asks for, and `load` loaded all of them.
+        // ENTRY_POINTS lists every name a launcher asks for, and `load` loaded all of them
+        // (launchers ask for an optional module's kernels only after `has`).
         &self.functions[name]
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
     }
 }
 

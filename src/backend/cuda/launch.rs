@@ -15,6 +15,8 @@ const ROW_THREADS: u32 = 256;
 const ATTENTION_WARPS: usize = 4;
 /// Tile of linear_forward (BM, BN and THREADS in kernels/linear.cu).
 const LINEAR_TILE: usize = 64;
+/// Tile of linear_forward_mma (MMA_BM, MMA_BN in kernels/linear_mma.cu; same thread count).
+const MMA_TILE: usize = 128;
 const LINEAR_THREADS: u32 = 256;
 /// Shared memory a block may use without opting in (static + dynamic).
 const SMEM_LIMIT: usize = 48 * 1024;
@@ -150,7 +152,31 @@ impl CudaDevice {
         n: usize,
         act: Option<Activation>,
     ) -> Result<()> {
-        let name = format!("linear_forward_{}", weight.suffix());
+        let mma = self.tensor_cores;
+        self.linear_forward_with(out, inp, weight, bias, m, k, n, act, mma)
+    }
+
+    /// linear_forward with the kernel chosen by the caller: `mma` picks the tensor-core kernel
+    /// for bf16/f16 weights where the device has it (tests run both).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_forward_with(
+        &self,
+        out: &mut CudaSlice<f32>,      // [M, N]
+        inp: &CudaSlice<f32>,          // [M, K]
+        weight: &DeviceMatrix,         // [N, K]
+        bias: Option<&CudaSlice<f32>>, // [N]
+        m: usize,
+        k: usize,
+        n: usize,
+        act: Option<Activation>,
+        mma: bool,
+    ) -> Result<()> {
+        let mma_name = format!("linear_forward_mma_{}", weight.suffix());
+        let use_mma = mma && self.kernels.has(&mma_name);
+        let (name, tile) = match use_mma {
+            true => (mma_name, MMA_TILE),
+            false => (format!("linear_forward_{}", weight.suffix()), LINEAR_TILE),
+        };
         let kn = name.as_str();
         self.check(kn, out.len() >= m * n && inp.len() >= m * k, || {
             format!("buffers smaller than [{m}, {k}] -> [{m}, {n}]")
@@ -171,15 +197,11 @@ impl CudaDevice {
         }
         let act_id = cuda_activation_id(act);
         let cfg = LaunchConfig {
-            grid_dim: (
-                n.div_ceil(LINEAR_TILE) as u32,
-                m.div_ceil(LINEAR_TILE) as u32,
-                1,
-            ),
+            grid_dim: (n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1),
             block_dim: (LINEAR_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        self.check(kn, m.div_ceil(LINEAR_TILE) <= 65535, || {
+        self.check(kn, m.div_ceil(tile) <= 65535, || {
             format!("M = {m} rows exceed the grid")
         })?;
         let null: u64 = 0;
@@ -196,8 +218,9 @@ impl CudaDevice {
             None => b.arg(&null),
         };
         b.arg(&m_).arg(&k_).arg(&n_).arg(&act_id);
-        // SAFETY: arguments match linear_forward_* in kernels/linear.cu in type and order (a null
-        // bias is a 64-bit zero pointer, which the kernel tests); sizes checked above.
+        // SAFETY: arguments match linear_forward_* in kernels/linear.cu and linear_forward_mma_*
+        // in kernels/linear_mma.cu in type and order (a null bias is a 64-bit zero pointer,
+        // which the kernels test); sizes checked above.
         self.launched(kn, unsafe { b.launch(cfg) })
     }
 
