@@ -1,5 +1,6 @@
 //! `albert bench`: latency and throughput of the encoder (embeddings, projection and every layer
-//! application: the part all heads share) on seeded random inputs, with achieved GFLOP/s.
+//! application: the part all heads share) on seeded random inputs, with achieved GFLOP/s and the
+//! process's peak resident memory (VmHWM) next to the engine's weight and activation bytes.
 
 use std::time::Instant;
 
@@ -23,6 +24,19 @@ pub struct BenchRow {
     pub tokens_per_s: f64,
     pub gflops: f64,
     pub iters: usize,
+    /// Peak resident memory of the process so far (VmHWM), MiB; 0 where /proc is missing.
+    pub peak_rss_mib: f64,
+    /// Bytes the engine holds for weights and for activations (its arena), MiB; 0 if unknown.
+    pub weights_mib: f64,
+    pub activations_mib: f64,
+}
+
+/// The process's peak resident set (VmHWM in /proc/self/status), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// FLOPs of one encoder pass over `b` sequences of `s` tokens (a multiply-add counts 2).
@@ -41,6 +55,9 @@ pub fn encoder_flops(cfg: &AlbertConfig, b: usize, s: usize) -> f64 {
     projection + layer_calls * (qkv_out + scores_and_mix + ffn)
 }
 
+/// The seed of the inputs every bench row times (`albert bench --export` writes the same).
+pub const INPUT_SEED: u64 = 0x5eed;
+
 /// Random token ids (not special, below the vocabulary), no padding.
 pub fn random_inputs(cfg: &AlbertConfig, b: usize, s: usize, seed: u64) -> Result<Inputs> {
     let mut r = Rng::new(seed);
@@ -55,7 +72,7 @@ pub fn random_inputs(cfg: &AlbertConfig, b: usize, s: usize, seed: u64) -> Resul
 /// The host clock is read after the engine has finished (the GPU engine synchronises).
 pub fn run(engine: &Engine, b: usize, s: usize, warmup: usize, iters: usize) -> Result<BenchRow> {
     let cfg = engine.config();
-    let inputs = random_inputs(cfg, b, s, 0x5eed)?;
+    let inputs = random_inputs(cfg, b, s, INPUT_SEED)?;
     inputs.validate(cfg)?;
     for _ in 0..warmup {
         engine.encode_only(&inputs)?;
@@ -69,6 +86,7 @@ pub fn run(engine: &Engine, b: usize, s: usize, warmup: usize, iters: usize) -> 
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
     let p50 = pct(0.5);
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     Ok(BenchRow {
         batch: b,
         seq: s,
@@ -80,12 +98,23 @@ pub fn run(engine: &Engine, b: usize, s: usize, warmup: usize, iters: usize) -> 
         tokens_per_s: (b * s) as f64 / p50,
         gflops: encoder_flops(cfg, b, s) / p50 / 1e9,
         iters: times.len(),
+        peak_rss_mib: peak_rss_bytes().map_or(0.0, |b| b as f64 / (1024.0 * 1024.0)),
+        weights_mib: mib(engine.weight_bytes()),
+        activations_mib: mib(engine.activation_bytes()),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            let b = peak_rss_bytes().expect("VmHWM");
+            assert!(b > 1 << 20, "{b}");
+        }
+    }
 
     #[test]
     fn base_v2_flops_match_the_published_estimate() {

@@ -1,7 +1,11 @@
 //! One API over every device: a loaded model placed on the CPU or on a CUDA GPU, with the
 //! device and dtype the user asked for. `--device auto` takes the GPU when CUDA works and
-//! otherwise the CPU, with a one-line notice saying why.
+//! otherwise the CPU, with a one-line notice saying why. On the CPU, `cpu` is the fast path
+//! (rayon + SIMD, f32 or bf16 weights) and `cpu-reference` the readable reference (f64 inside
+//! each op; bf16/f16 emulated); f16 on `cpu` runs the reference's emulation too (no f16
+//! dot-product instructions to run it faster).
 
+use crate::backend::cpu::fast::FastAlbert;
 use crate::backend::DeviceRequest;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -12,9 +16,13 @@ use crate::model::heads::ForwardOptions;
 use crate::model::Albert;
 use crate::tensor::Outputs;
 
+// `Cpu(Albert)` is built directly by tests and pipelines; boxing it would change their code.
+#[allow(clippy::large_enum_variant)]
 pub enum Engine {
     /// The reference path (f32, or bf16/f16 numerics emulated with f32 storage).
     Cpu(Albert),
+    /// The fast CPU path: packed f32 or bf16 weights, SIMD kernels, rayon.
+    CpuFast(Box<FastAlbert>),
     #[cfg(feature = "cuda")]
     Cuda(Box<crate::backend::cuda::CudaAlbert>),
 }
@@ -28,7 +36,8 @@ impl Engine {
         dtype: Option<DType>,
     ) -> Result<(Self, Option<String>)> {
         match device {
-            DeviceRequest::Cpu => Ok((Self::cpu(model, dtype), None)),
+            DeviceRequest::Cpu => Ok((Self::cpu_fast(model, dtype)?, None)),
+            DeviceRequest::CpuReference => Ok((Self::cpu(model, dtype), None)),
             DeviceRequest::Cuda(n) => Ok((Self::cuda(&model, n, dtype)?, None)),
             DeviceRequest::Auto => match Self::cuda(&model, 0, dtype) {
                 Ok(engine) => Ok((engine, None)),
@@ -38,11 +47,19 @@ impl Engine {
                         other => other.to_string(),
                     };
                     Ok((
-                        Self::cpu(model, dtype),
+                        Self::cpu_fast(model, dtype)?,
                         Some(format!("running on the CPU: {why}")),
                     ))
                 }
             },
+        }
+    }
+
+    /// The fast CPU path in f32 or bf16; f16 runs the reference's emulation.
+    fn cpu_fast(model: Albert, dtype: Option<DType>) -> Result<Self> {
+        match dtype.unwrap_or(DType::F32) {
+            DType::F16 => Ok(Self::cpu(model, Some(DType::F16))),
+            d => Ok(Engine::CpuFast(Box::new(FastAlbert::new(model, d)?))),
         }
     }
 
@@ -72,6 +89,7 @@ impl Engine {
     pub fn config(&self) -> &AlbertConfig {
         match self {
             Engine::Cpu(m) => &m.config,
+            Engine::CpuFast(m) => &m.config,
             #[cfg(feature = "cuda")]
             Engine::Cuda(m) => &m.config,
         }
@@ -80,6 +98,7 @@ impl Engine {
     pub fn head(&self) -> Head {
         match self {
             Engine::Cpu(m) => m.head,
+            Engine::CpuFast(m) => m.head,
             #[cfg(feature = "cuda")]
             Engine::Cuda(m) => m.head,
         }
@@ -88,15 +107,17 @@ impl Engine {
     pub fn dtype(&self) -> DType {
         match self {
             Engine::Cpu(m) => m.dtype,
+            Engine::CpuFast(m) => m.dtype,
             #[cfg(feature = "cuda")]
             Engine::Cuda(m) => m.dtype,
         }
     }
 
-    /// `cpu`, or `cuda:N` for a GPU.
+    /// `cpu` (the fast path), `cpu-ref` (the reference), or `cuda:N` for a GPU.
     pub fn device(&self) -> String {
         match self {
-            Engine::Cpu(_) => "cpu".into(),
+            Engine::Cpu(_) => "cpu-ref".into(),
+            Engine::CpuFast(_) => "cpu".into(),
             #[cfg(feature = "cuda")]
             Engine::Cuda(m) => m.dev.label.clone(),
         }
@@ -105,7 +126,12 @@ impl Engine {
     /// A line describing the device: the GPU's name and compute capability.
     pub fn describe(&self) -> String {
         match self {
-            Engine::Cpu(_) => format!("cpu ({} threads)", rayon::current_num_threads()),
+            Engine::Cpu(_) => format!("cpu reference ({} threads)", rayon::current_num_threads()),
+            Engine::CpuFast(m) => format!(
+                "cpu ({} threads; {} kernels)",
+                rayon::current_num_threads(),
+                m.kernel_name()
+            ),
             #[cfg(feature = "cuda")]
             Engine::Cuda(m) => {
                 let (major, minor) = m.dev.compute_capability;
@@ -129,8 +155,28 @@ impl Engine {
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> Result<Outputs> {
         match self {
             Engine::Cpu(m) => m.forward(inputs, opts),
+            Engine::CpuFast(m) => m.forward(inputs, opts),
             #[cfg(feature = "cuda")]
             Engine::Cuda(m) => m.forward(inputs, opts),
+        }
+    }
+
+    /// Bytes held for weights (0 where the engine does not count them).
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Engine::Cpu(m) => m.weights.num_params() * 4,
+            Engine::CpuFast(m) => m.weight_bytes(),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => m.weight_bytes(),
+        }
+    }
+
+    /// Bytes of the activation arena after the passes run so far (0 where not counted: the
+    /// reference allocates per pass).
+    pub fn activation_bytes(&self) -> usize {
+        match self {
+            Engine::CpuFast(m) => m.arena_bytes(),
+            _ => 0,
         }
     }
 
@@ -138,6 +184,7 @@ impl Engine {
     pub fn masked_lm_logits(&self, inputs: &Inputs, positions: &[usize]) -> Result<Vec<f32>> {
         match self {
             Engine::Cpu(m) => m.masked_lm_logits(inputs, positions),
+            Engine::CpuFast(m) => m.masked_lm_logits(inputs, positions),
             #[cfg(feature = "cuda")]
             Engine::Cuda(m) => m.masked_lm_logits(inputs, positions),
         }
@@ -147,6 +194,7 @@ impl Engine {
     pub fn encode_only(&self, inputs: &Inputs) -> Result<()> {
         match self {
             Engine::Cpu(m) => m.encode(inputs, false).map(|_| ()),
+            Engine::CpuFast(m) => m.encode_only(inputs),
             #[cfg(feature = "cuda")]
             Engine::Cuda(m) => m.encode_only(inputs),
         }

@@ -3,25 +3,43 @@
 
 mod common;
 
-use albert::{io, Albert, ForwardOptions, Inputs};
+use albert::backend::cpu::fast::FastAlbert;
+use albert::{io, Albert, DType, ForwardOptions, Inputs, Outputs};
 use common::{fixtures, model_dir, rel_error};
 
 const TOLERANCE: f64 = 1e-5;
 
-/// Runs one fixture and returns (output name, relative error) for every reference output.
-fn run_fixture(name: &str) -> Vec<(String, f64)> {
+/// Which engine a golden run uses.
+#[derive(Clone, Copy)]
+enum Path {
+    Reference,
+    /// The reference with bf16/f16-rounded operands (`Albert::with_dtype`).
+    Emulated(DType),
+    Fast(DType),
+}
+
+/// Runs one fixture on `path` and returns (output name, relative error) for every reference
+/// output.
+fn run_fixture_on(name: &str, path: Path) -> Vec<(String, f64)> {
     let dir = model_dir(name);
     let reference = io::read_f32_tensors(&dir.join("reference.safetensors")).unwrap();
     let inputs = io::read_inputs(&dir.join("reference.safetensors")).unwrap();
     let model = Albert::from_dir(&dir, None).unwrap();
-    let out = model
-        .forward(
-            &inputs,
-            ForwardOptions {
-                hidden_states: true,
-            },
-        )
-        .unwrap();
+    let opts = ForwardOptions {
+        hidden_states: true,
+    };
+    let out: Outputs = match path {
+        Path::Reference => model.forward(&inputs, opts).unwrap(),
+        Path::Emulated(dtype) => model
+            .clone()
+            .with_dtype(dtype)
+            .forward(&inputs, opts)
+            .unwrap(),
+        Path::Fast(dtype) => FastAlbert::new(model.clone(), dtype)
+            .unwrap()
+            .forward(&inputs, opts)
+            .unwrap(),
+    };
 
     let listed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
@@ -51,9 +69,45 @@ fn token_mask(inputs: &Inputs, shape: &[usize]) -> Option<Vec<i64>> {
 
 #[test]
 fn every_fixture_matches_transformers() {
+    check_every_fixture(Path::Reference, TOLERANCE);
+}
+
+/// The fast CPU path (f32 accumulation, f64 LayerNorm statistics) at the same tolerance.
+#[test]
+fn every_fixture_matches_transformers_on_the_fast_path() {
+    check_every_fixture(Path::Fast(DType::F32), TOLERANCE);
+}
+
+/// The fast path with bf16 weights and bf16 dot products (f32 accumulation) against the same
+/// numerics in the reference (`Albert::with_dtype(BF16)`: operands rounded, f64 sums). Rounding
+/// every product's operands to bf16 is what sets the error, not the fast path: on the deep
+/// tiny-albert-groups fixture both are ~0.3 off float64, on base-v2 both ~2e-2 (transformers' own
+/// bf16 run: 3.4e-2). So the bound is: within 1.5x (+1e-3) of the emulation on every fixture,
+/// and base-v2's logits within transformers' bf16 error.
+#[test]
+fn fast_bf16_is_as_close_as_the_bf16_emulation() {
+    let worst = |errors: Vec<(String, f64)>| errors.into_iter().map(|e| e.1).fold(0.0, f64::max);
     let mut failures = Vec::new();
     for name in fixtures() {
-        let errors = run_fixture(&name);
+        let emulated = worst(run_fixture_on(&name, Path::Emulated(DType::BF16)));
+        let fast = worst(run_fixture_on(&name, Path::Fast(DType::BF16)));
+        println!("{name:28} bf16 fast {fast:.2e}, emulated {emulated:.2e}");
+        if fast.is_nan() || fast > 1.5 * emulated + 1e-3 {
+            failures.push(format!("{name}: fast {fast:.3e}, emulated {emulated:.3e}"));
+        }
+        if name == "base-v2-random-mlm" && (fast.is_nan() || fast >= 3.4e-2) {
+            failures.push(format!(
+                "{name}: {fast:.3e} beyond transformers' bf16 3.4e-2"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+fn check_every_fixture(path: Path, tolerance: f64) {
+    let mut failures = Vec::new();
+    for name in fixtures() {
+        let errors = run_fixture_on(&name, path);
         let worst =
             errors
                 .iter()
@@ -64,14 +118,14 @@ fn every_fixture_matches_transformers() {
             if std::env::var("GOLDEN_VERBOSE").is_ok() {
                 println!("  {output:20} {err:.3e}");
             }
-            if !(err <= TOLERANCE) {
+            if !(err <= tolerance) {
                 failures.push(format!("{name}/{output}: {err:.3e}"));
             }
         }
     }
     assert!(
         failures.is_empty(),
-        "outputs beyond {TOLERANCE}: {failures:#?}"
+        "outputs beyond {tolerance}: {failures:#?}"
     );
 }
 

@@ -7,11 +7,13 @@ pub mod cuda;
 
 use crate::error::{Error, Result};
 
-/// Where the user asked the model to run: `auto`, `cpu`, `cuda` or `cuda:N`.
+/// Where the user asked the model to run: `auto`, `cpu` (the fast path), `cpu-reference`,
+/// `cuda` or `cuda:N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceRequest {
     Auto,
     Cpu,
+    CpuReference,
     Cuda(usize),
 }
 
@@ -21,11 +23,12 @@ impl std::str::FromStr for DeviceRequest {
     fn from_str(s: &str) -> Result<Self> {
         let bad = || Error::Device {
             device: s.into(),
-            msg: "expected auto, cpu, cuda or cuda:N".into(),
+            msg: "expected auto, cpu, cpu-reference, cuda or cuda:N".into(),
         };
         Ok(match s {
             "auto" => DeviceRequest::Auto,
             "cpu" => DeviceRequest::Cpu,
+            "cpu-reference" | "cpu-ref" => DeviceRequest::CpuReference,
             "cuda" => DeviceRequest::Cuda(0),
             _ => match s.strip_prefix("cuda:") {
                 Some(n) => DeviceRequest::Cuda(n.parse().map_err(|_| bad())?),
@@ -46,6 +49,10 @@ mod tests {
             DeviceRequest::Cuda(1)
         );
         assert_eq!("cpu".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cpu);
+        assert_eq!(
+            "cpu-reference".parse::<DeviceRequest>().unwrap(),
+            DeviceRequest::CpuReference
+        );
         assert!("tpu"
             .parse::<DeviceRequest>()
             .unwrap_err()

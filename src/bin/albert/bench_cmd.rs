@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::Args;
 
 use albert::bench::{self, BenchRow};
-use albert::{Albert, AlbertConfig, Engine, Head};
+use albert::model::weights::Linear;
+use albert::{io, Albert, AlbertConfig, Engine, Head, Outputs, Tensor};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -37,6 +38,11 @@ pub struct BenchArgs {
     /// One JSON object per row instead of the table.
     #[arg(long)]
     json: bool,
+    /// Write the model (an AlbertModel directory: config.json, model.safetensors) and the
+    /// inputs the rows would time (inputs.b{B}.s{S}.safetensors) to this directory, and exit:
+    /// what scripts/compare-cpu loads into transformers and ONNX Runtime.
+    #[arg(long)]
+    export: Option<PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -45,6 +51,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         None => Albert::synthetic(AlbertConfig::base_v2(), Head::Model, 42),
     };
     let params = model.weights.num_params();
+    if let Some(dir) = &args.export {
+        return export(&model, dir, &args);
+    }
     let engine = super::place(model, &args.device, args.dtype.as_deref())?;
     if !args.json {
         let name = args
@@ -55,8 +64,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
             });
         println!("{name}: {params} params on {}", engine.describe());
         println!(
-            "{:>5} {:>5} {:>6} {:>5} {:>10} {:>10} {:>10} {:>11} {:>8}",
-            "batch", "seq", "device", "dtype", "p50 ms", "p90 ms", "seq/s", "tokens/s", "GFLOP/s"
+            "{:>5} {:>5} {:>7} {:>5} {:>10} {:>10} {:>10} {:>11} {:>8} {:>9} {:>11}",
+            "batch",
+            "seq",
+            "device",
+            "dtype",
+            "p50 ms",
+            "p90 ms",
+            "seq/s",
+            "tokens/s",
+            "GFLOP/s",
+            "peak MiB",
+            "w+act MiB"
         );
     }
     for &s in &args.seq {
@@ -125,12 +144,150 @@ fn cublas_table(_engine: &Engine, _args: &BenchArgs) -> Result<()> {
     anyhow::bail!("--cublas needs the CUDA backend (this build has no `cuda` feature)")
 }
 
+/// Writes `model` as a Hugging Face AlbertModel directory and the bench inputs of every row.
+fn export(model: &Albert, dir: &std::path::Path, args: &BenchArgs) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let c = &model.config;
+    let config = serde_json::json!({
+        "architectures": ["AlbertModel"],
+        "model_type": "albert",
+        "vocab_size": c.vocab_size,
+        "embedding_size": c.embedding_size,
+        "hidden_size": c.hidden_size,
+        "num_hidden_layers": c.num_hidden_layers,
+        "num_hidden_groups": c.num_hidden_groups,
+        "num_attention_heads": c.num_attention_heads,
+        "intermediate_size": c.intermediate_size,
+        "inner_group_num": c.inner_group_num,
+        "hidden_act": c.hidden_act_name,
+        "max_position_embeddings": c.max_position_embeddings,
+        "type_vocab_size": c.type_vocab_size,
+        "layer_norm_eps": c.layer_norm_eps,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "classifier_dropout_prob": 0.0,
+        "pad_token_id": c.pad_token_id,
+    });
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?,
+    )?;
+    let w = &model.weights;
+    let mut out = Outputs::default();
+    let (v, e, h) = (c.vocab_size, c.embedding_size, c.hidden_size);
+    let emb = &w.embeddings;
+    put(
+        &mut out,
+        "embeddings.word_embeddings.weight",
+        vec![v, e],
+        &emb.word,
+    );
+    let p = c.max_position_embeddings;
+    put(
+        &mut out,
+        "embeddings.position_embeddings.weight",
+        vec![p, e],
+        &emb.position,
+    );
+    let t = c.type_vocab_size;
+    put(
+        &mut out,
+        "embeddings.token_type_embeddings.weight",
+        vec![t, e],
+        &emb.token_type,
+    );
+    put(
+        &mut out,
+        "embeddings.LayerNorm.weight",
+        vec![e],
+        &emb.norm.weight,
+    );
+    put(
+        &mut out,
+        "embeddings.LayerNorm.bias",
+        vec![e],
+        &emb.norm.bias,
+    );
+    put_linear(
+        &mut out,
+        "encoder.embedding_hidden_mapping_in",
+        &emb.projection,
+    );
+    for (g, layers) in w.groups.iter().enumerate() {
+        for (j, l) in layers.iter().enumerate() {
+            let p = format!("encoder.albert_layer_groups.{g}.albert_layers.{j}");
+            put_linear(&mut out, &format!("{p}.attention.query"), &l.query);
+            put_linear(&mut out, &format!("{p}.attention.key"), &l.key);
+            put_linear(&mut out, &format!("{p}.attention.value"), &l.value);
+            put_linear(&mut out, &format!("{p}.attention.dense"), &l.attn_output);
+            let n = &l.attn_norm;
+            put(
+                &mut out,
+                &format!("{p}.attention.LayerNorm.weight"),
+                vec![h],
+                &n.weight,
+            );
+            put(
+                &mut out,
+                &format!("{p}.attention.LayerNorm.bias"),
+                vec![h],
+                &n.bias,
+            );
+            put_linear(&mut out, &format!("{p}.ffn"), &l.ffn);
+            put_linear(&mut out, &format!("{p}.ffn_output"), &l.ffn_output);
+            let n = &l.output_norm;
+            put(
+                &mut out,
+                &format!("{p}.full_layer_layer_norm.weight"),
+                vec![h],
+                &n.weight,
+            );
+            put(
+                &mut out,
+                &format!("{p}.full_layer_layer_norm.bias"),
+                vec![h],
+                &n.bias,
+            );
+        }
+    }
+    if let Some(p) = &w.pooler {
+        put_linear(&mut out, "pooler", p);
+    }
+    io::write_outputs(&dir.join("model.safetensors"), &out)?;
+    for &s in &args.seq {
+        for &b in &args.batch {
+            let inputs = bench::random_inputs(c, b, s, bench::INPUT_SEED)?;
+            io::write_inputs(&dir.join(format!("inputs.b{b}.s{s}.safetensors")), &inputs)?;
+        }
+    }
+    eprintln!(
+        "wrote {} (config.json, model.safetensors, inputs)",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn put(out: &mut Outputs, name: &str, shape: Vec<usize>, data: &[f32]) {
+    out.push(name, Tensor::new(shape, data.to_vec()));
+}
+
+fn put_linear(out: &mut Outputs, prefix: &str, l: &Linear) {
+    let shape = vec![l.out_features, l.in_features];
+    put(out, &format!("{prefix}.weight"), shape, &l.weight);
+    put(
+        out,
+        &format!("{prefix}.bias"),
+        vec![l.out_features],
+        &l.bias,
+    );
+}
+
 fn print_row(r: &BenchRow, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(r)?);
     } else {
         println!(
-            "{:>5} {:>5} {:>6} {:>5} {:>10.2} {:>10.2} {:>10.2} {:>11.0} {:>8.1}",
+            "{:>5} {:>5} {:>7} {:>5} {:>10.2} {:>10.2} {:>10.2} {:>11.0} {:>8.1} {:>9.1} {:>11.1}",
             r.batch,
             r.seq,
             r.device,
@@ -139,7 +296,9 @@ fn print_row(r: &BenchRow, json: bool) -> Result<()> {
             r.p90_ms,
             r.seqs_per_s,
             r.tokens_per_s,
-            r.gflops
+            r.gflops,
+            r.peak_rss_mib,
+            r.weights_mib + r.activations_mib
         );
     }
     Ok(())

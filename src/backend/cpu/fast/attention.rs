@@ -1,0 +1,284 @@
+//! Attention: out = softmax(q k^T / sqrt(D) + mask) v per (batch row, head), flash style.
+//!
+//! One rayon task per (batch row, head). It packs that head's K^T and V once (the GEMM's B-panel
+//! layout), then walks the queries MR rows at a time: for each block of KB keys the score tile
+//! [MR, KB] (12 KiB, in L1) is one row of micro-kernel calls, the online softmax rescales the
+//! running output and sums, and P [MR, KB] times V is a second row of micro-kernel calls. Keys
+//! past the sequence's last real token are never touched (their weight is exactly 0 in the
+//! reference too); masked keys inside the sequence get `MASKED` added as in transformers, so a
+//! row whose keys are all padding averages them uniformly, as transformers does.
+//!
+//! Arithmetic is f32 (FMA products, ~1 ulp exp) whatever the weights' dtype.
+
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::gemm::pack::{pack_a_panel, pack_b, pack_b_kn};
+use super::gemm::Micro;
+use super::norm::{exp_f32, multiversion};
+use super::{AlignedBuf, Isa, SendPtr};
+
+/// Keys per block of the online softmax.
+const KB: usize = 256;
+
+/// Per-thread scratch for `attention_forward`, sized for sequences up to `s_max` and head size
+/// `d`: allocated with the arena, reused by every call.
+pub struct AttentionScratch {
+    micro: Micro,
+    s_max: usize,
+    d: usize,
+    slots: Vec<Mutex<Slot>>,
+}
+
+struct Slot {
+    q: AlignedBuf,      // [D][MR]             one query panel
+    kt: AlignedBuf,     // [ceil(S/NR)][D][NR] K^T of one head
+    v: AlignedBuf,      // [ceil(D/NR)][S][NR] V of one head
+    scores: AlignedBuf, // [MR][KB]
+    p: AlignedBuf,      // [KB][MR]            softmax numerators, A-panel layout
+    o: AlignedBuf,      // [MR][ceil(D/NR)*NR] running output
+}
+
+impl AttentionScratch {
+    pub fn new(isa: Isa, s_max: usize, d: usize, threads: usize) -> Self {
+        let micro = Micro::attention(isa);
+        let (mr, nr) = (micro.mr, micro.nr);
+        let d_pad = d.div_ceil(nr) * nr;
+        let slot = || Slot {
+            q: AlignedBuf::zeros(d * mr),
+            kt: AlignedBuf::zeros(s_max.div_ceil(nr) * d * nr),
+            v: AlignedBuf::zeros(d_pad * s_max),
+            scores: AlignedBuf::zeros(mr * KB),
+            p: AlignedBuf::zeros(KB * mr),
+            o: AlignedBuf::zeros(mr * d_pad),
+        };
+        AttentionScratch {
+            micro,
+            s_max,
+            d,
+            slots: (0..threads.max(1)).map(|_| Mutex::new(slot())).collect(),
+        }
+    }
+
+    pub fn fits(&self, isa: Isa, s: usize, d: usize) -> bool {
+        self.micro.isa == Micro::attention(isa).isa && s <= self.s_max && d == self.d
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.slots.len() * {
+            let s = self.slots[0].lock().unwrap_or_else(|p| p.into_inner());
+            s.q.bytes() + s.kt.bytes() + s.v.bytes() + s.scores.bytes() + s.p.bytes() + s.o.bytes()
+        }
+    }
+}
+
+/// out[B, S, A*D] = softmax(q k^T / sqrt(D) + mask) v for every batch row and head. q, k, v hold
+/// row r, column c at `x[r * ld + c]` (ld = 3H: slices of the fused QKV output); mask is
+/// additive, [B, S] over keys: 0 for a real token, `MASKED` for padding.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(
+    out: &mut [f32], // [B, S, A*D]
+    q: &[f32],       // [B, S, ld]
+    k: &[f32],       // [B, S, ld]
+    v: &[f32],       // [B, S, ld]
+    mask: &[f32],    // [B, S]
+    b: usize,
+    s: usize,
+    a: usize,
+    d: usize,
+    ld: usize,
+    scratch: &AttentionScratch,
+) {
+    let h = a * d;
+    assert_eq!(out.len(), b * s * h);
+    assert_eq!(mask.len(), b * s);
+    assert!(
+        s <= scratch.s_max && d == scratch.d,
+        "attention scratch too small"
+    );
+    let last = (b * s - 1) * ld + h;
+    assert!(q.len() >= last && k.len() >= last && v.len() >= last);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..b * a).into_par_iter().for_each(|task| {
+        let slot = rayon::current_thread_index().unwrap_or(0) % scratch.slots.len();
+        let mut slot = scratch.slots[slot]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (bi, head) = (task / a, task % a);
+        // SAFETY: this task writes only rows bi*S..(bi+1)*S, columns head*D..(head+1)*D of
+        // `out`, which no other task touches; `out` outlives the parallel loop.
+        unsafe {
+            head_forward(
+                out_ptr.get(),
+                q,
+                k,
+                v,
+                mask,
+                bi,
+                head,
+                s,
+                h,
+                d,
+                ld,
+                scratch.micro,
+                &mut slot,
+            )
+        };
+    });
+}
+
+/// One (batch row, head).
+///
+/// # Safety
+/// `out` is [B*S, h] and this call may write rows bi*S.., columns head*D.. of it.
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_forward(
+    out: *mut f32,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &[f32],
+    bi: usize,
+    head: usize,
+    s: usize,
+    h: usize,
+    d: usize,
+    ld: usize,
+    micro: Micro,
+    t: &mut Slot,
+) {
+    let (mr, nr) = (micro.mr, micro.nr);
+    let d_pad = d.div_ceil(nr) * nr;
+    let mask = &mask[bi * s..(bi + 1) * s];
+    // Keys past the last real token are skipped; a row with no real token keeps them all.
+    let len = match mask.iter().rposition(|&m| m == 0.0) {
+        Some(last) => last + 1,
+        None => s,
+    };
+    let col = head * d;
+    let base = bi * s * ld + col;
+    pack_b(t.kt.u32s_mut(), &k[base..], ld, len, d, nr, false);
+    pack_b_kn(t.v.u32s_mut(), &v[base..], ld, len, d, nr);
+    let scale = (1.0 / (d as f64).sqrt()) as f32;
+    let mut m_run = [0f32; 16];
+    let mut l_run = [0f32; 16];
+
+    for q0 in (0..s).step_by(mr) {
+        let rows = mr.min(s - q0);
+        pack_a_panel(t.q.u32s_mut(), &q[base + q0 * ld..], ld, rows, d, mr, false);
+        m_run[..mr].fill(f32::NEG_INFINITY);
+        l_run[..mr].fill(0.0);
+        t.o.f32s_mut().fill(0.0);
+        for kb0 in (0..len).step_by(KB) {
+            let kbn = KB.min(len - kb0);
+            // scores[MR, kbn] = Q K^T
+            let sc = t.scores.f32s_mut().as_mut_ptr();
+            for pn in kb0 / nr..(kb0 + kbn).div_ceil(nr) {
+                let c0 = pn * nr - kb0;
+                // SAFETY: the Q panel holds D k-steps of MR, the K^T panel D k-steps of NR;
+                // the score tile is [MR][KB] and c0 + cols <= kbn <= KB.
+                unsafe {
+                    (micro.kernel)(
+                        d,
+                        t.q.u32s().as_ptr(),
+                        t.kt.u32s()[pn * d * nr..].as_ptr(),
+                        sc.add(c0),
+                        KB,
+                        mr,
+                        nr.min(kbn - c0),
+                        false,
+                    )
+                };
+            }
+            // Online softmax, row by row; P goes into the A-panel layout [kbn][MR].
+            let p = t.p.u32s_mut();
+            for i in 0..mr {
+                if i >= rows {
+                    for j in 0..kbn {
+                        p[j * mr + i] = 0;
+                    }
+                    continue;
+                }
+                let srow = &mut t.scores.f32s_mut()[i * KB..i * KB + kbn];
+                let m_new = scale_mask_max(srow, &mask[kb0..kb0 + kbn], scale).max(m_run[i]);
+                let alpha = exp_f32(m_run[i] - m_new);
+                let sum = exp_sum(srow, m_new);
+                for (j, e) in srow.iter().enumerate() {
+                    p[j * mr + i] = e.to_bits();
+                }
+                l_run[i] = l_run[i] * alpha + sum;
+                m_run[i] = m_new;
+                if alpha != 1.0 {
+                    t.o.f32s_mut()[i * d_pad..(i + 1) * d_pad]
+                        .iter_mut()
+                        .for_each(|x| *x *= alpha);
+                }
+            }
+            // O[MR, D] += P V
+            let o = t.o.f32s_mut().as_mut_ptr();
+            for pn in 0..d.div_ceil(nr) {
+                // SAFETY: P holds kbn k-steps of MR; the V panel pn holds `len` k-steps of NR
+                // starting at key 0, so kb0.. has kbn; O is [MR][d_pad].
+                unsafe {
+                    (micro.kernel)(
+                        kbn,
+                        t.p.u32s().as_ptr(),
+                        t.v.u32s()[(pn * len + kb0) * nr..].as_ptr(),
+                        o.add(pn * nr),
+                        d_pad,
+                        mr,
+                        nr.min(d - pn * nr),
+                        true,
+                    )
+                };
+            }
+        }
+        let o = t.o.f32s();
+        for i in 0..rows {
+            let inv = 1.0 / l_run[i];
+            // SAFETY: row bi*S + q0 + i < B*S, columns col..col+d < h: this task's region.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(out.add((bi * s + q0 + i) * h + col), d) };
+            for (x, y) in dst.iter_mut().zip(&o[i * d_pad..i * d_pad + d]) {
+                *x = y * inv;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// s = s * scale + mask, in place; returns the row maximum.
+    fn scale_mask_max_impl(s: &mut [f32], mask: &[f32], scale: f32, max: &mut f32) {
+        let mut m = f32::NEG_INFINITY;
+        for (x, mk) in s.iter_mut().zip(mask) {
+            *x = *x * scale + mk;
+            m = m.max(*x);
+        }
+        *max = m;
+    }
+}
+
+fn scale_mask_max(s: &mut [f32], mask: &[f32], scale: f32) -> f32 {
+    let mut m = f32::NEG_INFINITY;
+    scale_mask_max_impl(s, mask, scale, &mut m);
+    m
+}
+
+multiversion! {
+    /// s = exp(s - max), in place; returns the sum (8 partial sums).
+    fn exp_sum_impl(s: &mut [f32], max: f32, sum: &mut f32) {
+        let mut acc = [0f32; 16];
+        for (j, x) in s.iter_mut().enumerate() {
+            *x = exp_f32(*x - max);
+            acc[j % 16] += *x;
+        }
+        *sum = acc.iter().sum();
+    }
+}
+
+fn exp_sum(s: &mut [f32], max: f32) -> f32 {
+    let mut sum = 0.0;
+    exp_sum_impl(s, max, &mut sum);
+    sum
+}
