@@ -2,8 +2,9 @@
 //!
 //! One rayon task per (batch row, head). It packs that head's K^T and V once (the GEMM's B-panel
 //! layout), then walks the queries MR rows at a time: for each block of KB keys the score tile
-//! [MR, KB] (12 KiB, in L1) is one row of micro-kernel calls, the online softmax rescales the
-//! running output and sums, and P [MR, KB] times V is a second row of micro-kernel calls. Keys
+//! [MR, KB] (12 KiB, in L1) is one row of micro-kernel calls reading Q in place, the online
+//! softmax turns it into P in place and rescales the running output and sums, and P times V is a
+//! second row of micro-kernel calls with the score tile as A. Keys
 //! past the sequence's last real token are never touched (their weight is exactly 0 in the
 //! reference too); masked keys inside the sequence get `MASKED` added as in transformers, so a
 //! row whose keys are all padding averages them uniformly, as transformers does.
@@ -14,7 +15,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::gemm::pack::{pack_a_panel, pack_b, pack_b_kn};
+use super::gemm::pack::{pack_b, pack_b_kn};
 use super::gemm::Micro;
 use super::norm::{exp_f32, multiversion};
 use super::{AlignedBuf, Isa, SendPtr};
@@ -32,11 +33,9 @@ pub struct AttentionScratch {
 }
 
 struct Slot {
-    q: AlignedBuf,      // [D][MR]             one query panel
     kt: AlignedBuf,     // [ceil(S/NR)][D][NR] K^T of one head
     v: AlignedBuf,      // [ceil(D/NR)][S][NR] V of one head
-    scores: AlignedBuf, // [MR][KB]
-    p: AlignedBuf,      // [KB][MR]            softmax numerators, A-panel layout
+    scores: AlignedBuf, // [MR][KB]            scores, then P
     o: AlignedBuf,      // [MR][ceil(D/NR)*NR] running output
 }
 
@@ -46,11 +45,9 @@ impl AttentionScratch {
         let (mr, nr) = (micro.mr, micro.nr);
         let d_pad = d.div_ceil(nr) * nr;
         let slot = || Slot {
-            q: AlignedBuf::zeros(d * mr),
             kt: AlignedBuf::zeros(s_max.div_ceil(nr) * d * nr),
             v: AlignedBuf::zeros(d_pad * s_max),
             scores: AlignedBuf::zeros(mr * KB),
-            p: AlignedBuf::zeros(KB * mr),
             o: AlignedBuf::zeros(mr * d_pad),
         };
         AttentionScratch {
@@ -68,7 +65,7 @@ impl AttentionScratch {
     pub fn bytes(&self) -> usize {
         self.slots.len() * {
             let s = self.slots[0].lock().unwrap_or_else(|p| p.into_inner());
-            s.q.bytes() + s.kt.bytes() + s.v.bytes() + s.scores.bytes() + s.p.bytes() + s.o.bytes()
+            s.kt.bytes() + s.v.bytes() + s.scores.bytes() + s.o.bytes()
         }
     }
 }
@@ -166,70 +163,63 @@ unsafe fn head_forward(
 
     for q0 in (0..s).step_by(mr) {
         let rows = mr.min(s - q0);
-        pack_a_panel(t.q.u32s_mut(), &q[base + q0 * ld..], ld, rows, d, mr, false);
+        let q_rows = q[base + q0 * ld..].as_ptr() as *const u32;
         m_run[..mr].fill(f32::NEG_INFINITY);
         l_run[..mr].fill(0.0);
-        t.o.f32s_mut().fill(0.0);
         for kb0 in (0..len).step_by(KB) {
             let kbn = KB.min(len - kb0);
-            // scores[MR, kbn] = Q K^T
+            // scores[rows, kbn] = Q K^T
             let sc = t.scores.f32s_mut().as_mut_ptr();
             for pn in kb0 / nr..(kb0 + kbn).div_ceil(nr) {
                 let c0 = pn * nr - kb0;
-                // SAFETY: the Q panel holds D k-steps of MR, the K^T panel D k-steps of NR;
-                // the score tile is [MR][KB] and c0 + cols <= kbn <= KB.
+                // SAFETY: Q rows q0..q0+rows have D elements at stride ld from q_rows; the K^T
+                // panel holds D k-steps of NR; the score tile is [MR][KB], c0 + cols <= KB.
                 unsafe {
                     (micro.kernel)(
                         d,
-                        t.q.u32s().as_ptr(),
+                        q_rows,
+                        ld,
+                        rows,
                         t.kt.u32s()[pn * d * nr..].as_ptr(),
                         sc.add(c0),
                         KB,
-                        mr,
                         nr.min(kbn - c0),
                         false,
                     )
                 };
             }
-            // Online softmax, row by row; P goes into the A-panel layout [kbn][MR].
-            let p = t.p.u32s_mut();
-            for i in 0..mr {
-                if i >= rows {
-                    for j in 0..kbn {
-                        p[j * mr + i] = 0;
-                    }
-                    continue;
-                }
+            // Online softmax, row by row: the scores become P in place.
+            for i in 0..rows {
                 let srow = &mut t.scores.f32s_mut()[i * KB..i * KB + kbn];
                 let m_new = scale_mask_max(srow, &mask[kb0..kb0 + kbn], scale).max(m_run[i]);
                 let alpha = exp_f32(m_run[i] - m_new);
                 let sum = exp_sum(srow, m_new);
-                for (j, e) in srow.iter().enumerate() {
-                    p[j * mr + i] = e.to_bits();
-                }
                 l_run[i] = l_run[i] * alpha + sum;
                 m_run[i] = m_new;
-                if alpha != 1.0 {
+                // The first key block overwrites O (below) instead of scaling it.
+                if kb0 > 0 && alpha != 1.0 {
                     t.o.f32s_mut()[i * d_pad..(i + 1) * d_pad]
                         .iter_mut()
                         .for_each(|x| *x *= alpha);
                 }
             }
-            // O[MR, D] += P V
+            // O[rows, D] += P V
             let o = t.o.f32s_mut().as_mut_ptr();
+            let p = t.scores.u32s().as_ptr();
             for pn in 0..d.div_ceil(nr) {
-                // SAFETY: P holds kbn k-steps of MR; the V panel pn holds `len` k-steps of NR
-                // starting at key 0, so kb0.. has kbn; O is [MR][d_pad].
+                // SAFETY: P rows 0..rows have kbn elements at stride KB; the V panel pn holds
+                // `len` k-steps of NR from key 0, so kb0.. has kbn; O is [MR][d_pad].
                 unsafe {
                     (micro.kernel)(
                         kbn,
-                        t.p.u32s().as_ptr(),
+                        p,
+                        KB,
+                        rows,
                         t.v.u32s()[(pn * len + kb0) * nr..].as_ptr(),
                         o.add(pn * nr),
                         d_pad,
-                        mr,
                         nr.min(d - pn * nr),
-                        true,
+                        kb0 > 0,
                     )
                 };
             }
@@ -248,14 +238,22 @@ unsafe fn head_forward(
 }
 
 multiversion! {
-    /// s = s * scale + mask, in place; returns the row maximum.
+    /// s = s * scale + mask, in place; returns the row maximum (16 lanes, then across).
     fn scale_mask_max_impl(s: &mut [f32], mask: &[f32], scale: f32, max: &mut f32) {
-        let mut m = f32::NEG_INFINITY;
-        for (x, mk) in s.iter_mut().zip(mask) {
-            *x = *x * scale + mk;
-            m = m.max(*x);
+        let mut lanes = [f32::NEG_INFINITY; 16];
+        let mut cs = s.chunks_exact_mut(16);
+        let mut cm = mask.chunks_exact(16);
+        for (x, mk) in (&mut cs).zip(&mut cm) {
+            for l in 0..16 {
+                x[l] = x[l] * scale + mk[l];
+                lanes[l] = if x[l] > lanes[l] { x[l] } else { lanes[l] };
+            }
         }
-        *max = m;
+        for (x, mk) in cs.into_remainder().iter_mut().zip(cm.remainder()) {
+            *x = *x * scale + mk;
+            lanes[0] = lanes[0].max(*x);
+        }
+        *max = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     }
 }
 
@@ -266,14 +264,21 @@ fn scale_mask_max(s: &mut [f32], mask: &[f32], scale: f32) -> f32 {
 }
 
 multiversion! {
-    /// s = exp(s - max), in place; returns the sum (8 partial sums).
+    /// s = exp(s - max), in place; returns the sum (16 lanes, then across).
     fn exp_sum_impl(s: &mut [f32], max: f32, sum: &mut f32) {
-        let mut acc = [0f32; 16];
-        for (j, x) in s.iter_mut().enumerate() {
-            *x = exp_f32(*x - max);
-            acc[j % 16] += *x;
+        let mut lanes = [0f32; 16];
+        let mut cs = s.chunks_exact_mut(16);
+        for x in &mut cs {
+            for l in 0..16 {
+                x[l] = exp_f32(x[l] - max);
+                lanes[l] += x[l];
+            }
         }
-        *sum = acc.iter().sum();
+        for x in cs.into_remainder() {
+            *x = exp_f32(*x - max);
+            lanes[0] += *x;
+        }
+        *sum = lanes.iter().sum();
     }
 }
 

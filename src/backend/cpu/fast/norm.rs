@@ -38,10 +38,11 @@ macro_rules! multiversion {
             match $crate::backend::cpu::fast::norm::isa() {
                 // SAFETY: isa() only reports instruction sets the CPU has.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 | Isa::Avx512Bf16 => unsafe { avx512($($arg),*) },
+                $crate::backend::cpu::fast::Isa::Avx512
+                | $crate::backend::cpu::fast::Isa::Avx512Bf16 => unsafe { avx512($($arg),*) },
                 // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => unsafe { avx2($($arg),*) },
+                $crate::backend::cpu::fast::Isa::Avx2 => unsafe { avx2($($arg),*) },
                 _ => body($($arg),*),
             }
         }
@@ -56,14 +57,18 @@ pub fn exp_f32(x: f32) -> f32 {
     let xc = x.clamp(-87.3, 88.3);
     // n = round(x / ln 2) by the 1.5 * 2^23 trick (no rounding instruction needed).
     let t = xc * std::f32::consts::LOG2_E;
-    let n = (t + 12_582_912.0) - 12_582_912.0;
+    let big = t + 12_582_912.0;
+    let n = big - 12_582_912.0;
+    // n as an integer, read from the low mantissa bits of `big` (an `as i32` conversion would
+    // not vectorise: its saturating semantics make LLVM extract every lane).
+    let ni = big.to_bits() as i32 - 0x4B40_0000;
     let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 0.166_666_65)
         * r
         + 0.5;
     let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    let scale = f32::from_bits(((ni + 127) << 23) as u32);
     if x < -87.3 {
         0.0
     } else {

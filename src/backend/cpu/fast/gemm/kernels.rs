@@ -1,10 +1,12 @@
 //! Micro-kernels: c[rows, cols] (+)= A_panel · B_panel for one MR x NR register tile.
 //!
-//! Operands are packed (see `pack.rs`) as 4-byte elements, one "k-step" per row of a panel:
-//!   A panel [ksteps][MR], B panel [ksteps][NR]
-//! For f32 a k-step is one k and an element is an f32. For bf16 a k-step is a pair of k
-//! (2j, 2j+1) and an element is two bf16 in one u32 (k = 2j in the low half), which is what
-//! `vdpbf16ps` multiplies pairwise and adds into an f32 lane.
+//! Operands are 4-byte elements, one "k-step" each: A row-major [rows][lda] (the activations as
+//! they are for f32; rounded to bf16 pairs, still row-major, for bf16), B packed (see `pack.rs`)
+//! as a panel [ksteps][NR]. For f32 a k-step is one k and an element is an f32. For bf16 a k-step
+//! is a pair of k (2j, 2j+1) and an element is two bf16 in one u32 (k = 2j in the low half), which
+//! is what `vdpbf16ps` multiplies pairwise and adds into an f32 lane. A is read in place, one
+//! broadcast per row and k-step (MR row streams; with MR = 4 they never collide in L1), so
+//! nothing is copied for f32.
 //!
 //! Each kernel keeps the whole MR x NR tile in registers for the k loop, with enough independent
 //! FMA chains to hide the 4-cycle FMA latency on both pipes (AVX-512 products: 4 x 48 with
@@ -16,21 +18,30 @@
 // Every kernel has the `KernelFn` signature (eight arguments).
 #![allow(clippy::too_many_arguments)]
 
-/// The signature every micro-kernel has. `a`, `b` point at the first k-step of the panels.
+/// The signature every micro-kernel has. `a` points at row 0, k-step 0 of A; `b` at k-step 0 of a
+/// B panel. Rows past `rows` re-read row `rows - 1` (their results are discarded).
 ///
 /// # Safety
-/// `a` holds `ksteps * MR` elements, `b` holds `ksteps * NR`, `c` is writable at
-/// `c[i * ldc + j]` for `i < rows <= MR`, `j < cols <= NR`, and the CPU has the kernel's ISA.
+/// `a[i * lda + s]` is readable for `i < rows`, `s < ksteps` (1 <= rows <= MR); `b` holds
+/// `ksteps * NR` elements; `c` is writable at `c[i * ldc + j]` for `i < rows`, `j < cols <= NR`;
+/// and the CPU has the kernel's ISA.
 pub type KernelFn = unsafe fn(
     ksteps: usize,
     a: *const u32,
+    lda: usize,
+    rows: usize,
     b: *const u32,
     c: *mut f32,
     ldc: usize,
-    rows: usize,
     cols: usize,
     accumulate: bool,
 );
+
+/// Start of row i of A, rows past `rows` clamped to the last one.
+#[inline(always)]
+fn row_starts<const MR: usize>(a: *const u32, lda: usize, rows: usize) -> [*const u32; MR] {
+    std::array::from_fn(|i| a.wrapping_add(i.min(rows - 1) * lda))
+}
 
 /// Largest MR x NR of any kernel: the size of the edge buffer.
 const MAX_TILE: usize = 16 * 48;
@@ -75,15 +86,17 @@ unsafe fn store_edge(
 pub unsafe fn f32_portable(
     ksteps: usize,
     a: *const u32,
+    lda: usize,
+    rows: usize,
     b: *const u32,
     c: *mut f32,
     ldc: usize,
-    rows: usize,
     cols: usize,
     accumulate: bool,
 ) {
     const MR: usize = 4;
     const NR: usize = 16;
+    let ar = row_starts::<MR>(a, lda, rows);
     let mut acc = [[0f32; NR]; MR];
     for k0 in (0..ksteps).step_by(SUM_BLOCK) {
         let mut blk = [[0f32; NR]; MR];
@@ -91,8 +104,8 @@ pub unsafe fn f32_portable(
             // SAFETY: the caller guarantees ksteps rows of NR (B) and MR (A) elements.
             let bv: &[u32; NR] = unsafe { &*(b.add(ks * NR) as *const [u32; NR]) };
             for (i, row) in blk.iter_mut().enumerate() {
-                // SAFETY: as above.
-                let ai = f32::from_bits(unsafe { *a.add(ks * MR + i) });
+                // SAFETY: row i (clamped) has ksteps elements.
+                let ai = f32::from_bits(unsafe { *ar[i].add(ks) });
                 for j in 0..NR {
                     row[j] += ai * f32::from_bits(bv[j]);
                 }
@@ -120,10 +133,11 @@ pub unsafe fn f32_portable(
 pub unsafe fn bf16_portable(
     ksteps: usize,
     a: *const u32,
+    lda: usize,
+    rows: usize,
     b: *const u32,
     c: *mut f32,
     ldc: usize,
-    rows: usize,
     cols: usize,
     accumulate: bool,
 ) {
@@ -131,13 +145,14 @@ pub unsafe fn bf16_portable(
     const NR: usize = 16;
     let lo = |v: u32| f32::from_bits(v << 16);
     let hi = |v: u32| f32::from_bits(v & 0xffff_0000);
+    let ar = row_starts::<MR>(a, lda, rows);
     let mut acc = [[0f32; NR]; MR];
     for ks in 0..ksteps {
         // SAFETY: the caller guarantees ksteps rows of NR (B) and MR (A) elements.
         let bv: &[u32; NR] = unsafe { &*(b.add(ks * NR) as *const [u32; NR]) };
         for (i, row) in acc.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let ap = unsafe { *a.add(ks * MR + i) };
+            // SAFETY: row i (clamped) has ksteps elements.
+            let ap = unsafe { *ar[i].add(ks) };
             let (a0, a1) = (lo(ap), hi(ap));
             for j in 0..NR {
                 row[j] += a0 * lo(bv[j]) + a1 * hi(bv[j]);
@@ -168,27 +183,28 @@ mod x86 {
     pub unsafe fn f32_avx512<const MR: usize>(
         ksteps: usize,
         a: *const u32,
+        lda: usize,
+        rows: usize,
         b: *const u32,
         c: *mut f32,
         ldc: usize,
-        rows: usize,
         cols: usize,
         accumulate: bool,
     ) {
         const NR: usize = 32;
-        let (mut ap, mut bp) = (a as *const f32, b as *const f32);
+        let ar = super::row_starts::<MR>(a, lda, rows).map(|p| p as *const f32);
+        let mut bp = b as *const f32;
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-        for _ in 0..ksteps {
-            // SAFETY: the caller guarantees ksteps k-steps of NR (B) and MR (A) elements.
+        for ks in 0..ksteps {
+            // SAFETY: the caller guarantees ksteps k-steps of NR (B) and of each (clamped) row.
             unsafe {
                 let b0 = _mm512_loadu_ps(bp);
                 let b1 = _mm512_loadu_ps(bp.add(16));
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let ai = _mm512_set1_ps(*ap.add(i));
+                    let ai = _mm512_set1_ps(*ar[i].add(ks));
                     row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
                     row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
                 }
-                ap = ap.add(MR);
                 bp = bp.add(NR);
             }
         }
@@ -205,33 +221,46 @@ mod x86 {
     pub unsafe fn f32_avx512_blocked<const MR: usize>(
         ksteps: usize,
         a: *const u32,
+        lda: usize,
+        rows: usize,
         b: *const u32,
         c: *mut f32,
         ldc: usize,
-        rows: usize,
         cols: usize,
         accumulate: bool,
     ) {
         const NR: usize = 48;
-        let (a, b) = (a as *const f32, b as *const f32);
+        let ar = super::row_starts::<MR>(a, lda, rows).map(|p| p as *const f32);
+        let b = b as *const f32;
         let mut run = [[_mm512_setzero_ps(); 3]; MR];
         let mut k0 = 0;
         while k0 < ksteps {
             let k1 = (k0 + SUM_BLOCK).min(ksteps);
             let mut blk = [[_mm512_setzero_ps(); 3]; MR];
-            for ks in k0..k1 {
-                // SAFETY: the caller guarantees ksteps k-steps of NR (B) and MR (A) elements.
+            // One k-step: 3 B loads, MR broadcasts, 3 MR FMAs.
+            let step = |blk: &mut [[__m512; 3]; MR], ks: usize| {
+                // SAFETY: the caller guarantees ksteps k-steps of NR (B) and of each row.
                 unsafe {
                     let bp = b.add(ks * NR);
                     let b0 = _mm512_loadu_ps(bp);
                     let b1 = _mm512_loadu_ps(bp.add(16));
                     let b2 = _mm512_loadu_ps(bp.add(32));
                     for (i, row) in blk.iter_mut().enumerate() {
-                        let ai = _mm512_set1_ps(*a.add(ks * MR + i));
+                        let ai = _mm512_set1_ps(*ar[i].add(ks));
                         row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
                         row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
                         row[2] = _mm512_fmadd_ps(ai, b2, row[2]);
                     }
+                }
+            };
+            if k1 - k0 == SUM_BLOCK {
+                // A whole block: a fixed trip count, unrolled with constant offsets.
+                for j in 0..SUM_BLOCK {
+                    step(&mut blk, k0 + j);
+                }
+            } else {
+                for ks in k0..k1 {
+                    step(&mut blk, ks);
                 }
             }
             for (r, bl) in run.iter_mut().zip(&blk) {
@@ -253,17 +282,19 @@ mod x86 {
     pub unsafe fn bf16_avx512<const MR: usize>(
         ksteps: usize,
         a: *const u32,
+        lda: usize,
+        rows: usize,
         b: *const u32,
         c: *mut f32,
         ldc: usize,
-        rows: usize,
         cols: usize,
         accumulate: bool,
     ) {
         const NR: usize = 32;
-        let (mut ap, mut bp) = (a, b);
+        let ar = super::row_starts::<MR>(a, lda, rows);
+        let mut bp = b;
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-        for _ in 0..ksteps {
+        for ks in 0..ksteps {
             // SAFETY: the caller guarantees ksteps k-steps of NR (B) and MR (A) elements; the
             // transmutes reinterpret 512 bits of bf16 pairs as the __m512bh the instruction takes.
             unsafe {
@@ -271,11 +302,11 @@ mod x86 {
                 let b1: __m512bh =
                     std::mem::transmute(_mm512_loadu_si512(bp.add(16) as *const __m512i));
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(i) as i32));
+                    let ai: __m512bh =
+                        std::mem::transmute(_mm512_set1_epi32(*ar[i].add(ks) as i32));
                     row[0] = _mm512_dpbf16_ps(row[0], ai, b0);
                     row[1] = _mm512_dpbf16_ps(row[1], ai, b1);
                 }
-                ap = ap.add(MR);
                 bp = bp.add(NR);
             }
         }
@@ -330,15 +361,17 @@ mod x86 {
     pub unsafe fn f32_avx2<const MR: usize>(
         ksteps: usize,
         a: *const u32,
+        lda: usize,
+        rows: usize,
         b: *const u32,
         c: *mut f32,
         ldc: usize,
-        rows: usize,
         cols: usize,
         accumulate: bool,
     ) {
         const NR: usize = 16;
-        let (a, b) = (a as *const f32, b as *const f32);
+        let ar = super::row_starts::<MR>(a, lda, rows).map(|p| p as *const f32);
+        let b = b as *const f32;
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
         let mut k0 = 0;
         while k0 < ksteps {
@@ -350,7 +383,7 @@ mod x86 {
                     let b0 = _mm256_loadu_ps(b.add(ks * NR));
                     let b1 = _mm256_loadu_ps(b.add(ks * NR + 8));
                     for (i, row) in blk.iter_mut().enumerate() {
-                        let ai = _mm256_set1_ps(*a.add(ks * MR + i));
+                        let ai = _mm256_set1_ps(*ar[i].add(ks));
                         row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
                         row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
                     }

@@ -26,8 +26,10 @@ use kernels::KernelFn;
 
 /// K block, in k-steps: a B panel is KC x NR x 4 bytes = 24 KiB for NR = 48 (L1 is 32 KiB).
 const KC: usize = 128;
-/// Bytes of packed A one tile may stream per K block (half of a 1 MiB L2).
+/// Bytes of A one tile streams per K block (half of a 1 MiB L2).
 const MAX_A_BLOCK: usize = 512 * 1024;
+/// Bytes of one tile's output, which is read back and added to after every K block.
+const MAX_C_TILE: usize = 384 * 1024;
 /// Aim for this many tiles per rayon thread so that uneven tiles still balance.
 const TASKS_PER_THREAD: usize = 4;
 
@@ -122,9 +124,14 @@ impl Micro {
         format!("{} {ty} {}x{}", self.isa.name(), self.mr, self.nr)
     }
 
-    /// Elements of the packed-A buffer for an [m, k] input.
+    /// Elements of the packed-A buffer for an [m, k] input: none for f32 (A is read in place),
+    /// [m][ceil(k / 2)] bf16 pairs for bf16.
     pub fn packed_a_len(&self, m: usize, k: usize) -> usize {
-        m.div_ceil(self.mr) * self.mr * pack::ksteps(k, self.bf16)
+        if self.bf16 {
+            m * pack::ksteps(k, true)
+        } else {
+            0
+        }
     }
 }
 
@@ -211,20 +218,23 @@ pub fn linear_forward(
     let (mr, nr) = (mi.mr, mi.nr);
     let ks = pack::ksteps(k, mi.bf16);
     let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
-    let a_len = mp * ks * mr;
-    assert!(packed_a.len() >= a_len, "packed-A scratch too small");
-    let packed_a = &mut packed_a[..a_len];
-    if ks > 0 {
-        packed_a
-            .par_chunks_mut(ks * mr)
-            .enumerate()
-            .for_each(|(p, dst)| {
-                let r0 = p * mr;
-                pack::pack_a_panel(dst, &inp[r0 * k..], k, (m - r0).min(mr), k, mr, mi.bf16);
+    // A, row-major, `lda` elements per row: the input itself (f32), or its rows as bf16 pairs.
+    let (a_ptr, lda) = if mi.bf16 {
+        let a_len = m * ks;
+        assert!(packed_a.len() >= a_len, "packed-A scratch too small");
+        packed_a[..a_len]
+            .par_chunks_mut(ks.max(1) * 16)
+            .zip(inp.par_chunks(k.max(1) * 16))
+            .for_each(|(dst, src)| {
+                for (d, s) in dst.chunks_mut(ks).zip(src.chunks(k)) {
+                    pack::bf16_pairs_row(d, s);
+                }
             });
-    }
-    let packed_a: &[u32] = packed_a;
-
+        (packed_a.as_ptr(), ks)
+    } else {
+        (inp.as_ptr() as *const u32, k)
+    };
+    let a_ptr = SendPtr(a_ptr as *mut u32);
     let (tm, tn, mcp, ncp) = tiling(mp, np, ks, mr, nr);
     let b_data = weight.data.u32s();
     let out_ptr = SendPtr(out.as_mut_ptr());
@@ -242,12 +252,15 @@ pub fn linear_forward(
                 for pm in pm0..pm1 {
                     let r0 = pm * mr;
                     let rows = mr.min(m - r0);
-                    let a = packed_a[(pm * ks + kb) * mr..].as_ptr();
-                    // SAFETY: `a` and `b` hold kc k-steps of MR / NR elements (the packed
-                    // buffers have ks k-steps per panel); out[r0.., c0..] is inside `out` for
-                    // rows x cols, and only this tile writes rows pm0..pm1, columns pn0..pn1;
-                    // the kernel's ISA was detected when `weight` was packed.
-                    unsafe { (mi.kernel)(kc, a, b, out.add(r0 * n + c0), n, rows, cols, kb > 0) };
+                    // SAFETY: rows r0..r0+rows of A have ks >= kb + kc k-steps from `a`; the B
+                    // panel holds ks k-steps of NR; out[r0.., c0..] is inside `out` for rows x
+                    // cols, and only this tile writes rows pm0..pm1, columns pn0..pn1; the
+                    // kernel's ISA was detected when `weight` was packed.
+                    unsafe {
+                        let a = a_ptr.get().add(r0 * lda + kb);
+                        let c = out.add(r0 * n + c0);
+                        (mi.kernel)(kc, a, lda, rows, b, c, n, cols, kb > 0)
+                    };
                 }
             }
         }
@@ -282,32 +295,37 @@ pub fn linear_forward(
 }
 
 /// Output tiles (tm x tn tiles of mcp x ncp register tiles) for an [mp x MR, np x NR] product:
-/// at least TASKS_PER_THREAD tiles per thread, cut so that the operand re-reads,
-/// tm * |W| + tn * |A|, stay small (a tile row re-reads the whole weight, a tile column the
-/// whole packed input): small batches split N only, large ones both.
+/// at least TASKS_PER_THREAD tiles per thread, a tile's C block small enough to stay in L2
+/// between K blocks and its A block per K block within half of L2, and among those the cut with
+/// the fewest operand re-reads, tm * |W| + tn * |A| (a tile row re-reads the whole weight, a tile
+/// column the whole input): small batches split N only, large ones both.
 fn tiling(mp: usize, np: usize, ks: usize, mr: usize, nr: usize) -> (usize, usize, usize, usize) {
     let tasks = TASKS_PER_THREAD * rayon::current_num_threads().max(1);
     let (a_bytes, w_bytes) = ((mp * mr * ks) as f64, (np * nr * ks) as f64);
-    let mut best = (f64::INFINITY, 1, 1);
-    for tm in 1..=mp.min(tasks) {
-        // A tile's A block, MR x KC per panel, stays within half of L2.
-        if mp.div_ceil(tm) * mr * KC * 4 > MAX_A_BLOCK {
+    let mut best = (
+        f64::INFINITY,
+        mp.min(tasks),
+        tasks.div_ceil(mp.min(tasks)).min(np),
+    );
+    for tm in 1..=mp.min(64) {
+        let rows = mp.div_ceil(tm) * mr;
+        if rows * KC.min(ks.max(1)) * 4 > MAX_A_BLOCK && tm < mp {
             continue;
         }
-        let tn = tasks.div_ceil(tm).min(np);
+        let max_cols = (MAX_C_TILE / (rows * 4)).max(nr);
+        let tn_min = np.div_ceil((max_cols / nr).max(1));
+        let tn = tasks.div_ceil(tm).max(tn_min).min(np);
         let cost = tm as f64 * w_bytes + tn as f64 * a_bytes;
-        let short = (tm * tn < tasks) as usize as f64 * 1e18;
+        // Too few tiles to keep every thread busy counts as much as re-reading everything.
+        let short = if tm * tn < tasks {
+            w_bytes + a_bytes
+        } else {
+            0.0
+        };
         if cost + short < best.0 {
             best = (cost + short, tm, tn);
         }
     }
-    let (mut tm, mut tn) = (best.1, best.2);
-    if !best.0.is_finite() {
-        tm = mp.min(tasks).max(1);
-        tn = tasks.div_ceil(tm).min(np);
-    }
-    let (mcp, ncp) = (mp.div_ceil(tm), np.div_ceil(tn));
-    tm = mp.div_ceil(mcp);
-    tn = np.div_ceil(ncp);
-    (tm, tn, mcp, ncp)
+    let (mcp, ncp) = (mp.div_ceil(best.1), np.div_ceil(best.2));
+    (mp.div_ceil(mcp), np.div_ceil(ncp), mcp, ncp)
 }

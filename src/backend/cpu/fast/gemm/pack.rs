@@ -1,8 +1,8 @@
-//! Packing into the panel layouts of `kernels.rs` (4-byte elements, one k-step per panel row):
-//!   B (weights, once at load):  [ceil(N / NR)][ksteps][NR]
-//!   A (activations, per call):  [ceil(M / MR)][ksteps][MR]
-//! with ksteps = K for f32 and ceil(K / 2) for bf16 pairs. Rows and columns past the matrix are
-//! zero, so every micro-kernel call runs a whole register tile.
+//! Packing into the layouts of `kernels.rs` (4-byte elements, one k-step each):
+//!   B (weights, once at load):  [ceil(N / NR)][ksteps][NR], columns past N zero
+//!   A (activations, per call):  row-major [M][ksteps]: the input itself for f32, its rows
+//!                               rounded to bf16 pairs for bf16
+//! with ksteps = K for f32 and ceil(K / 2) for bf16 pairs.
 
 /// The bf16 bits of `x` (round to nearest even; a NaN stays a NaN), as `half::bf16::from_f32`.
 #[inline(always)]
@@ -84,39 +84,15 @@ pub fn pack_b_kn(dst: &mut [u32], src: &[f32], ld: usize, k: usize, n: usize, nr
     }
 }
 
-/// Packs one MR-row panel of A [rows, k] (row stride `lda`, starting at `src[0]`) into `dst`
-/// [ksteps][mr]; rows past `rows` are zero.
-pub fn pack_a_panel(
-    dst: &mut [u32],
-    src: &[f32],
-    lda: usize,
-    rows: usize,
-    k: usize,
-    mr: usize,
-    bf16: bool,
-) {
-    let ks = ksteps(k, bf16);
-    debug_assert!(dst.len() >= ks * mr);
-    for i in 0..mr {
-        if i >= rows {
-            for s in 0..ks {
-                dst[s * mr + i] = 0;
-            }
-            continue;
+super::super::norm::multiversion! {
+    /// One row of A [k] as bf16 pairs [ceil(k / 2)] (the bf16 kernels' A, still row-major).
+    pub fn bf16_pairs_row(dst: &mut [u32], src: &[f32]) {
+        let full = src.len() / 2;
+        for (d, p) in dst[..full].iter_mut().zip(src.chunks_exact(2)) {
+            *d = pair(p[0], p[1]);
         }
-        let row = &src[i * lda..i * lda + k];
-        if bf16 {
-            let full = k / 2;
-            for s in 0..full {
-                dst[s * mr + i] = pair(row[2 * s], row[2 * s + 1]);
-            }
-            if k % 2 == 1 {
-                dst[full * mr + i] = pair(row[k - 1], 0.0);
-            }
-        } else {
-            for (s, v) in row.iter().enumerate() {
-                dst[s * mr + i] = v.to_bits();
-            }
+        if src.len() % 2 == 1 {
+            dst[full] = pair(src[src.len() - 1], 0.0);
         }
     }
 }
