@@ -118,7 +118,7 @@ fn check_every_fixture(path: Path, tolerance: f64) {
             if std::env::var("GOLDEN_VERBOSE").is_ok() {
                 println!("  {output:20} {err:.3e}");
             }
-            if !(err <= tolerance) {
+            if err.is_nan() || err > tolerance {
                 failures.push(format!("{name}/{output}: {err:.3e}"));
             }
         }

@@ -54,6 +54,9 @@ const MAX_TILE: usize = 16 * 48;
 /// land at 1.2e-5 there).
 pub const SUM_BLOCK: usize = 8;
 
+/// An edge tile's stack buffer, not zeroed: every lane that `store_edge` reads was written.
+type EdgeBuf = std::mem::MaybeUninit<[f32; MAX_TILE]>;
+
 /// Writes (or adds) the valid `rows x cols` corner of a tile computed into `tmp` [MR][nr].
 ///
 /// # Safety
@@ -117,12 +120,24 @@ pub unsafe fn f32_portable(
             }
         }
     }
-    let mut tmp = [0f32; MAX_TILE];
-    for i in 0..MR {
-        tmp[i * NR..(i + 1) * NR].copy_from_slice(&acc[i]);
+    let mut tmp = EdgeBuf::uninit();
+    let t = tmp.as_mut_ptr() as *mut f32;
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: MR x NR <= MAX_TILE floats.
+        unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), t.add(i * NR), NR) };
     }
-    // SAFETY: forwarded from the caller.
-    unsafe { store_edge(&tmp, NR, c, ldc, rows, cols, accumulate) };
+    // SAFETY: the MR x NR lanes store_edge reads were written just above; `c` as the caller's.
+    unsafe {
+        store_edge(
+            std::slice::from_raw_parts(t, MR * NR),
+            NR,
+            c,
+            ldc,
+            rows,
+            cols,
+            accumulate,
+        )
+    };
 }
 
 /// bf16 pairs, portable (any CPU without AVX512_BF16): MR = 4, NR = 16. Each pair is widened to
@@ -159,12 +174,24 @@ pub unsafe fn bf16_portable(
             }
         }
     }
-    let mut tmp = [0f32; MAX_TILE];
-    for i in 0..MR {
-        tmp[i * NR..(i + 1) * NR].copy_from_slice(&acc[i]);
+    let mut tmp = EdgeBuf::uninit();
+    let t = tmp.as_mut_ptr() as *mut f32;
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: MR x NR <= MAX_TILE floats.
+        unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), t.add(i * NR), NR) };
     }
-    // SAFETY: forwarded from the caller.
-    unsafe { store_edge(&tmp, NR, c, ldc, rows, cols, accumulate) };
+    // SAFETY: the MR x NR lanes store_edge reads were written just above; `c` as the caller's.
+    unsafe {
+        store_edge(
+            std::slice::from_raw_parts(t, MR * NR),
+            NR,
+            c,
+            ldc,
+            rows,
+            cols,
+            accumulate,
+        )
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -172,7 +199,7 @@ pub use x86::*;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{store_edge, MAX_TILE, SUM_BLOCK};
+    use super::{store_edge, EdgeBuf, SUM_BLOCK};
     use std::arch::x86_64::*;
 
     /// f32, AVX-512: MR x 32 (two zmm per row), MR <= 16.
@@ -341,15 +368,18 @@ mod x86 {
                 }
             }
         } else {
-            let mut tmp = [0f32; MAX_TILE];
+            let mut tmp = EdgeBuf::uninit();
+            let t = tmp.as_mut_ptr() as *mut f32;
             for (i, row) in acc.iter().enumerate() {
                 for (j, v) in row.iter().enumerate() {
-                    // SAFETY: MR x nr <= MAX_TILE.
-                    unsafe { _mm512_storeu_ps(tmp.as_mut_ptr().add(i * nr + 16 * j), *v) };
+                    // SAFETY: MR x nr <= MAX_TILE floats.
+                    unsafe { _mm512_storeu_ps(t.add(i * nr + 16 * j), *v) };
                 }
             }
+            // SAFETY: all MR x nr lanes were written just above; `c` as the caller's.
+            let tmp = unsafe { std::slice::from_raw_parts(t, MR * nr) };
             // SAFETY: forwarded from the caller.
-            unsafe { store_edge(&tmp, nr, c, ldc, rows, cols, accumulate) };
+            unsafe { store_edge(tmp, nr, c, ldc, rows, cols, accumulate) };
         }
     }
 
@@ -410,16 +440,19 @@ mod x86 {
                 }
             }
         } else {
-            let mut tmp = [0f32; MAX_TILE];
+            let mut tmp = EdgeBuf::uninit();
+            let t = tmp.as_mut_ptr() as *mut f32;
             for (i, row) in acc.iter().enumerate() {
-                // SAFETY: tmp holds 16 x 32 floats, i < MR <= 16.
+                // SAFETY: MR x NR <= MAX_TILE floats.
                 unsafe {
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(i * NR), row[0]);
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(i * NR + 8), row[1]);
+                    _mm256_storeu_ps(t.add(i * NR), row[0]);
+                    _mm256_storeu_ps(t.add(i * NR + 8), row[1]);
                 }
             }
+            // SAFETY: all MR x NR lanes were written just above; `c` as the caller's.
+            let tmp = unsafe { std::slice::from_raw_parts(t, MR * NR) };
             // SAFETY: forwarded from the caller.
-            unsafe { store_edge(&tmp, NR, c, ldc, rows, cols, accumulate) };
+            unsafe { store_edge(tmp, NR, c, ldc, rows, cols, accumulate) };
         }
     }
 }

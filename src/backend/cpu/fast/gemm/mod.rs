@@ -3,8 +3,8 @@
 //! W is packed once, at load, into NR-column panels (`PackedWeight`); each call packs A into
 //! MR-row panels (in f32, or rounded to bf16 pairs for bf16 weights) in an arena buffer, then
 //! rayon runs output tiles (`tiling`: a few per thread, cut to keep weight and input re-reads
-//! low: small batches split N only). Inside a tile the K dimension is cut into KC k-step blocks:
-//! for each block, each B panel (KC x NR, 24 KiB) stays in L1 while the tile's A panels stream
+//! low: small batches split N only). Inside a tile the K dimension is cut into k-step blocks:
+//! for each block, each B panel (24 KiB of it) stays in L1 while the tile's A rows stream
 //! past it from L2. The epilogue runs on the tile right after its last K block, while it is in
 //! cache: bias, or bias + activation; bias + residual + LayerNorm adds a pass over whole rows
 //! (LayerNorm statistics in f64) right after the tiles.
@@ -24,14 +24,20 @@ use crate::dtype::DType;
 use crate::model::activation::Activation;
 use kernels::KernelFn;
 
-/// K block, in k-steps: a B panel is KC x NR x 4 bytes = 24 KiB for NR = 48 (L1 is 32 KiB).
-const KC: usize = 128;
+/// Bytes of one B panel's K block: it stays in L1 (32 KiB) while the A rows stream past it. In
+/// k-steps: 128 for NR = 48 (f32), 192 for NR = 32 (bf16: fewer passes over C).
+const B_BLOCK: usize = 24 * 1024;
+
+/// K block in k-steps for panels of `nr` columns (a multiple of the kernels' sum block).
+fn kc_of(nr: usize) -> usize {
+    (B_BLOCK / (nr * 4)) / kernels::SUM_BLOCK * kernels::SUM_BLOCK
+}
 /// Bytes of A one tile streams per K block (half of a 1 MiB L2).
 const MAX_A_BLOCK: usize = 512 * 1024;
 /// Bytes of one tile's output, which is read back and added to after every K block.
 const MAX_C_TILE: usize = 384 * 1024;
 /// Aim for this many tiles per rayon thread so that uneven tiles still balance.
-const TASKS_PER_THREAD: usize = 4;
+const TASKS_PER_THREAD: usize = 8;
 
 /// One micro-kernel and its register-tile geometry.
 #[derive(Clone, Copy, Debug)]
@@ -243,8 +249,9 @@ pub fn linear_forward(
         let (pm0, pn0) = ((t / tn) * mcp, (t % tn) * ncp);
         let (pm1, pn1) = ((pm0 + mcp).min(mp), (pn0 + ncp).min(np));
         let out = out_ptr.get();
-        for kb in (0..ks).step_by(KC) {
-            let kc = KC.min(ks - kb);
+        let kc_max = kc_of(nr);
+        for kb in (0..ks).step_by(kc_max) {
+            let kc = kc_max.min(ks - kb);
             for pn in pn0..pn1 {
                 let c0 = pn * nr;
                 let cols = nr.min(n - c0);
@@ -288,8 +295,10 @@ pub fn linear_forward(
         eps,
     } = epilogue
     {
+        // At least 32 rows per task: a row is ~0.2 us, a task hand-off several.
         out.par_chunks_mut(n)
             .zip(residual.par_chunks(n))
+            .with_min_len(32)
             .for_each(|(row, res)| norm::residual_layernorm_row(row, res, weight, bias, eps));
     }
 }
@@ -309,7 +318,7 @@ fn tiling(mp: usize, np: usize, ks: usize, mr: usize, nr: usize) -> (usize, usiz
     );
     for tm in 1..=mp.min(64) {
         let rows = mp.div_ceil(tm) * mr;
-        if rows * KC.min(ks.max(1)) * 4 > MAX_A_BLOCK && tm < mp {
+        if rows * kc_of(nr).min(ks.max(1)) * 4 > MAX_A_BLOCK && tm < mp {
             continue;
         }
         let max_cols = (MAX_C_TILE / (rows * 4)).max(nr);
