@@ -37,7 +37,7 @@ const MAX_A_BLOCK: usize = 512 * 1024;
 /// Bytes of one tile's output, which is read back and added to after every K block.
 const MAX_C_TILE: usize = 384 * 1024;
 /// Aim for this many tiles per rayon thread so that uneven tiles still balance.
-const TASKS_PER_THREAD: usize = 8;
+const TASKS_PER_THREAD: usize = 4;
 
 /// One micro-kernel and its register-tile geometry.
 #[derive(Clone, Copy, Debug)]
