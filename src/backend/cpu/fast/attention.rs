@@ -58,10 +58,6 @@ impl AttentionScratch {
         }
     }
 
-    pub fn fits(&self, isa: Isa, s: usize, d: usize) -> bool {
-        self.micro.isa == Micro::attention(isa).isa && s <= self.s_max && d == self.d
-    }
-
     pub fn bytes(&self) -> usize {
         self.slots.len() * {
             let s = self.slots[0].lock().unwrap_or_else(|p| p.into_inner());
