@@ -26,7 +26,7 @@ pub struct BenchArgs {
     /// Untimed iterations before timing.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cpu-reference, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
     /// f32, bf16 or f16 (default: bf16 on the GPU, f32 on the CPU).

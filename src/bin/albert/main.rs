@@ -43,7 +43,7 @@ enum Command {
         /// Head class (e.g. AlbertForMaskedLM); default: config.json's `architectures`.
         #[arg(long)]
         head: Option<String>,
-        /// auto, cpu, cuda or cuda:N.
+        /// auto, cpu, cpu-reference, cuda or cuda:N.
         #[arg(long, default_value = "auto")]
         device: String,
         /// f32, bf16 or f16 (default: bf16 on the GPU, f32 on the CPU).

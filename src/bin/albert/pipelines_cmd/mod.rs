@@ -24,7 +24,7 @@ pub struct ModelArgs {
     /// cache under HF_HOME and downloaded there if absent (HF_HUB_OFFLINE=1: the cache only).
     #[arg(long)]
     pub model: String,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cpu-reference, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// f32, bf16 or f16 (default: bf16 on the GPU, f32 on the CPU).
