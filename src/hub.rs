@@ -220,7 +220,8 @@ pub fn cached(id: &ModelId, cache_dir: &Path) -> std::result::Result<PathBuf, St
 
 /// The shard files a model.safetensors.index.json lists, each once, in order.
 fn shards(index: &Path) -> std::result::Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(index).map_err(|e| format!("{}: {e}", index.display()))?;
+    let text = crate::limits::read_text(index, crate::limits::MAX_CONFIG_BYTES)
+        .map_err(|e| e.to_string())?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", index.display()))?;
     let map = json["weight_map"]

@@ -2,6 +2,7 @@
 //! work is done: every bad input is an `Error` naming the culprit, never a panic.
 
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::model::config::AlbertConfig;
 
 /// input_ids, attention_mask and token_type_ids of a batch, row-major. For multiple choice the
@@ -77,8 +78,10 @@ impl Inputs {
         self.batch * self.choices.unwrap_or(1)
     }
 
-    /// Checks every id against the model's tables and the length against its positions.
-    pub fn validate(&self, cfg: &AlbertConfig) -> Result<()> {
+    /// Checks the size against `limits`, every id against the model's tables and the length
+    /// against its positions.
+    pub fn validate(&self, cfg: &AlbertConfig, limits: &Limits) -> Result<()> {
+        limits.check_tokens(self.rows(), self.seq)?;
         if self.seq > cfg.max_position_embeddings {
             return Err(Error::Input(format!(
                 "sequence length {} is longer than max_position_embeddings {}",

@@ -4,9 +4,12 @@
 //!
 //! Design notes:
 //! - Truncation and padding are per call, as in transformers: the file's own settings are
-//!   ignored and every encode sets both (off included) on the crate's tokenizer under a lock, so
-//!   one call's settings never leak into another's. Cloning the tokenizer per call instead costs
-//!   ~25 ms (the Unigram trie and the added-token automata are rebuilt), 1000x the encode itself.
+//!   ignored. The crate keeps both on the tokenizer object (setting them needs `&mut`, and a
+//!   clone per setting costs ~25 ms: the Unigram trie and added-token automata are rebuilt), so
+//!   each sequence is encoded bare and the crate's post-processing steps (truncate, add special
+//!   tokens, pad) run here with the call's own settings, through the crate's public functions,
+//!   in the crate's order. The tokenizer is immutable after loading: threads share it without a
+//!   lock, and no call's settings can leak into another's.
 //! - The pre-tokenizer is transformers 5's AlbertTokenizer one (whitespace split, then
 //!   Metaspace), whatever the file says: transformers rebuilds the pipeline around the file's
 //!   vocabulary, normalizer charsmap and added tokens, and offsets depend on it. `Compat` picks
@@ -16,14 +19,15 @@
 //! - `max_length` counts the special tokens the post-processor adds, as in transformers.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
-use tokenizers::utils::padding::{PaddingDirection, PaddingParams, PaddingStrategy};
-use tokenizers::utils::truncation::{TruncationDirection, TruncationParams, TruncationStrategy};
-use tokenizers::{EncodeInput, PostProcessor};
+use tokenizers::utils::padding::{pad_encodings, PaddingDirection, PaddingParams, PaddingStrategy};
+use tokenizers::utils::truncation::{
+    truncate_encodings, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+use tokenizers::PostProcessor;
 
 use crate::error::{Error, Result};
 use crate::inputs::Inputs;
@@ -94,8 +98,61 @@ pub struct Encoding {
     pub offsets: Vec<(usize, usize)>,
 }
 
+/// One call's truncation and padding, defaults resolved and checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Settings {
+    truncation: Truncation,
+    truncation_length: usize, // 0 without truncation
+    stride: usize,
+    padding: Padding,
+    padding_length: usize, // Padding::MaxLength only
+}
+
+/// The crate asserts (a panic) that each truncated sequence keeps more tokens than `stride`:
+/// refuse such a call instead. Windows overlap only for OnlyFirst/OnlySecond (`settings`).
+fn check_stride(params: &TruncationParams, first: usize, second: usize) -> Result<()> {
+    let total = first + second;
+    if params.stride == 0 || total <= params.max_length || params.max_length == 0 {
+        return Ok(());
+    }
+    let remove = total - params.max_length;
+    let (len, which) = match params.strategy {
+        TruncationStrategy::OnlySecond => (second, "second"),
+        _ => (first, "first"),
+    };
+    let kept = len.saturating_sub(remove);
+    if kept > 0 && kept <= params.stride {
+        return Err(Error::Tokenizer(format!(
+            "stride {} must be shorter than the {kept} tokens of the {which} text that fit in              max_length",
+            params.stride
+        )));
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// The crate's truncation parameters, `None` without truncation.
+    fn truncation_params(&self) -> Option<TruncationParams> {
+        let strategy = match self.truncation {
+            Truncation::None => return None,
+            Truncation::LongestFirst => TruncationStrategy::LongestFirst,
+            Truncation::OnlyFirst => TruncationStrategy::OnlyFirst,
+            Truncation::OnlySecond => TruncationStrategy::OnlySecond,
+        };
+        Some(TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length: self.truncation_length,
+            strategy,
+            stride: self.stride,
+        })
+    }
+}
+
 pub struct Tokenizer {
-    inner: Mutex<tokenizers::Tokenizer>, // truncation and padding: set by each encode
+    /// With no truncation and no padding set: each call applies its own (`Settings`).
+    base: tokenizers::Tokenizer,
+    /// `base.get_vocab_size(true)`, which builds the whole vocabulary map on every call.
+    vocab_size: usize,
     model_max_length: usize,
     pad_id: u32,
     compat: Compat,
@@ -148,10 +205,7 @@ impl Tokenizer {
         let mut tok = Self::from_file_compat(&dir.join("tokenizer.json"), compat)?;
         let config = dir.join("tokenizer_config.json");
         if config.exists() {
-            let text = std::fs::read_to_string(&config).map_err(|err| Error::Io {
-                path: config.clone(),
-                err,
-            })?;
+            let text = crate::limits::read_text(&config, crate::limits::MAX_CONFIG_BYTES)?;
             let json: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| tok_err(config.display(), e))?;
             // transformers writes int(1e30) ("no limit") for some models: saturate, don't fail.
@@ -179,10 +233,7 @@ impl Tokenizer {
 
     /// `from_file`, tokenizing as the `compat` release of transformers does.
     pub fn from_file_compat(tokenizer_json: &Path, compat: Compat) -> Result<Self> {
-        let text = std::fs::read_to_string(tokenizer_json).map_err(|err| Error::Io {
-            path: tokenizer_json.to_path_buf(),
-            err,
-        })?;
+        let text = crate::limits::read_text(tokenizer_json, crate::limits::MAX_TOKENIZER_BYTES)?;
         let mut inner: tokenizers::Tokenizer = text
             .parse()
             .map_err(|e| tok_err(tokenizer_json.display(), e))?;
@@ -198,20 +249,19 @@ impl Tokenizer {
                 Metaspace::new('▁', PrependScheme::Always, true).into(),
             ])));
         }
+        inner
+            .with_truncation(None)
+            .map_err(|e| tok_err(tokenizer_json.display(), e))?;
+        inner.with_padding(None);
         // A tokenizer without "<pad>" still pads with id 0, ALBERT's pad id.
         let pad_id = inner.token_to_id(PAD_TOKEN).unwrap_or(0);
         Ok(Tokenizer {
-            inner: Mutex::new(inner),
+            vocab_size: inner.get_vocab_size(true),
+            base: inner,
             model_max_length: DEFAULT_MODEL_MAX_LENGTH,
             pad_id,
             compat,
         })
-    }
-
-    /// A panic while the lock was held cannot leave stale settings behind (every encode sets
-    /// them all), so a poisoned lock is still usable.
-    fn lock(&self) -> MutexGuard<'_, tokenizers::Tokenizer> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn model_max_length(&self) -> usize {
@@ -227,18 +277,12 @@ impl Tokenizer {
         // transformers' single-example path drops a falsy pair (`if text_pair`), so "" is no
         // pair: one [SEP] and all token types 0 (cases.json case "Is it raining?", "").
         let pair = pair.filter(|p| !p.is_empty());
-        let mut tok = self.lock();
-        self.configure(&mut tok, opts, &[pair.is_some()], 0)?;
-        let input: EncodeInput = match pair {
-            Some(p) => (text, p).into(),
-            None => text.into(),
-        };
-        // The crate pads a single encode in post_process, so Longest is a no-op here, as in
-        // transformers.
-        let enc = tok
-            .encode_char_offsets(input, true)
-            .map_err(|e| tok_err("encode", e))?;
-        Ok(convert(&tok, enc))
+        let settings = self.settings(opts, &[pair.is_some()], 0)?;
+        let mut enc = [self.encode_raw(text, pair, &settings)?];
+        // A single encode is padded alone, so Longest is a no-op here, as in transformers.
+        self.pad(&mut enc, &settings)?;
+        let [enc] = enc;
+        Ok(convert(&self.base, enc))
     }
 
     /// `tok(texts, text_pairs, ...)` in transformers. Unlike `encode`, an empty pair stays a
@@ -249,97 +293,153 @@ impl Tokenizer {
         opts: &EncodeOptions,
     ) -> Result<Vec<Encoding>> {
         let is_pair: Vec<bool> = inputs.iter().map(|(_, p)| p.is_some()).collect();
-        let mut tok = self.lock();
-        self.configure(&mut tok, opts, &is_pair, 0)?;
-        let batch: Vec<EncodeInput> = inputs
+        let settings = self.settings(opts, &is_pair, 0)?;
+        let mut encs = inputs
             .iter()
-            .map(|(a, b)| match b {
-                Some(b) => (a.as_str(), b.as_str()).into(),
-                None => a.as_str().into(),
-            })
-            .collect();
-        let encs = tok
-            .encode_batch_char_offsets(batch, true)
-            .map_err(|e| tok_err("encode", e))?;
-        Ok(encs.into_iter().map(|e| convert(&tok, e)).collect())
+            .map(|(a, b)| self.encode_raw(a, b.as_deref(), &settings))
+            .collect::<Result<Vec<_>>>()?;
+        self.pad(&mut encs, &settings)?;
+        Ok(encs.into_iter().map(|e| convert(&self.base, e)).collect())
     }
 
-    /// Sets `opts`' truncation and padding on `tok`, both off when `opts` says None. `is_pair`
-    /// lists the inputs about to be encoded; `stride` is the overlap of overflowing windows.
-    fn configure(
+    /// One text (or pair) with special tokens and `settings`' truncation, unpadded: the crate's
+    /// `encode_char_offsets(input, true)` with truncation set, step for step (each sequence
+    /// encoded bare, truncated with room left for the special tokens, then post-processed).
+    pub(crate) fn encode_raw(
         &self,
-        tok: &mut tokenizers::Tokenizer,
-        opts: &EncodeOptions,
-        is_pair: &[bool],
-        stride: usize,
-    ) -> Result<()> {
-        let strategy = match opts.truncation {
-            Truncation::None => None,
-            Truncation::LongestFirst => Some(TruncationStrategy::LongestFirst),
-            Truncation::OnlyFirst => Some(TruncationStrategy::OnlyFirst),
-            Truncation::OnlySecond => Some(TruncationStrategy::OnlySecond),
+        text: &str,
+        pair: Option<&str>,
+        settings: &Settings,
+    ) -> Result<tokenizers::Encoding> {
+        // The crate's own encode of one sequence, before post-processing: no sequence ids (a
+        // stale one would survive truncation into the overflowing windows), `type_id` on every
+        // token.
+        let bare = |t: &str, type_id: u32| {
+            let e = self
+                .base
+                .encode_char_offsets(t, false)
+                .map_err(|e| tok_err("encode", e))?;
+            Ok::<_, Error>(tokenizers::Encoding::new(
+                e.get_ids().to_vec(),
+                vec![type_id; e.len()],
+                e.get_tokens().to_vec(),
+                e.get_word_ids().to_vec(),
+                e.get_offsets().to_vec(),
+                e.get_special_tokens_mask().to_vec(),
+                e.get_attention_mask().to_vec(),
+                Vec::new(),
+                Default::default(),
+            ))
         };
-        let truncation = match strategy {
-            None => None,
-            Some(strategy) => {
-                let max_length = opts.max_length.unwrap_or(self.model_max_length);
-                // The crate subtracts the special tokens from max_length unchecked (a panic on
-                // underflow), so refuse a max_length that cannot hold them.
-                let added = |pair| tok.get_post_processor().map_or(0, |p| p.added_tokens(pair));
-                let (needed, what) = match is_pair.contains(&true) {
-                    true => (added(true).max(added(false)), "a pair"),
-                    false => (added(false), "a single text"),
-                };
-                if max_length < needed {
-                    return Err(Error::Tokenizer(format!(
-                        "max_length {max_length} is shorter than the {needed} special tokens of {what}"
-                    )));
-                }
-                Some(TruncationParams {
-                    direction: TruncationDirection::Right,
-                    max_length,
-                    strategy,
-                    stride,
-                })
+        let first = bare(text, 0)?;
+        let second = pair.map(|p| bare(p, 1)).transpose()?;
+        let processor = self.base.get_post_processor();
+        let (first, second) = match settings.truncation_params() {
+            None => (first, second),
+            Some(mut params) => {
+                let added = processor.map_or(0, |p| p.added_tokens(second.is_some()));
+                params.max_length -= added; // checked >= added by `settings`
+                check_stride(&params, first.len(), second.as_ref().map_or(0, |e| e.len()))?;
+                truncate_encodings(first, second, &params).map_err(|e| tok_err("truncate", e))?
             }
         };
-        tok.with_truncation(truncation)
-            .map_err(|e| tok_err("truncation", e))?;
-        let padding = match opts.padding {
-            Padding::None => None,
-            Padding::Longest => Some(PaddingStrategy::BatchLongest),
-            Padding::MaxLength => Some(PaddingStrategy::Fixed(opts.max_length.ok_or_else(
-                || Error::Tokenizer("padding to max_length needs EncodeOptions::max_length".into()),
-            )?)),
+        match processor {
+            Some(p) => p
+                .process(first, second, true)
+                .map_err(|e| tok_err("post-process", e)),
+            None => {
+                let merged = <dyn PostProcessor>::default_process(
+                    std::iter::once(first).chain(second).collect(),
+                    true,
+                )
+                .map_err(|e| tok_err("post-process", e))?;
+                Ok(tokenizers::Encoding::merge(merged, false))
+            }
+        }
+    }
+
+    /// Pads `encs` as `settings` says (to the longest of them, or to a fixed length).
+    fn pad(&self, encs: &mut [tokenizers::Encoding], settings: &Settings) -> Result<()> {
+        let strategy = match settings.padding {
+            Padding::None => return Ok(()),
+            Padding::Longest => PaddingStrategy::BatchLongest,
+            Padding::MaxLength => PaddingStrategy::Fixed(settings.padding_length),
         };
-        let pad_token = tok
+        let pad_token = self
+            .base
             .id_to_token(self.pad_id)
             .unwrap_or_else(|| PAD_TOKEN.into());
-        tok.with_padding(padding.map(|strategy| PaddingParams {
+        let params = PaddingParams {
             strategy,
             direction: PaddingDirection::Right,
             pad_to_multiple_of: None,
             pad_id: self.pad_id,
             pad_type_id: 0,
             pad_token,
-        }));
-        Ok(())
+        };
+        pad_encodings(encs, &params).map_err(|e| tok_err("pad", e))
+    }
+
+    /// Checks `opts` against the inputs and resolves its defaults.
+    pub(crate) fn settings(
+        &self,
+        opts: &EncodeOptions,
+        is_pair: &[bool],
+        stride: usize,
+    ) -> Result<Settings> {
+        let mut out = Settings {
+            truncation: opts.truncation,
+            padding: opts.padding,
+            ..Settings::default()
+        };
+        if opts.truncation != Truncation::None {
+            let max_length = opts.max_length.unwrap_or(self.model_max_length);
+            // The crate subtracts the special tokens from max_length unchecked (a panic on
+            // underflow), so refuse a max_length that cannot hold them.
+            let added = |pair| {
+                self.base
+                    .get_post_processor()
+                    .map_or(0, |p| p.added_tokens(pair))
+            };
+            let (needed, what) = match is_pair.contains(&true) {
+                true => (added(true).max(added(false)), "a pair"),
+                false => (added(false), "a single text"),
+            };
+            if max_length < needed {
+                return Err(Error::Tokenizer(format!(
+                    "max_length {max_length} is shorter than the {needed} special tokens of {what}"
+                )));
+            }
+            if stride > 0 && opts.truncation == Truncation::LongestFirst {
+                return Err(Error::Tokenizer(
+                    "a stride needs truncation OnlyFirst or OnlySecond".into(),
+                ));
+            }
+            out.truncation_length = max_length;
+            out.stride = stride;
+        }
+        if opts.padding == Padding::MaxLength {
+            out.padding_length = opts.max_length.ok_or_else(|| {
+                Error::Tokenizer("padding to max_length needs EncodeOptions::max_length".into())
+            })?;
+        }
+        Ok(out)
     }
 
     /// `tok.decode(ids, skip_special_tokens=...)` in transformers. No clean-up of spaces before
     /// punctuation: ALBERT's config leaves clean_up_tokenization_spaces off (cases.json).
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.lock()
+        self.base
             .decode(ids, skip_special_tokens)
             .map_err(|e| tok_err("decode", e))
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.lock().token_to_id(token)
+        self.base.token_to_id(token)
     }
 
     pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.lock().id_to_token(id)
+        self.base.id_to_token(id)
     }
 
     pub fn mask_token_id(&self) -> Result<u32> {
@@ -354,7 +454,7 @@ impl Tokenizer {
 
     /// Pieces plus added tokens: `len(tokenizer)` in transformers.
     pub fn vocab_size(&self) -> usize {
-        self.lock().get_vocab_size(true)
+        self.vocab_size
     }
 
     /// Stacks encodings of equal length into model inputs [B, S].
@@ -395,6 +495,91 @@ mod tests {
     fn shared_tokenizer() -> Tokenizer {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/albert-tokenizer");
         Tokenizer::from_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+    }
+
+    /// Our truncate / post-process / pad steps give exactly what the crate gives with the same
+    /// settings set on the tokenizer itself, overflowing windows included.
+    #[test]
+    fn post_processing_matches_the_crates_own() {
+        let tok = shared_tokenizer();
+        let words = [
+            "Paris", "is", "the", "capital", "of", "France.", "naïve", "東京", "[MASK]",
+        ];
+        let mut r = crate::rng::Rng::new(11);
+        let mut text = |n: u64| -> String {
+            let n = 1 + r.below(n) as usize;
+            (0..n)
+                .map(|_| words[r.below(words.len() as u64) as usize])
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let truncations = [
+            Truncation::None,
+            Truncation::LongestFirst,
+            Truncation::OnlyFirst,
+            Truncation::OnlySecond,
+        ];
+        for case in 0..120 {
+            let (a, b) = (text(12), text(30));
+            let pair = (case % 3 != 0).then_some(b.as_str());
+            let truncation = truncations[case % 4];
+            let stride = if truncation == Truncation::OnlySecond {
+                case % 3
+            } else {
+                0
+            };
+            let opts = EncodeOptions {
+                padding: [Padding::None, Padding::MaxLength][case % 2],
+                truncation,
+                max_length: Some(6 + case % 13),
+            };
+            let Ok(settings) = tok.settings(&opts, &[pair.is_some()], stride) else {
+                continue;
+            };
+            let mut ours = [match tok.encode_raw(&a, pair, &settings) {
+                Ok(e) => e,
+                Err(_) => continue, // the crate would refuse or panic on the same stride
+            }];
+            tok.pad(&mut ours, &settings).unwrap();
+            let mut theirs = tok.base.clone();
+            theirs
+                .with_truncation(settings.truncation_params())
+                .unwrap();
+            if settings.padding == Padding::MaxLength {
+                theirs.with_padding(Some(PaddingParams {
+                    strategy: PaddingStrategy::Fixed(settings.padding_length),
+                    pad_id: tok.pad_id,
+                    pad_token: PAD_TOKEN.into(),
+                    ..Default::default()
+                }));
+            }
+            let input: tokenizers::EncodeInput = match pair {
+                Some(p) => (a.as_str(), p).into(),
+                None => a.as_str().into(),
+            };
+            let theirs = theirs.encode_char_offsets(input, true).unwrap();
+            let view = |e: &tokenizers::Encoding| {
+                let all: Vec<&tokenizers::Encoding> =
+                    std::iter::once(e).chain(e.get_overflowing()).collect();
+                all.iter()
+                    .map(|e| {
+                        (
+                            e.get_ids().to_vec(),
+                            e.get_type_ids().to_vec(),
+                            e.get_offsets().to_vec(),
+                            e.get_word_ids().to_vec(),
+                            e.get_sequence_ids(),
+                            e.get_attention_mask().to_vec(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                view(&ours[0]),
+                view(&theirs),
+                "case {case}: {a:?} / {pair:?} {opts:?}"
+            );
+        }
     }
 
     #[test]

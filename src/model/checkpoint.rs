@@ -18,7 +18,23 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 pub struct Checkpoint {
     /// What errors call the checkpoint: its directory or file.
     origin: String,
-    files: Vec<(PathBuf, Mmap)>,
+    files: Vec<(PathBuf, Bytes)>,
+}
+
+/// A checkpoint file's bytes: memory-mapped, or in memory (`Checkpoint::from_bytes`).
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
 }
 
 impl Checkpoint {
@@ -46,11 +62,20 @@ impl Checkpoint {
             // Parse once now so that a corrupt file is reported before anything is converted.
             SafeTensors::deserialize(&map)
                 .map_err(|e| Error::safetensors(path.display().to_string(), e.to_string()))?;
-            files.push((path, map));
+            files.push((path, Bytes::Mapped(map)));
         }
         Ok(Checkpoint {
             origin: dir.display().to_string(),
             files,
+        })
+    }
+
+    /// A checkpoint of one safetensors file held in memory; `origin` names it in errors.
+    pub fn from_bytes(origin: &str, bytes: Vec<u8>) -> Result<Self> {
+        SafeTensors::deserialize(&bytes).map_err(|e| Error::safetensors(origin, e.to_string()))?;
+        Ok(Checkpoint {
+            origin: origin.to_string(),
+            files: vec![(PathBuf::from(origin), Bytes::Owned(bytes))],
         })
     }
 
@@ -129,9 +154,14 @@ pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
 /// The shard files named in an index's `weight_map`, each once, in a stable order. A shard name
 /// must be a plain file name inside `dir`: an index cannot point the loader elsewhere.
 fn shard_paths(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
-    let origin = index.display().to_string();
-    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
+    let text = crate::limits::read_text(index, crate::limits::MAX_CONFIG_BYTES)?;
+    shard_paths_from_str(dir, &text, &index.display().to_string())
+}
+
+/// `shard_paths` of an index's text; `origin` names the index in errors.
+pub fn shard_paths_from_str(dir: &Path, text: &str, origin: &str) -> Result<Vec<PathBuf>> {
+    let origin = origin.to_string();
+    let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| Error::safetensors(&origin, format!("not valid JSON: {e}")))?;
     let map = value
         .get("weight_map")

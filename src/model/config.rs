@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::activation::Activation;
 use super::head::Head;
 use crate::error::{Error, Result};
+use crate::limits::{MAX_CONFIG_DIM, MAX_CONFIG_LAYERS};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlbertConfig {
@@ -75,7 +76,7 @@ impl AlbertConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::limits::read_text(path, crate::limits::MAX_CONFIG_BYTES)?;
         Self::from_json_str(&text, &path.display().to_string())
     }
 
@@ -166,12 +167,25 @@ impl AlbertConfig {
             ("type_vocab_size", self.type_vocab_size),
         ];
         for (name, v) in nonzero {
-            if v == 0 {
+            let max = match name {
+                "num_hidden_layers" | "num_hidden_groups" | "inner_group_num" => MAX_CONFIG_LAYERS,
+                _ => MAX_CONFIG_DIM,
+            };
+            if v == 0 || v > max {
                 return Err(Error::config(
                     origin,
-                    format!("{name} must be at least 1, found 0"),
+                    format!("{name} must be between 1 and {max}, found {v}"),
                 ));
             }
+        }
+        if self.num_labels() > MAX_CONFIG_DIM {
+            return Err(Error::config(
+                origin,
+                format!(
+                    "num_labels must be at most {MAX_CONFIG_DIM}, found {}",
+                    self.num_labels()
+                ),
+            ));
         }
         if self.hidden_size % self.num_attention_heads != 0 {
             return Err(Error::config(

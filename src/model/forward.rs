@@ -42,7 +42,7 @@ struct Scratch {
 impl Albert {
     /// Runs embeddings and every layer application; `record` keeps each hidden state.
     pub fn encode(&self, inputs: &Inputs, record: bool) -> Result<Encoded> {
-        inputs.validate(&self.config)?;
+        inputs.validate(&self.config, &self.limits)?;
         let cfg = &self.config;
         let (rows, s) = (inputs.rows(), inputs.seq);
         let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);

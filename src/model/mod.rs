@@ -6,6 +6,7 @@ pub mod config;
 pub mod forward;
 pub mod head;
 pub mod heads;
+pub mod save;
 pub mod synthetic;
 pub mod weights;
 
@@ -13,6 +14,7 @@ use std::path::Path;
 
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::limits::Limits;
 use checkpoint::Checkpoint;
 use config::AlbertConfig;
 use head::Head;
@@ -26,6 +28,8 @@ pub struct Albert {
     pub weights: Weights,
     pub head: Head,
     pub dtype: DType,
+    /// What one forward pass may ask for (checked before allocating).
+    pub limits: Limits,
 }
 
 impl Albert {
@@ -44,6 +48,7 @@ impl Albert {
             weights,
             head,
             dtype: DType::F32,
+            limits: Limits::default(),
         })
     }
 
@@ -51,6 +56,11 @@ impl Albert {
     /// embedding table rounded to `dtype` once, and every matrix product's activation operand
     /// rounded as it enters (biases, LayerNorm parameters and activations between ops stay f32).
     /// On the CPU this is the reference for the GPU's bf16/f16 paths, not a faster mode.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     pub fn with_dtype(mut self, dtype: DType) -> Self {
         self.weights.round_matrices(dtype);
         self.dtype = dtype;

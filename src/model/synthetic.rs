@@ -71,6 +71,7 @@ impl Albert {
             weights,
             head,
             dtype: crate::dtype::DType::F32,
+            limits: Default::default(),
         }
     }
 }

@@ -45,10 +45,9 @@ impl Tokenizer {
         max_length: usize,
         stride: usize,
     ) -> Result<Vec<PairSpan>> {
-        let mut tok = self.lock();
         // The untruncated encoding's lengths decide whether the window can hold anything.
-        self.configure(&mut tok, &EncodeOptions::default(), &[true], 0)?;
-        let full = tok
+        let full = self
+            .base
             .encode_char_offsets((text, pair), true)
             .map_err(|e| tok_err("encode", e))?;
         if full.len() > max_length {
@@ -76,15 +75,13 @@ impl Tokenizer {
             max_length: Some(max_length),
             ..Default::default()
         };
-        self.configure(&mut tok, &opts, &[true], stride)?;
-        let mut enc = tok
-            .encode_char_offsets((text, pair), true)
-            .map_err(|e| tok_err("encode", e))?;
+        let settings = self.settings(&opts, &[true], stride)?;
+        let mut enc = self.encode_raw(text, Some(pair), &settings)?;
         let overflowing = enc.take_overflowing();
         Ok(std::iter::once(enc)
             .chain(overflowing)
             .map(|raw| PairSpan {
-                encoding: convert(&tok, raw.clone()),
+                encoding: convert(&self.base, raw.clone()),
                 raw,
             })
             .collect())
@@ -93,8 +90,7 @@ impl Tokenizer {
     /// transformers' `convert_tokens_to_string`: the tokenizer.json's decoder run on the tokens
     /// ("▁paris", "▁in" -> "paris in"; the leading "▁" of the first token is dropped).
     pub fn convert_tokens_to_string(&self, tokens: &[String]) -> Result<String> {
-        let tok = self.lock();
-        match tok.get_decoder() {
+        match self.base.get_decoder() {
             Some(d) => tokenizers::Decoder::decode(d, tokens.to_vec())
                 .map_err(|e| tok_err("decode tokens", e)),
             None => Ok(tokens.join(" ")),

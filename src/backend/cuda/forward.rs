@@ -14,6 +14,7 @@ use crate::backend::cpu::reference::MASKED;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::inputs::Inputs;
+use crate::limits::Limits;
 use crate::model::activation::Activation;
 use crate::model::config::AlbertConfig;
 use crate::model::head::Head;
@@ -27,6 +28,7 @@ pub struct CudaAlbert {
     pub config: AlbertConfig,
     pub head: Head,
     pub dtype: DType,
+    pub limits: Limits,
     weights: DeviceWeights,
     arena: Mutex<Option<Arena>>,
 }
@@ -90,6 +92,7 @@ impl CudaAlbert {
             config: model.config.clone(),
             head: model.head,
             dtype,
+            limits: model.limits,
             weights,
             arena: Mutex::new(None),
         })
@@ -107,7 +110,7 @@ impl CudaAlbert {
         record: Option<&mut Vec<Vec<f32>>>,
         then: impl FnOnce(&mut Arena) -> Result<T>,
     ) -> Result<T> {
-        inputs.validate(&self.config)?;
+        inputs.validate(&self.config, &self.limits)?;
         let cfg = &self.config;
         let (rows, s) = (inputs.rows(), inputs.seq);
         let m = rows * s;

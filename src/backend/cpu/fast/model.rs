@@ -23,6 +23,7 @@ use crate::backend::cpu::reference::MASKED;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::inputs::Inputs;
+use crate::limits::Limits;
 use crate::model::config::AlbertConfig;
 use crate::model::head::Head;
 use crate::model::weights::{LayerNorm, Linear, Weights};
@@ -83,6 +84,7 @@ pub struct FastAlbert {
     pub head: Head,
     pub dtype: DType,
     pub isa: Isa,
+    pub limits: Limits,
     pub(super) weights: FastWeights,
     pub(super) arena: Mutex<Option<Arena>>,
 }
@@ -167,6 +169,7 @@ impl FastAlbert {
             config,
             weights,
             head,
+            limits,
             ..
         } = model;
         let weights = pack_weights(weights, &config, dtype, isa);
@@ -175,6 +178,7 @@ impl FastAlbert {
             head,
             dtype,
             isa,
+            limits,
             weights,
             arena: Mutex::new(None),
         })
@@ -218,7 +222,7 @@ impl FastAlbert {
         mut record: Option<&mut Vec<Vec<f32>>>,
         then: impl FnOnce(&Arena, usize) -> Result<T>,
     ) -> Result<T> {
-        inputs.validate(&self.config)?;
+        inputs.validate(&self.config, &self.limits)?;
         let cfg = &self.config;
         let (rows, s) = (inputs.rows(), inputs.seq);
         let m = rows * s;

@@ -1,0 +1,7 @@
+//! cargo-fuzz target `checkpoint`: see fuzz/bodies.rs.
+#![no_main]
+
+#[path = "../bodies.rs"]
+mod bodies;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bodies::checkpoint(data));
