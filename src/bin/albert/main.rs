@@ -25,7 +25,14 @@ use albert::{
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Refuse forward passes of more than this many token positions (batch x sequence, padding
+    /// included), before allocating anything for them.
+    #[arg(long, global = true, default_value_t = albert::limits::DEFAULT_MAX_TOKENS)]
+    max_tokens: usize,
 }
+
+/// --max-tokens, for `place` (set once, before any command runs).
+static LIMITS: std::sync::OnceLock<albert::Limits> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -102,6 +109,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let _ = LIMITS.set(albert::Limits {
+        max_tokens: cli.max_tokens,
+    });
     match cli.command {
         Command::Forward {
             model,
@@ -191,6 +201,7 @@ fn place(model: Albert, device: &str, dtype: Option<&str>) -> Result<Engine> {
         .map(str::parse::<DType>)
         .transpose()
         .context("--dtype")?;
+    let model = model.with_limits(LIMITS.get().copied().unwrap_or_default());
     let (engine, notice) = Engine::new(model, request, dtype)?;
     if let Some(n) = notice {
         eprintln!("albert: {n}");
