@@ -43,6 +43,19 @@ pub const MICRO_CONFIG: &str = r#"{
 /// Forward passes of the fuzz targets refuse more tokens than this.
 pub const MICRO_MAX_TOKENS: usize = 48;
 
+/// Runs `f` on a one-thread rayon pool, from inside it: the engines' parallel loops then run
+/// in place, without handing each micro op to another thread (which would cost more than the op).
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a one-thread pool")
+    })
+    .install(f)
+}
+
 pub fn micro_config() -> &'static AlbertConfig {
     static CFG: OnceLock<AlbertConfig> = OnceLock::new();
     CFG.get_or_init(|| AlbertConfig::from_json_str(MICRO_CONFIG, "micro").expect("micro config"))

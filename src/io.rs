@@ -15,7 +15,7 @@ use crate::tensor::{Outputs, Tensor};
 /// Reads the inputs of a forward pass. Only `input_ids` is required.
 pub fn read_inputs(path: &Path) -> Result<Inputs> {
     let origin = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::limits::read_bytes(path, crate::limits::MAX_INPUT_BYTES)?;
     let st =
         SafeTensors::deserialize(&bytes).map_err(|e| Error::safetensors(&origin, e.to_string()))?;
     let (ids, shape) =

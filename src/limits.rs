@@ -56,6 +56,34 @@ pub const MAX_CONFIG_DIM: usize = 1 << 24;
 /// The largest layer count (num_hidden_layers, num_hidden_groups, inner_group_num).
 pub const MAX_CONFIG_LAYERS: usize = 1 << 12;
 
+/// The largest safetensors file of model inputs `albert forward` reads (65,536 tokens of int64
+/// ids, mask and types are 1.5 MiB).
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
+/// Reads a file of at most `max` bytes; a larger one is an error naming the file.
+pub fn read_bytes(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    let read = file
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if read as u64 > max {
+        return Err(too_large(path, max));
+    }
+    Ok(bytes)
+}
+
+fn too_large(path: &Path, max: u64) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        err: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than the {} MiB this engine reads", max >> 20),
+        ),
+    }
+}
+
 /// Reads a text file of at most `max` bytes; a larger one is an error naming the file, and it
 /// is never read into memory whole.
 pub fn read_text(path: &Path, max: u64) -> Result<String> {
@@ -67,13 +95,7 @@ pub fn read_text(path: &Path, max: u64) -> Result<String> {
         .read_to_string(&mut text)
         .map_err(|e| Error::io(path, e))?;
     if read as u64 > max {
-        return Err(Error::Io {
-            path: path.to_path_buf(),
-            err: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("larger than the {} MiB this engine reads", max >> 20),
-            ),
-        });
+        return Err(too_large(path, max));
     }
     Ok(text)
 }

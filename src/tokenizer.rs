@@ -20,6 +20,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
@@ -294,8 +296,9 @@ impl Tokenizer {
     ) -> Result<Vec<Encoding>> {
         let is_pair: Vec<bool> = inputs.iter().map(|(_, p)| p.is_some()).collect();
         let settings = self.settings(opts, &is_pair, 0)?;
+        // In parallel, as the crate's encode_batch (results keep the input order).
         let mut encs = inputs
-            .iter()
+            .par_iter()
             .map(|(a, b)| self.encode_raw(a, b.as_deref(), &settings))
             .collect::<Result<Vec<_>>>()?;
         self.pad(&mut encs, &settings)?;

@@ -5,7 +5,8 @@
 //! when any single allocation passes `MAX_ALLOCATION`, which is how a size read from a file and
 //! trusted before checking would show.
 //!
-//! `FUZZ_CASES=N` changes the number of mutated cases per target (default 3000);
+//! Crashes that libFuzzer found (scripts/fuzz) are kept in fuzz/regressions/<target>/ and run
+//! here as seeds. `FUZZ_CASES=N` changes the number of mutated cases per target (default 3000);
 //! `cargo test --test fuzz_seeded -- --ignored write_corpus` writes the seeds to fuzz/corpus/.
 
 #[path = "../fuzz/bodies.rs"]
@@ -145,8 +146,9 @@ fn cases() -> usize {
 }
 
 /// Runs `body` on every seed, then on `cases()` mutations; fails on any oversized allocation.
-fn run(name: &str, seeds: Vec<Vec<u8>>, body: fn(&[u8])) {
+fn run(name: &str, mut seeds: Vec<Vec<u8>>, body: fn(&[u8])) {
     assert!(!seeds.is_empty(), "{name}: no seeds");
+    seeds.extend(regressions(name));
     let mut r = Rng(0x5EED ^ name.len() as u64);
     for s in &seeds {
         body(s);
@@ -169,6 +171,20 @@ fn run(name: &str, seeds: Vec<Vec<u8>>, body: fn(&[u8])) {
         cases(),
         LARGEST.load(Ordering::Relaxed) >> 10
     );
+}
+
+/// Every input a fuzzer once failed on (fuzz/regressions/<target>/), fixed since: each runs as a
+/// seed, so the failure cannot come back unnoticed.
+fn regressions(target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+    files.sort();
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
 }
 
 // --- seed corpora, from ../shared and the micro model ----------------------------------------
