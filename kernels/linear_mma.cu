@@ -8,53 +8,19 @@
 // Block tile 128x128x32, 8 warps in a 2 (M) x 4 (N) grid, each warp 64x32 = 4x4 mma tiles.
 // Shared tiles are K-contiguous rows padded by 8 elements (80 B): the fragment loads below (one
 // 32-bit word per lane, rows groupID, words threadID) then hit 32 distinct banks.
-// Fragment layout (PTX ISA, mma.m16n8k16 .bf16/.f16): lane = 4 * group + tig;
-//   A (16x16, row): a0 = A[group][2tig..], a1 = A[group+8][2tig..], a2 = A[group][8+2tig..],
-//                   a3 = A[group+8][8+2tig..]          (each register: two consecutive k)
-//   B (16x8, col):  b0 = B[2tig..][group], b1 = B[8+2tig..][group] = W[n = group][k..k+1]
-//   C (16x8):       c0,c1 = C[group][2tig, 2tig+1], c2,c3 = C[group+8][2tig, 2tig+1]
+// Fragment layout: mma.cuh. Here B = W^T, so b0 = W[n = group][k = 2tig..2tig+1].
 // Next: cp.async double buffering of W, ldmatrix, and a wgmma version for sm_90a (part 2).
-#include "common.cuh"
+#include "mma.cuh"
 
 // mma.sync bf16/f16 needs sm_80; NVRTC compiling for an older device gets an empty module, and
 // the engine then uses linear.cu's kernels (the registry loads this module only on 8.0+).
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-
-// D = A B + D for one warp's 16x8x16 tile (fragments as in the layout note above).
-template <typename T> __device__ void mma_m16n8k16(float *c, const unsigned *a, const unsigned *b);
-#ifdef __CUDA_ARCH__
-template <> __device__ __forceinline__ void mma_m16n8k16<bf16>(float *c, const unsigned *a, const unsigned *b) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-template <> __device__ __forceinline__ void mma_m16n8k16<f16>(float *c, const unsigned *a, const unsigned *b) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-#else
-// The CPU emulation (dev/emu) provides these: a warp-wide exchange of the fragments.
-template <> void mma_m16n8k16<bf16>(float *c, const unsigned *a, const unsigned *b);
-template <> void mma_m16n8k16<f16>(float *c, const unsigned *a, const unsigned *b);
-#endif
 
 #define MMA_BM 128
 #define MMA_BN 128
 #define MMA_BK 32
 #define MMA_PAD 8
 #define MMA_THREADS 256
-
-template <typename T> __device__ __forceinline__ unsigned short to_bits(float x);
-template <> __device__ __forceinline__ unsigned short to_bits<bf16>(float x) {
-    const unsigned u = __float_as_uint(x);
-    // A NaN whose payload is only in the low half would truncate to infinity: keep it NaN.
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
-    return (unsigned short)(__float_as_uint(round_bf16(x)) >> 16);
-}
-template <> __device__ __forceinline__ unsigned short to_bits<f16>(float x) { return f16_bits(x); }
 
 template <typename T>
 __device__ void linear_forward_mma(float *__restrict__ out,        // [M, N]

@@ -1,6 +1,7 @@
 // emu_test.cpp: runs every extern "C" kernel of kernels/*.cu on the CPU emulator (cuda_emu.h)
 // with the grid/block/shared memory of src/backend/cuda/launch.rs, and compares it with a
 // float64 reference written here (the semantics of src/backend/cpu/reference.rs).
+// attention_mma.cu is also compared with a mirror of its own roundings (see test_attention_mma).
 //
 // Built by run.sh from copies of kernels/ in which `extern __shared__ T x[];` is rewritten to
 // EMU_DYNAMIC_SHARED(T, x) (see cuda_emu.h). All the sources share one translation unit:
@@ -17,6 +18,7 @@
 #include "gather.cu"
 #include "layernorm.cu"
 #include "linear_mma.cu"
+#include "attention_mma.cu"
 // common.cuh declares these two for host compilation (the device versions are PTX cvt asm):
 // the emulator supplies them, with the exact RNE conversions of cuda_emu.h.
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
@@ -33,6 +35,7 @@ float round_f16(float x) { return __half2float(__float2half_rn(x)); }
 #include <cfloat>
 #include <chrono>
 #include <random>
+#include <type_traits>
 
 // The launch constants of src/backend/cuda/launch.rs.
 constexpr unsigned ROW_THREADS = 256;
@@ -261,6 +264,18 @@ static void test_layernorm(bool residual, int M, int C, float offset, int alias 
 }
 
 // ---- attention_forward ---------------------------------------------------------------------------
+// [rows, 3H]: row r is q[r], k[r], v[r] (each [rows, H]), the layout of the fused QKV product.
+static std::vector<float> fuse_qkv(const std::vector<float> &q, const std::vector<float> &k,
+                                   const std::vector<float> &v, size_t rows, int H) {
+    std::vector<float> qkv(rows * 3 * H);
+    for (size_t r = 0; r < rows; r++) {
+        std::copy_n(&q[r * H], H, &qkv[r * 3 * H]);
+        std::copy_n(&k[r * H], H, &qkv[r * 3 * H + H]);
+        std::copy_n(&v[r * H], H, &qkv[r * 3 * H + 2 * H]);
+    }
+    return qkv;
+}
+
 // mask: batch 0 has its last keys padded (when S > 1), batch 1 (if any) is padded entirely.
 static void test_attention(int B, int S, int A, int D) {
     const int H = A * D;
@@ -301,8 +316,11 @@ static void test_attention(int B, int S, int A, int D) {
     const size_t smem = ATTENTION_WARPS * size_t(S + D) * 4;
     const float fscale = float(1.0 / std::sqrt(double(D))); // as launch.rs computes it
     const dim3 grid((S + ATTENTION_WARPS - 1) / ATTENTION_WARPS, A, B);
+    // q, k, v as the fused QKV product writes them: one [B*S, 3H] buffer, ld = 3H.
+    const std::vector<float> qkv = fuse_qkv(q, k, v, size_t(B) * S, H);
     const bool ok = emu::launch(attention_forward, grid, dim3(ATTENTION_WARPS * 32), smem, out.ptr(),
-                                q.data(), k.data(), v.data(), mask.data(), B, S, A, D, fscale);
+                                qkv.data(), qkv.data() + H, qkv.data() + 2 * H, mask.data(), B, S,
+                                A, D, 3 * H, fscale);
     record("attention_forward", shape({{"B", B}, {"S", S}, {"A", A}, {"D", D}}), out, ref, ok);
     if (B > 1) { // the fully padded batch row must be the plain average of V
         OutBuf part(size_t(S) * H);
@@ -310,6 +328,124 @@ static void test_attention(int B, int S, int A, int D) {
         std::vector<double> want(uniform.begin() + size_t(S) * H, uniform.begin() + size_t(2) * S * H);
         record("attention_forward (masked row=mean V)", shape({{"B", B}, {"S", S}, {"A", A}, {"D", D}}),
                part, want, true);
+    }
+}
+
+// ---- attention_forward_mma_{bf16,f16} (head size 64) ---------------------------------------------
+// Mask patterns per sequence: 'f' full, 'l' right-padded to `len`, 'n' no real key at all,
+// 'h' holes (every 7th key masked inside the length, then padding), 'e' an early run of masked
+// keys (the first 70) before the real ones, then padding: the first key tile is all MASKED, and
+// the second must discard it (rescale by exp(MASKED - max) = 0).
+struct SeqMask { char kind; int len; };
+
+// Two references:
+//  * exact: q, k, v rounded to T, everything else float64 (what the op means at T operands);
+//    limit 1e-2 for bf16, 2e-3 for f16 (P rounded to T is the difference).
+//  * mirror: the kernel's own roundings in the kernel's order: f32 scores, running max and rescale
+//    per 64-key tile, P rounded to T, row sums of the rounded P, keys past the length skipped.
+//    Only the f32 summation order of the scores differs (a P rounding may flip), limit 1e-4.
+template <typename T>
+static void test_attention_mma(void (*kernel)(float *, const float *, const float *, const float *,
+                                              const float *, int, int, int, int, int, float),
+                               int S, int A, const std::vector<SeqMask> &seqs) {
+    const int B = int(seqs.size()), D = 64, H = A * D;
+    const size_t n = size_t(B) * S * H;
+    std::vector<float> q = rand_vec(n, -2, 2), k = rand_vec(n, -2, 2), v = rand_vec(n);
+    std::vector<float> mask(size_t(B) * S, 0.0f);
+    std::string kinds;
+    for (int b = 0; b < B; b++) {
+        kinds += seqs[b].kind;
+        for (int j = 0; j < S; j++) {
+            const auto [kind, len] = seqs[b];
+            const bool pad = kind == 'n' || (kind != 'f' && j >= len) ||
+                             (kind == 'h' && j % 7 == 3) || (kind == 'e' && j < 70);
+            if (pad) mask[size_t(b) * S + j] = -FLT_MAX;
+        }
+    }
+    auto rq = [&](const std::vector<float> &x) {
+        std::vector<float> r(x.size());
+        for (size_t i = 0; i < x.size(); i++) r[i] = round_operand<T>(x[i]);
+        return r;
+    };
+    const std::vector<float> qr = rq(q), kr = rq(k), vr = rq(v);
+    const float fscale = float(1.0 / std::sqrt(double(D)));
+    const float log2e = 1.4426950408889634f;
+    std::vector<double> exact(n), mirror(n);
+    for (int b = 0; b < B; b++) {
+        int L = 0; // the kernel's length rule
+        for (int j = 0; j < S; j++)
+            if (mask[size_t(b) * S + j] > -FLT_MAX) L = j + 1;
+        if (L == 0) L = S;
+        for (int h = 0; h < A; h++)
+            for (int i = 0; i < S; i++) {
+                const size_t qi = (size_t(b) * S + i) * H + h * D;
+                auto dot = [&](int j) {
+                    double d = 0;
+                    for (int c = 0; c < D; c++) d += double(qr[qi + c]) * kr[(size_t(b) * S + j) * H + h * D + c];
+                    return d;
+                };
+                auto vat = [&](int j, int c) { return double(vr[(size_t(b) * S + j) * H + h * D + c]); };
+                // exact
+                std::vector<double> p(S);
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j < S; j++) {
+                    p[j] = dot(j) * (1.0 / std::sqrt(double(D))) + double(mask[size_t(b) * S + j]);
+                    mx = std::max(mx, p[j]);
+                }
+                for (auto &x : p) sum += (x = std::exp(x - mx));
+                for (int c = 0; c < D; c++) {
+                    double acc = 0;
+                    for (int j = 0; j < S; j++) acc += p[j] / sum * vat(j, c);
+                    exact[qi + c] = acc;
+                }
+                // mirror
+                float m = -INFINITY, l = 0;
+                std::vector<double> o(D, 0.0);
+                for (int j0 = 0; j0 < L; j0 += 64) {
+                    const int j1 = std::min(L, j0 + 64);
+                    std::vector<float> sc(j1 - j0);
+                    float tm = -INFINITY;
+                    for (int j = j0; j < j1; j++) {
+                        sc[j - j0] = float(dot(j)) * fscale + mask[size_t(b) * S + j];
+                        tm = std::max(tm, sc[j - j0]);
+                    }
+                    const float mn = std::max(m, tm), alpha = exp2f((m - mn) * log2e);
+                    m = mn;
+                    l *= alpha;
+                    for (auto &x : o) x *= alpha;
+                    for (int j = j0; j < j1; j++) {
+                        const float pj = round_operand<T>(exp2f((sc[j - j0] - m) * log2e));
+                        l += pj;
+                        for (int c = 0; c < D; c++) o[c] += double(pj) * vat(j, c);
+                    }
+                }
+                for (int c = 0; c < D; c++) mirror[qi + c] = o[c] / l;
+            }
+    }
+    const std::vector<float> qkv = fuse_qkv(q, k, v, size_t(B) * S, H);
+    OutBuf out(n);
+    const dim3 grid((S + 63) / 64, A, B); // launch.rs: ATTENTION_MMA_ROWS query rows per block
+    const bool ok = emu::launch(kernel, grid, dim3(128), 0, out.ptr(), qkv.data(), qkv.data() + H,
+                                qkv.data() + 2 * H, mask.data(), B, S, A, D, 3 * H, fscale);
+    const std::string sh = shape({{"S", S}, {"A", A}}) + " seqs=" + kinds;
+    const std::string name = std::string("attention_forward_mma_") + tname<T>();
+    record(name + " vs exact", sh, out, exact, ok, std::is_same_v<T, bf16> ? 1e-2 : 2e-3);
+    OutBuf again(n); // the same output against the mirror (emulator reports already consumed)
+    std::copy_n(out.ptr(), n, again.ptr());
+    record(name + " vs mirror", sh, again, mirror, true, 1e-4);
+}
+
+static void test_attention_mma_all(bool quick) {
+    for (int t = 0; t < 2; t++) {
+        auto run = [&](int S, int A, const std::vector<SeqMask> &seqs) {
+            if (t == 0) test_attention_mma<bf16>(attention_forward_mma_bf16, S, A, seqs);
+            else test_attention_mma<f16>(attention_forward_mma_f16, S, A, seqs);
+        };
+        run(1, 1, {{'f', 0}});
+        run(37, 2, {{'f', 0}, {'l', 20}, {'n', 0}});   // B*A = 6, one partial query block
+        run(64, 1, {{'l', 1}, {'h', 61}});             // a sequence padded to length 1
+        if (quick && t == 1) continue;
+        run(150, 2, {{'h', 140}, {'e', 130}});         // 3 key tiles, the first one all MASKED
     }
 }
 
@@ -594,6 +730,7 @@ int main(int argc, char **argv) {
         test_attention(B, S, A, D);
 
     if (want("mma")) test_mma(quick);
+    if (want("attention_mma")) test_attention_mma_all(quick);
 
     if (want("gather")) {
     test_gather(7, 1, {6, 0, 3, 3});

@@ -9,7 +9,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 # name | file | sed expression | test group. The two "staging row" barriers are redundant (each
 # thread reads back only the elements it wrote until block_sum's barrier), so those mutants are
-# expected to survive: they are equivalent programs, not misses.
+# expected to survive: they are equivalent programs, not misses. So is attention_mma's "mask read
+# past the length": padded keys score MASKED and get weight exactly 0 whether or not they are
+# skipped (the skip is an optimisation, and this mutant shows it does not change results).
 mutants=(
   "block_sum: no barrier before scratch write|common.cuh|s#__syncthreads(); // scratch may still be read by a previous call##|layernorm"
   "block_sum: no barrier after scratch write|common.cuh|/scratch\[warp\] = v;/{n;s#__syncthreads();##}|layernorm"
@@ -27,6 +29,15 @@ mutants=(
   "linear_mma: no barrier before next tile load|linear_mma.cu|/mma_m16n8k16<T>(acc/{n;n;s#__syncthreads();##}|mma"
   "linear_mma: no k < K bound on inp|linear_mma.cu|s/(m < M \&\& k < K)/(m < M)/|mma"
   "linear_mma: no k < K bound on weight|linear_mma.cu|s/(n < N \&\& k < K)/(n < N)/|mma"
+  "attention: reads q with the output's stride|attention.cu|s/q\[base + (long long)i \* ld + c\]/q[base + (long long)i * H + c]/|attention"
+  "attention_mma: running sum not rescaled|attention_mma.cu|s#row_sum\[r\] \*= alpha\[r\];##|attention_mma"
+  "attention_mma: output not rescaled|attention_mma.cu|s#o\[n\]\[c\] \*= alpha\[c >> 1\];##|attention_mma"
+  "attention_mma: P registers 1 and 2 swapped|attention_mma.cu|s/pa\[1\] =/pa[X] =/;s/pa\[2\] =/pa[1] =/;s/pa\[X\] =/pa[2] =/|attention_mma"
+  "attention_mma: V fragment rows tig+4 as tig+8|attention_mma.cu|s/Vs\[8 \* kk + 4 + tig\]/Vs[(8 * kk + 8 + tig) % 32]/|attention_mma"
+  "attention_mma: no barrier after staging|attention_mma.cu|s#__syncthreads(); // the tile is staged##|attention_mma"
+  "attention_mma: no barrier before restaging|attention_mma.cu|s#__syncthreads(); // every warp is done.*##|attention_mma"
+  "attention_mma: all-masked sequence gets L = 0|attention_mma.cu|s#if (L == 0) L = S;##|attention_mma"
+  "attention_mma: mask read past the length (equiv.)|attention_mma.cu|s/j0 + tid < L ? mrow/j0 + tid < S ? mrow/|attention_mma"
 )
 rm -rf "$here/build/mutants"
 for m in "${mutants[@]}"; do
