@@ -39,9 +39,7 @@ struct Arena {
     mask: CudaSlice<f32>,   // [M] additive, over keys
     x: CudaSlice<f32>,      // [M, E]
     hidden: CudaSlice<f32>, // [M, H]
-    q: CudaSlice<f32>,      // [M, H]
-    k: CudaSlice<f32>,      // [M, H]
-    v: CudaSlice<f32>,      // [M, H]
+    qkv: CudaSlice<f32>,    // [M, 3H]: q, k, v side by side (the fused product's output)
     ctx: CudaSlice<f32>,    // [M, H]
     proj: CudaSlice<f32>,   // [M, H]
     attn: CudaSlice<f32>,   // [M, H]
@@ -68,9 +66,7 @@ impl Arena {
             mask: f32s(capacity)?,
             x: f32s(capacity * e)?,
             hidden: f32s(capacity * h)?,
-            q: f32s(capacity * h)?,
-            k: f32s(capacity * h)?,
-            v: f32s(capacity * h)?,
+            qkv: f32s(capacity * 3 * h)?,
             ctx: f32s(capacity * h)?,
             proj: f32s(capacity * h)?,
             attn: f32s(capacity * h)?,
@@ -198,37 +194,31 @@ impl CudaAlbert {
         eps: f32,
     ) -> Result<()> {
         let dev = &self.dev;
+        // One product for q, k and v ([3H, H] weight), read in place by attention (ld = 3H).
+        let qkv = &w.qkv;
         dev.linear_forward(
-            &mut ar.q,
+            &mut ar.qkv,
             &ar.hidden,
-            &w.query.weight,
-            Some(&w.query.bias),
+            &qkv.weight,
+            Some(&qkv.bias),
             m,
             h,
-            h,
+            3 * h,
             None,
         )?;
-        dev.linear_forward(
-            &mut ar.k,
-            &ar.hidden,
-            &w.key.weight,
-            Some(&w.key.bias),
-            m,
-            h,
-            h,
-            None,
+        dev.attention_forward(
+            &mut ar.ctx,
+            &ar.qkv.slice(..),
+            &ar.qkv.slice(h..),
+            &ar.qkv.slice(2 * h..),
+            &ar.mask,
+            rows,
+            s,
+            a,
+            d,
+            3 * h,
+            self.dtype,
         )?;
-        dev.linear_forward(
-            &mut ar.v,
-            &ar.hidden,
-            &w.value.weight,
-            Some(&w.value.bias),
-            m,
-            h,
-            h,
-            None,
-        )?;
-        dev.attention_forward(&mut ar.ctx, &ar.q, &ar.k, &ar.v, &ar.mask, rows, s, a, d)?;
         let o = &w.attn_output;
         dev.linear_forward(
             &mut ar.proj,

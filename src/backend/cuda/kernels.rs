@@ -25,6 +25,10 @@ include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 const ENTRY_POINTS: &[(&str, &[&str])] = &[
     ("attention", &["attention_forward"]),
     (
+        "attention_mma",
+        &["attention_forward_mma_bf16", "attention_forward_mma_f16"],
+    ),
+    (
         "embeddings",
         &[
             "embeddings_forward_f32",
@@ -55,7 +59,7 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 /// launchers use the portable kernels.
 fn min_capability(module: &str) -> (i32, i32) {
     match module {
-        "linear_mma" => (8, 0),
+        "linear_mma" | "attention_mma" => (8, 0),
         _ => (0, 0),
     }
 }

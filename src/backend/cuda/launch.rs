@@ -2,17 +2,22 @@
 //! (outputs, inputs, dimensions). Each checks buffer sizes and dimension limits and returns an
 //! `Error` instead of launching out of bounds.
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 
 use super::device::CudaDevice;
 use super::weights::DeviceMatrix;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::model::activation::Activation;
 
 /// Threads per block of the row kernels (embeddings, LayerNorm, gather).
 const ROW_THREADS: u32 = 256;
-/// Query rows per block of attention_forward (WARPS in kernels/attention.cu).
+/// Query rows per block of attention_forward (WARPS in kernels/attention.cu); also the warps per
+/// block of attention_forward_mma (FA_WARPS in kernels/attention_mma.cu).
 const ATTENTION_WARPS: usize = 4;
+/// Query rows per block (FA_BQ) and the one head size (FA_D) of attention_forward_mma.
+const ATTENTION_MMA_ROWS: usize = 64;
+const ATTENTION_MMA_D: usize = 64;
 /// Tile of linear_forward (BM, BN and THREADS in kernels/linear.cu).
 const LINEAR_TILE: usize = 64;
 /// Tile of linear_forward_mma (MMA_BM, MMA_BN in kernels/linear_mma.cu; same thread count).
@@ -273,49 +278,99 @@ impl CudaDevice {
         self.launched(k, unsafe { b.launch(cfg) })
     }
 
-    /// out[B, S, A*D] = softmax(q k^T / sqrt(D) + mask) v per (batch, head); mask additive [B, S].
+    /// out[B, S, A*D] = softmax(q k^T / sqrt(D) + mask) v per (batch, head); q, k, v hold row r
+    /// at `r * ld` (ld = 3H: slices of the fused QKV output), mask is additive [B, S] over keys.
+    /// bf16/f16 `operands` take the tensor-core kernel where the device has it and D = 64 (q, k,
+    /// v and the probabilities rounded to that type, f32 softmax and accumulation); f32, and
+    /// every other head size, the exact warp-per-row kernel.
     #[allow(clippy::too_many_arguments)]
     pub fn attention_forward(
         &self,
         out: &mut CudaSlice<f32>, // [B, S, A*D]
-        q: &CudaSlice<f32>,       // [B, S, A*D]
-        k: &CudaSlice<f32>,       // [B, S, A*D]
-        v: &CudaSlice<f32>,       // [B, S, A*D]
+        q: &CudaView<f32>,        // [B, S, ld]
+        k: &CudaView<f32>,        // [B, S, ld]
+        v: &CudaView<f32>,        // [B, S, ld]
         mask: &CudaSlice<f32>,    // [B, S]
         b: usize,
         s: usize,
         a: usize,
         d: usize,
+        ld: usize,
+        operands: DType,
     ) -> Result<()> {
-        let kn = "attention_forward";
-        let n = b * s * a * d;
+        let mma = self.tensor_cores;
+        self.attention_forward_with(out, q, k, v, mask, b, s, a, d, ld, operands, mma)
+    }
+
+    /// attention_forward with the kernel chosen by the caller: `mma` picks the tensor-core kernel
+    /// for bf16/f16 operands where the device has it and D = 64 (tests run both).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_forward_with(
+        &self,
+        out: &mut CudaSlice<f32>, // [B, S, A*D]
+        q: &CudaView<f32>,        // [B, S, ld]
+        k: &CudaView<f32>,        // [B, S, ld]
+        v: &CudaView<f32>,        // [B, S, ld]
+        mask: &CudaSlice<f32>,    // [B, S]
+        b: usize,
+        s: usize,
+        a: usize,
+        d: usize,
+        ld: usize,
+        operands: DType,
+        mma: bool,
+    ) -> Result<()> {
+        let mma_name = match operands {
+            DType::F32 => None,
+            DType::BF16 => Some("attention_forward_mma_bf16"),
+            DType::F16 => Some("attention_forward_mma_f16"),
+        };
+        let use_mma = mma && d == ATTENTION_MMA_D && mma_name.is_some_and(|n| self.kernels.has(n));
+        let kn = match (use_mma, mma_name) {
+            (true, Some(name)) => name,
+            _ => "attention_forward",
+        };
+        let h = a * d;
+        let rows = b * s;
+        // The last row read starts at (rows - 1) * ld and reads H columns.
+        let need = if rows == 0 { 0 } else { (rows - 1) * ld + h };
+        self.check(kn, ld >= h, || format!("row stride ld = {ld} < H = {h}"))?;
         self.check(
             kn,
-            [out.len(), q.len(), k.len(), v.len()]
-                .iter()
-                .all(|&l| l >= n)
-                && mask.len() >= b * s,
-            || format!("buffers smaller than [{b}, {s}, {a}x{d}]"),
+            out.len() >= rows * h
+                && [q.len(), k.len(), v.len()].iter().all(|&l| l >= need)
+                && mask.len() >= rows,
+            || format!("buffers smaller than [{b}, {s}, {a}x{d}] (q, k, v row stride {ld})"),
         )?;
-        let smem = ATTENTION_WARPS * (s + d) * 4;
+        let smem = match use_mma {
+            true => 0, // static shared memory only (18.7 KB)
+            false => ATTENTION_WARPS * (s + d) * 4,
+        };
         self.check(kn, smem <= SMEM_LIMIT, || {
             format!("S = {s}, D = {d} need {smem} B of shared memory")
         })?;
         self.check(kn, a <= 65535 && b <= 65535, || {
             format!("B = {b} or A = {a} exceed the grid")
         })?;
-        let (b_, s_, a_, d_) = (
+        let (b_, s_, a_, d_, ld_) = (
             self.dim(kn, "B", b)?,
             self.dim(kn, "S", s)?,
             self.dim(kn, "A", a)?,
             self.dim(kn, "D", d)?,
+            self.dim(kn, "ld", ld)?,
         );
-        if n == 0 {
+        self.dim(kn, "B*S*ld", rows * ld)?; // the kernels index rows in 64 bits, columns in 32
+        if rows * h == 0 {
             return Ok(());
         }
         let scale = (1.0 / (d as f64).sqrt()) as f32;
+        let rows_per_block = if use_mma {
+            ATTENTION_MMA_ROWS
+        } else {
+            ATTENTION_WARPS
+        };
         let cfg = LaunchConfig {
-            grid_dim: (s.div_ceil(ATTENTION_WARPS) as u32, a as u32, b as u32),
+            grid_dim: (s.div_ceil(rows_per_block) as u32, a as u32, b as u32),
             block_dim: ((ATTENTION_WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: smem as u32,
         };
@@ -330,8 +385,12 @@ impl CudaDevice {
             .arg(&s_)
             .arg(&a_)
             .arg(&d_)
+            .arg(&ld_)
             .arg(&scale);
-        // SAFETY: arguments match attention_forward in kernels/attention.cu; sizes checked above.
+        // SAFETY: arguments match attention_forward in kernels/attention.cu and
+        // attention_forward_mma_* in kernels/attention_mma.cu in type and order; every row the
+        // grid reads or writes is inside the buffers (checked above); the mma kernel is only
+        // chosen for D = 64, the head size it is written for.
         self.launched(kn, unsafe { l.launch(cfg) })
     }
 

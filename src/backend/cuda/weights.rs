@@ -12,6 +12,22 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::model::weights::{LayerNorm, Linear, Weights};
 
+/// The fused QKV projection: the three [H, H] weights stacked along the output dimension
+/// ([3H, H], rows query, key, value) and their biases concatenated ([3H]). Each output element
+/// is the same dot product as in its own [H, H] product.
+fn stack_qkv(query: &Linear, key: &Linear, value: &Linear) -> Linear {
+    let parts = [query, key, value];
+    Linear {
+        weight: parts
+            .iter()
+            .flat_map(|l| l.weight.iter().copied())
+            .collect(),
+        bias: parts.iter().flat_map(|l| l.bias.iter().copied()).collect(),
+        out_features: parts.iter().map(|l| l.out_features).sum(),
+        in_features: query.in_features,
+    }
+}
+
 /// A weight matrix or table in the engine's storage type.
 pub enum DeviceMatrix {
     F32(CudaSlice<f32>),
@@ -71,9 +87,9 @@ pub struct DeviceNorm {
 }
 
 pub struct DeviceLayer {
-    pub query: DeviceLinear,       // [H, H]
-    pub key: DeviceLinear,         // [H, H]
-    pub value: DeviceLinear,       // [H, H]
+    /// [3H, H]: query, key and value stacked (rows 0..H, H..2H, 2H..3H), bias [3H]: one
+    /// product writes q, k, v side by side in [M, 3H], where attention reads them (ld = 3H).
+    pub qkv: DeviceLinear,
     pub attn_output: DeviceLinear, // [H, H]
     pub attn_norm: DeviceNorm,     // [H]
     pub ffn: DeviceLinear,         // [I, H]
@@ -137,9 +153,7 @@ impl DeviceWeights {
             let mut layers = Vec::with_capacity(group.len());
             for l in group {
                 layers.push(DeviceLayer {
-                    query: linear(&l.query)?,
-                    key: linear(&l.key)?,
-                    value: linear(&l.value)?,
+                    qkv: linear(&stack_qkv(&l.query, &l.key, &l.value))?,
                     attn_output: linear(&l.attn_output)?,
                     attn_norm: norm(&l.attn_norm)?,
                     ffn: linear(&l.ffn)?,
