@@ -44,6 +44,23 @@ template <> __device__ __forceinline__ unsigned short to_bits<bf16>(float x) {
 }
 template <> __device__ __forceinline__ unsigned short to_bits<f16>(float x) { return f16_bits(x); }
 
+// cp.async (sm_80): 16 bytes global -> shared without a register round trip, cached in L2 only
+// (.cg); the bytes past src_bytes (0..16) are zero-filled. Both addresses 16-byte aligned.
+// A thread's copies are grouped by cp_async_commit(); cp_async_wait<N>() returns when at most N
+// of its groups are still in flight. Other threads see the data only after a barrier.
+#ifdef __CUDA_ARCH__
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+    unsigned s;
+    asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(src_bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+#endif // the CPU emulation (dev/emu/cuda_emu.h) defines them for the host
+
 // Two f32 values as one operand register of T: lo in the low half (the lower k or row).
 template <typename T> __device__ __forceinline__ unsigned pack2(float lo, float hi) {
     return (unsigned)to_bits<T>(lo) | ((unsigned)to_bits<T>(hi) << 16);

@@ -613,6 +613,38 @@ __global__ void selftest_mma_divergent_same(float *out) { // one mma, two call s
     }
 }
 
+// cp.async (cuda_emu.h): a copy lands at the issuing thread's wait, not before; src_bytes < 16
+// zero-fills. out[3t + 0..2] = before the wait (-1), after it (src[4t]), the zero-filled word (0).
+__global__ void selftest_cp_async(float *out, const float *src) {
+    __shared__ __align__(16) float buf[64 * 4];
+    const unsigned t = threadIdx.x;
+    for (int i = 0; i < 4; i++) buf[4 * t + i] = -1.0f;
+    cp_async16(&buf[4 * t], src + 4 * t, 16);
+    cp_async_commit();
+    out[3 * t] = buf[4 * t];
+    cp_async_wait<0>();
+    out[3 * t + 1] = buf[4 * t];
+    cp_async16(&buf[4 * t], src + 4 * t, 4);
+    cp_async_commit();
+    cp_async_wait<0>();
+    out[3 * t + 2] = buf[4 * t + 1];
+}
+__global__ void selftest_cp_async_pending(float *out) { // exits with a copy in flight
+    __shared__ __align__(16) float buf[64 * 4];
+    cp_async16(&buf[4 * threadIdx.x], out + 4 * (threadIdx.x & ~3u), 16);
+    out[threadIdx.x] = 1.0f;
+}
+
+static void test_cp_async() {
+    std::vector<float> src = rand_vec(256);
+    OutBuf out(192);
+    const bool ok = emu::launch(selftest_cp_async, dim3(1), dim3(64), 0, out.ptr(), src.data());
+    std::vector<double> ref(192);
+    for (int t = 0; t < 64; t++) ref[3 * t] = -1.0, ref[3 * t + 1] = src[4 * t], ref[3 * t + 2] = 0.0;
+    record("emulator: cp.async lands at its wait", "block=64", out, ref, ok, 0.0);
+    expect_report("emulator: detects cp.async pending at exit", selftest_cp_async_pending, "pending");
+}
+
 // integers: small integer entries (exact in bf16 and f16, and every sum exact in f32): tol 0.
 template <typename T> static void test_mma_unit(bool integers) {
     const int tiles = 4, steps = 3; // grid 2 x 64 threads
@@ -650,11 +682,14 @@ static void test_mma(bool quick) {
     expect_report("emulator: detects mma, exited lanes", selftest_mma_exited, "exited");
     expect_report("emulator: detects divergent mma (types)", selftest_mma_divergent, "divergent");
     expect_report("emulator: detects divergent mma (sites)", selftest_mma_divergent_same, "divergent");
+    test_cp_async();
 
     // linear_forward_mma_{bf16,f16}, launched as launch.rs does: grid (ceil(N/128), ceil(M/128)),
     // 256 threads, no dynamic shared memory; the reference of the linear tests.
     // (129, 5, 9): a cheap shape with two block rows, so --quick also covers the grid's y.
-    const std::vector<std::array<int, 3>> small = {{1, 1, 1}, {3, 5, 7}, {65, 33, 129}, {128, 32, 128}, {129, 5, 9}};
+    // (70, 136, 72): K % 8 == 0, so the weight tiles go through cp.async; 5 k tiles, the last
+    // one partial (zero-filled chunks), and more tiles than pipeline stages.
+    const std::vector<std::array<int, 3>> small = {{1, 1, 1}, {3, 5, 7}, {65, 33, 129}, {128, 32, 128}, {129, 5, 9}, {70, 136, 72}};
     const std::vector<std::array<int, 3>> big = {{130, 96, 200}, {257, 40, 129}};
     for (auto [M, K, N] : small) {
         test_linear<bf16>(linear_forward_mma_bf16, M, K, N, {0, 1}, true, 2.0f, MMA_TILE, "linear_forward_mma_");
