@@ -195,3 +195,46 @@ impl DeviceWeights {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::reference::linear_forward;
+
+    /// The fused product's output row is [q | k | v]: the three separate products side by side.
+    #[test]
+    fn stacked_qkv_computes_the_three_products() {
+        let (m, h) = (3, 5);
+        let lin = |seed: usize| Linear {
+            weight: (0..h * h)
+                .map(|i| ((i * 7 + seed) % 11) as f32 - 5.0)
+                .collect(),
+            bias: (0..h).map(|i| (i + seed) as f32 * 0.5).collect(),
+            out_features: h,
+            in_features: h,
+        };
+        let (q, k, v) = (lin(1), lin(2), lin(3));
+        let x: Vec<f32> = (0..m * h).map(|i| (i % 4) as f32 - 1.5).collect();
+        let qkv = stack_qkv(&q, &k, &v);
+        assert_eq!((qkv.out_features, qkv.in_features), (3 * h, h));
+        let mut fused = vec![0f32; m * 3 * h];
+        linear_forward(
+            &mut fused,
+            &x,
+            &qkv.weight,
+            Some(&qkv.bias),
+            m,
+            h,
+            3 * h,
+            DType::F32,
+        );
+        for (part, l) in [&q, &k, &v].into_iter().enumerate() {
+            let mut want = vec![0f32; m * h];
+            linear_forward(&mut want, &x, &l.weight, Some(&l.bias), m, h, h, DType::F32);
+            for r in 0..m {
+                let got = &fused[r * 3 * h + part * h..r * 3 * h + (part + 1) * h];
+                assert_eq!(got, &want[r * h..(r + 1) * h], "row {r}, part {part}");
+            }
+        }
+    }
+}
