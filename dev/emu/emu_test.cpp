@@ -343,7 +343,8 @@ struct SeqMask { char kind; int len; };
 //    limit 1e-2 for bf16, 2e-3 for f16 (P rounded to T is the difference).
 //  * mirror: the kernel's own roundings in the kernel's order: f32 scores, running max and rescale
 //    per 64-key tile, P rounded to T, row sums of the rounded P, keys past the length skipped.
-//    Only the f32 summation order of the scores differs (a P rounding may flip), limit 1e-4.
+//    Only the f32 summation order of the scores differs (a P rounding may flip), limit 2e-5
+//    (measured: <= 3.6e-6).
 template <typename T>
 static void test_attention_mma(void (*kernel)(float *, const float *, const float *, const float *,
                                               const float *, int, int, int, int, int, float),
@@ -432,7 +433,7 @@ static void test_attention_mma(void (*kernel)(float *, const float *, const floa
     record(name + " vs exact", sh, out, exact, ok, std::is_same_v<T, bf16> ? 1e-2 : 2e-3);
     OutBuf again(n); // the same output against the mirror (emulator reports already consumed)
     std::copy_n(out.ptr(), n, again.ptr());
-    record(name + " vs mirror", sh, again, mirror, true, 1e-4);
+    record(name + " vs mirror", sh, again, mirror, true, 2e-5);
 }
 
 static void test_attention_mma_all(bool quick) {
