@@ -359,7 +359,6 @@ impl CudaDevice {
             self.dim(kn, "D", d)?,
             self.dim(kn, "ld", ld)?,
         );
-        self.dim(kn, "B*S*ld", rows * ld)?; // the kernels index rows in 64 bits, columns in 32
         if rows * h == 0 {
             return Ok(());
         }
