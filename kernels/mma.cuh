@@ -49,9 +49,14 @@ template <> __device__ __forceinline__ unsigned short to_bits<f16>(float x) { re
 // A thread's copies are grouped by cp_async_commit(); cp_async_wait<N>() returns when at most N
 // of its groups are still in flight. Other threads see the data only after a barrier.
 #ifdef __CUDA_ARCH__
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+// A generic pointer into shared memory as a 32-bit .shared address.
+__device__ __forceinline__ unsigned smem_u32(const void *p) {
     unsigned s;
-    asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(dst));
+    asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(p));
+    return s;
+}
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+    const unsigned s = smem_u32(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(src_bytes)
                  : "memory");
 }
@@ -60,6 +65,22 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 #endif // the CPU emulation (dev/emu/cuda_emu.h) defines them for the host
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16: four 8x8 matrices of 16-bit elements from shared
+// memory, one warp-collective instruction instead of four 32-bit loads per lane. Lane
+// 8m + r gives the address of row r of matrix m (16 contiguous, 16-byte aligned bytes); lane l
+// receives d[m] = row l/4 of matrix m, elements 2(l%4) and 2(l%4)+1 (the lower in the low half):
+// exactly an mma A or B fragment register when the matrices are chosen as in linear_mma.cu.
+#ifdef __CUDA_ARCH__
+__device__ __forceinline__ void ldmatrix_x4(unsigned *d, const void *row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(smem_u32(row))
+                 : "memory");
+}
+#else
+void ldmatrix_x4(unsigned *d, const void *row); // dev/emu/mma_emu.h
+#endif
 
 // Two f32 values as one operand register of T: lo in the low half (the lower k or row).
 template <typename T> __device__ __forceinline__ unsigned pack2(float lo, float hi) {

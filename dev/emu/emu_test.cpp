@@ -636,6 +636,37 @@ __global__ void selftest_cp_async_pending(float *out) { // exits with a copy in 
     out[threadIdx.x] = 1.0f;
 }
 
+// ldmatrix.x4 (mma_emu.h) against the PTX ISA's description, written out here independently:
+// lane 8m + r points at row r of matrix m; lane l receives in d[m] the two 16-bit elements
+// 2(l%4), 2(l%4)+1 of row l/4 of matrix m. The rows are scattered (row r of matrix m lives at
+// shared row (5m + 3r) % 32) so that a wrong address routing shows. Shared row q holds the
+// values 1000q + c, c = 0..7. out[32 lane + 4 m + ...]: lo and hi halves, as floats.
+__global__ void selftest_ldmatrix(float *out) {
+    __shared__ __align__(16) uint16_t rows[32][8];
+    const unsigned lane = threadIdx.x % 32;
+    for (unsigned c = 0; c < 8; c++) rows[lane][c] = uint16_t((1000 * lane + c) % 65536);
+    __syncthreads();
+    const unsigned m = lane / 8, r = lane % 8;
+    unsigned d[4];
+    ldmatrix_x4(d, &rows[(5 * m + 3 * r) % 32][0]);
+    for (unsigned k = 0; k < 4; k++) {
+        out[lane * 8 + 2 * k] = float(d[k] & 0xffffu);
+        out[lane * 8 + 2 * k + 1] = float(d[k] >> 16);
+    }
+}
+
+static void test_ldmatrix() {
+    OutBuf out(256);
+    const bool ok = emu::launch(selftest_ldmatrix, dim3(1), dim3(32), 0, out.ptr());
+    std::vector<double> ref(256);
+    for (unsigned l = 0; l < 32; l++)
+        for (unsigned m = 0; m < 4; m++) {
+            const unsigned row = l / 4, q = (5 * m + 3 * row) % 32; // shared row of (m, row)
+            for (unsigned e = 0; e < 2; e++) ref[l * 8 + 2 * m + e] = double((1000 * q + 2 * (l % 4) + e) % 65536);
+        }
+    record("emulator: ldmatrix.x4 per the ISA", "warp=1", out, ref, ok, 0.0);
+}
+
 static void test_cp_async() {
     std::vector<float> src = rand_vec(256);
     OutBuf out(192);
@@ -684,6 +715,7 @@ static void test_mma(bool quick) {
     expect_report("emulator: detects divergent mma (types)", selftest_mma_divergent, "divergent");
     expect_report("emulator: detects divergent mma (sites)", selftest_mma_divergent_same, "divergent");
     test_cp_async();
+    test_ldmatrix();
 
     // linear_forward_mma_{bf16,f16}, launched as launch.rs does: grid (ceil(N/128), ceil(M/128)),
     // 256 threads, no dynamic shared memory; the reference of the linear tests.
