@@ -1,6 +1,7 @@
 // attention_forward on tensor cores, flash style, for head size 64 and bf16/f16 operands:
 //   out[B, S, A*64] = softmax(q k^T * scale + mask) v for every (batch, head).
 // Same contract as attention_forward in attention.cu (q, k, v: row r, column c at x[r*ld + c],
+// f32, or already T for the _from_bf16 / _from_f16 kernels: the fused QKV product's output,
 // head h at columns h*64..; mask additive [B, S] over keys, MASKED = -FLT_MAX for padding), with
 // q, k, v and the probabilities P rounded to T for the products; scores, softmax statistics and
 // the output accumulate in f32.
@@ -47,11 +48,18 @@
 #define FA_VROW 72    // words per V key-pair row: 64 + 8 padding
 #define FA_LOG2E 1.4426950408889634f
 
-template <typename T>
+// q, k, v elements as T bits: f32 rounded here, or already T (the _from_ kernels: bit-identical).
+template <typename T> __device__ __forceinline__ unsigned bits_of(float x) { return to_bits<T>(x); }
+template <typename T> __device__ __forceinline__ unsigned bits_of(T x) { return x.bits; }
+template <typename T, typename I> __device__ __forceinline__ unsigned pair_of(const I *p) {
+    return bits_of<T>(p[0]) | (bits_of<T>(p[1]) << 16);
+}
+
+template <typename T, typename I>
 __device__ void attention_forward_mma(float *__restrict__ out,        // [B, S, A*64]
-                                      const float *__restrict__ q,    // [B, S, ld]
-                                      const float *__restrict__ k,    // [B, S, ld]
-                                      const float *__restrict__ v,    // [B, S, ld]
+                                      const I *__restrict__ q,        // [B, S, ld]
+                                      const I *__restrict__ k,        // [B, S, ld]
+                                      const I *__restrict__ v,        // [B, S, ld]
                                       const float *__restrict__ mask, // [B, S]
                                       int B, int S, int A, int D, int ld, float scale) {
     __shared__ __align__(16) unsigned Ks[FA_BK][FA_KROW];
@@ -81,14 +89,14 @@ __device__ void attention_forward_mma(float *__restrict__ out,        // [B, S, 
     const long long seq = (long long)b * S;
     unsigned qa[4][4];
     {
-        const float *q0 = q + (seq + r0) * ld + h * FA_D, *q1 = q + (seq + r1) * ld + h * FA_D;
+        const I *q0 = q + (seq + r0) * ld + h * FA_D, *q1 = q + (seq + r1) * ld + h * FA_D;
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
             const int c = 16 * kk + 2 * tig;
-            qa[kk][0] = r0 < S ? pack2<T>(q0[c], q0[c + 1]) : 0u;
-            qa[kk][1] = r1 < S ? pack2<T>(q1[c], q1[c + 1]) : 0u;
-            qa[kk][2] = r0 < S ? pack2<T>(q0[c + 8], q0[c + 9]) : 0u;
-            qa[kk][3] = r1 < S ? pack2<T>(q1[c + 8], q1[c + 9]) : 0u;
+            qa[kk][0] = r0 < S ? pair_of<T>(q0 + c) : 0u;
+            qa[kk][1] = r1 < S ? pair_of<T>(q1 + c) : 0u;
+            qa[kk][2] = r0 < S ? pair_of<T>(q0 + c + 8) : 0u;
+            qa[kk][3] = r1 < S ? pair_of<T>(q1 + c + 8) : 0u;
         }
     }
 
@@ -105,22 +113,20 @@ __device__ void attention_forward_mma(float *__restrict__ out,        // [B, S, 
         // zero V row times weight 0 adds 0 (a stale or NaN one would not). 16 words per thread
         // each, unrolled 8 at a time: fully unrolled, the kernel took 168-186 registers (2-3
         // blocks per SM); this way 128 (4 blocks, 16 warps), with 16 loads still in flight.
-        const float *kb = k + seq * ld + h * FA_D, *vb = v + seq * ld + h * FA_D;
+        const I *kb = k + seq * ld + h * FA_D, *vb = v + seq * ld + h * FA_D;
 #pragma unroll 8
         for (int e = 0; e < (FA_BK * FA_D / 2) / (FA_WARPS * 32); e++) {
             const int idx = tid + e * FA_WARPS * 32;
             const int key = idx >> 5, pair = idx & 31, j = j0 + key;
-            Ks[key][pair] = j < L ? pack2<T>(kb[(long long)j * ld + 2 * pair],
-                                             kb[(long long)j * ld + 2 * pair + 1])
-                                  : 0u;
+            Ks[key][pair] = j < L ? pair_of<T>(kb + (long long)j * ld + 2 * pair) : 0u;
         }
 #pragma unroll 8
         for (int e = 0; e < (FA_BK * FA_D / 2) / (FA_WARPS * 32); e++) {
             const int idx = tid + e * FA_WARPS * 32;
             const int p = idx >> 6, d = idx & 63, j = j0 + 2 * p;
-            const float lo = j < L ? vb[(long long)j * ld + d] : 0.0f;
-            const float hi = j + 1 < L ? vb[(long long)(j + 1) * ld + d] : 0.0f;
-            Vs[p][d] = pack2<T>(lo, hi);
+            const unsigned lo = j < L ? bits_of<T>(vb[(long long)j * ld + d]) : 0u;
+            const unsigned hi = j + 1 < L ? bits_of<T>(vb[(long long)(j + 1) * ld + d]) : 0u;
+            Vs[p][d] = lo | (hi << 16);
         }
         if (tid < FA_BK) Ms[tid] = j0 + tid < L ? mrow[j0 + tid] : NEG_INF;
         __syncthreads(); // the tile is staged
@@ -203,14 +209,16 @@ __device__ void attention_forward_mma(float *__restrict__ out,        // [B, S, 
     }
 }
 
-#define ATTENTION_MMA(SUFFIX, T)                                                                   \
-    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) attention_forward_mma_##SUFFIX(   \
-        float *out, const float *q, const float *k, const float *v, const float *mask, int B,       \
-        int S, int A, int D, int ld, float scale) {                                                \
-        attention_forward_mma<T>(out, q, k, v, mask, B, S, A, D, ld, scale);                       \
+#define ATTENTION_MMA(NAME, T, I)                                                                  \
+    extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) NAME(                              \
+        float *out, const I *q, const I *k, const I *v, const float *mask, int B, int S, int A,     \
+        int D, int ld, float scale) {                                                              \
+        attention_forward_mma<T, I>(out, q, k, v, mask, B, S, A, D, ld, scale);                    \
     }
 
-ATTENTION_MMA(bf16, bf16)
-ATTENTION_MMA(f16, f16)
+ATTENTION_MMA(attention_forward_mma_bf16, bf16, float)
+ATTENTION_MMA(attention_forward_mma_f16, f16, float)
+ATTENTION_MMA(attention_forward_mma_bf16_from_bf16, bf16, bf16) // q, k, v stored as bf16
+ATTENTION_MMA(attention_forward_mma_f16_from_f16, f16, f16)
 
 #endif // sm_80+

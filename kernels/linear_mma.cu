@@ -1,5 +1,7 @@
 // linear_forward on tensor cores, for bf16 and f16 weights (sm_80 and newer):
 //   out[M, N] = act(inp[M, K] @ weight[N, K]^T + bias[N])
+// out is f32, or T for the _to_bf16 / _to_f16 kernels (the fused QKV product feeding
+// attention_mma.cu's _from_ kernels).
 // Same contract and numerics as linear_forward_{bf16,f16} in linear.cu: the f32 activation is
 // rounded to T as it is staged, products of two T are exact in f32, accumulation is f32. Only
 // the summation order differs, so both agree within f32 rounding.
@@ -56,8 +58,14 @@ __device__ __forceinline__ void stage_weight_tile(unsigned short (*buf)[MMA_BK +
     }
 }
 
-template <typename T>
-__device__ void linear_forward_mma(float *__restrict__ out,        // [M, N]
+// The epilogue's store: f32, or rounded to T (the "_to_" kernels: q, k, v for attention_mma.cu,
+// which would round them to T on its loads anyway, so the results are bit-identical).
+__device__ __forceinline__ void store_out(float *p, float v) { *p = v; }
+__device__ __forceinline__ void store_out(bf16 *p, float v) { p->bits = to_bits<bf16>(v); }
+__device__ __forceinline__ void store_out(f16 *p, float v) { p->bits = to_bits<f16>(v); }
+
+template <typename T, typename O>
+__device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
                                    const float *__restrict__ inp,  // [M, K]
                                    const T *__restrict__ weight,   // [N, K]
                                    const float *__restrict__ bias, // [N] or null
@@ -159,21 +167,23 @@ __device__ void linear_forward_mma(float *__restrict__ out,        // [M, N]
                     const int n = n0 + warp_n * 32 + j * 8 + 2 * tig + c;
                     if (n >= N) continue;
                     const float v = acc[i][j][2 * half + c] + (bias ? bias[n] : 0.0f);
-                    out[(long long)m * N + n] = apply_activation(v, act);
+                    store_out(&out[(long long)m * N + n], apply_activation(v, act));
                 }
             }
         }
     }
 }
 
-#define LINEAR_MMA(SUFFIX, T)                                                                      \
-    extern "C" __global__ void __launch_bounds__(MMA_THREADS) linear_forward_mma_##SUFFIX(        \
-        float *out, const float *inp, const T *weight, const float *bias, int M, int K, int N,     \
+#define LINEAR_MMA(NAME, T, O)                                                                     \
+    extern "C" __global__ void __launch_bounds__(MMA_THREADS) NAME(                                \
+        O *out, const float *inp, const T *weight, const float *bias, int M, int K, int N,         \
         int act) {                                                                                 \
-        linear_forward_mma<T>(out, inp, weight, bias, M, K, N, act);                               \
+        linear_forward_mma<T, O>(out, inp, weight, bias, M, K, N, act);                            \
     }
 
-LINEAR_MMA(bf16, bf16)
-LINEAR_MMA(f16, f16)
+LINEAR_MMA(linear_forward_mma_bf16, bf16, float)
+LINEAR_MMA(linear_forward_mma_f16, f16, float)
+LINEAR_MMA(linear_forward_mma_bf16_to_bf16, bf16, bf16) // out [M, N] as bf16
+LINEAR_MMA(linear_forward_mma_f16_to_f16, f16, f16)
 
 #endif // sm_80+

@@ -348,6 +348,8 @@ struct SeqMask { char kind; int len; };
 template <typename T>
 static void test_attention_mma(void (*kernel)(float *, const float *, const float *, const float *,
                                               const float *, int, int, int, int, int, float),
+                               void (*kernel_from)(float *, const T *, const T *, const T *,
+                                                   const float *, int, int, int, int, int, float),
                                int S, int A, const std::vector<SeqMask> &seqs) {
     const int B = int(seqs.size()), D = 64, H = A * D;
     const size_t n = size_t(B) * S * H;
@@ -434,13 +436,25 @@ static void test_attention_mma(void (*kernel)(float *, const float *, const floa
     OutBuf again(n); // the same output against the mirror (emulator reports already consumed)
     std::copy_n(out.ptr(), n, again.ptr());
     record(name + " vs mirror", sh, again, mirror, true, 2e-5);
+    // The _from_ kernel on q, k, v already stored as T (what linear_forward_mma_*_to_* writes):
+    // the same bits as the f32 kernel, which rounds them itself.
+    std::vector<T> qkv_t(qkv.size());
+    for (size_t i = 0; i < qkv.size(); i++) qkv_t[i] = store<T>(qkv[i]);
+    OutBuf from_t(n);
+    const bool ok_t = emu::launch(kernel_from, grid, dim3(128), 0, from_t.ptr(), qkv_t.data(),
+                                  qkv_t.data() + H, qkv_t.data() + 2 * H, mask.data(), B, S, A, D,
+                                  3 * H, fscale);
+    std::vector<double> same(n);
+    for (size_t i = 0; i < n; i++) same[i] = out[i];
+    record(name + "_from_" + tname<T>() + " == f32-input", sh, from_t, same, ok_t, 0.0);
 }
 
 static void test_attention_mma_all(bool quick) {
     for (int t = 0; t < 2; t++) {
         auto run = [&](int S, int A, const std::vector<SeqMask> &seqs) {
-            if (t == 0) test_attention_mma<bf16>(attention_forward_mma_bf16, S, A, seqs);
-            else test_attention_mma<f16>(attention_forward_mma_f16, S, A, seqs);
+            if (t == 0)
+                test_attention_mma<bf16>(attention_forward_mma_bf16, attention_forward_mma_bf16_from_bf16, S, A, seqs);
+            else test_attention_mma<f16>(attention_forward_mma_f16, attention_forward_mma_f16_from_f16, S, A, seqs);
         };
         run(1, 1, {{'f', 0}});
         run(37, 2, {{'f', 0}, {'l', 20}, {'n', 0}});   // B*A = 6, one partial query block
@@ -706,6 +720,39 @@ template <typename T> static void test_mma_unit(bool integers) {
            shape({{"tiles", tiles}, {"steps", steps}}), out, ref, ok, integers ? 0.0 : 1e-6);
 }
 
+// linear_forward_mma_*_to_*: the epilogue stores T; must be the f32 kernel's output rounded to T
+// (RNE), bit for bit. Unwritten elements keep the poison 0xffff (NaN in bf16 and f16).
+template <typename T>
+static void test_linear_to_t(void (*f32_out)(float *, const float *, const T *, const float *, int,
+                                             int, int, int),
+                             void (*t_out)(T *, const float *, const T *, const float *, int, int,
+                                           int, int),
+                             int M, int K, int N, int act) {
+    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
+    std::vector<float> inp = rand_vec(size_t(M) * K, -2.0f, 2.0f), bias = rand_vec(N, -0.5f, 0.5f);
+    std::vector<T> w(size_t(N) * K);
+    for (auto &x : w) x = store<T>(uni(-ws, ws));
+    const dim3 grid((N + MMA_TILE - 1) / MMA_TILE, (M + MMA_TILE - 1) / MMA_TILE, 1);
+    OutBuf ref_out(size_t(M) * N);
+    bool ok = emu::launch(f32_out, grid, dim3(LINEAR_THREADS), 0, ref_out.ptr(), inp.data(), w.data(),
+                          bias.data(), M, K, N, act);
+    std::vector<T> got(size_t(M) * N + 2 * GUARD, T{0xffff});
+    ok &= emu::launch(t_out, grid, dim3(LINEAR_THREADS), 0, got.data() + GUARD, inp.data(), w.data(),
+                      bias.data(), M, K, N, act);
+    OutBuf widened(size_t(M) * N);
+    std::vector<double> want(size_t(M) * N);
+    size_t unwritten = 0, guard_hits = 0;
+    for (size_t i = 0; i < GUARD; i++) guard_hits += got[i].bits != 0xffff || got[GUARD + size_t(M) * N + i].bits != 0xffff;
+    for (size_t i = 0; i < size_t(M) * N; i++) {
+        unwritten += got[GUARD + i].bits == 0xffff;
+        widened.ptr()[i] = load(got[GUARD + i]);
+        want[i] = round_operand<T>(ref_out[i]);
+    }
+    if (unwritten || guard_hits) emu::report("T output: " + std::to_string(unwritten) + " unwritten, " + std::to_string(guard_hits) + " guard elements changed");
+    record(std::string("linear_forward_mma_") + tname<T>() + "_to_" + tname<T>() + " == round(f32 out)",
+           shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}}), widened, want, ok, 0.0);
+}
+
 static void test_mma(bool quick) {
     test_mma_unit<bf16>(true);
     test_mma_unit<f16>(true);
@@ -729,6 +776,8 @@ static void test_mma(bool quick) {
         test_linear<f16>(linear_forward_mma_f16, M, K, N, {0, 12}, true, 2.0f, MMA_TILE, "linear_forward_mma_");
     }
     test_linear<f16>(linear_forward_mma_f16, 5, 77, 3, {2}, false, 2.0f, MMA_TILE, "linear_forward_mma_"); // null bias
+    test_linear_to_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_to_bf16, 70, 136, 200, 0);
+    test_linear_to_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_to_f16, 33, 40, 129, 1);
     test_linear<bf16>(linear_forward_mma_bf16, 5, 0, 3, {0, 1}, true, 2.0f, MMA_TILE, "linear_forward_mma_"); // K = 0
     if (quick) return;
     for (auto [M, K, N] : big) {
