@@ -99,7 +99,7 @@ mod tests {
     use super::common::{fixtures, model_dir, output_mask, rel_error};
     use super::{Ctx, TestFn};
     use albert::backend::cpu::reference as cpu;
-    use albert::backend::cuda::weights::DeviceMatrix;
+    use albert::backend::cuda::weights::{DeviceMatrix, DeviceView};
     use albert::backend::cuda::CudaAlbert;
     use albert::model::activation::Activation;
     use albert::rng::Rng;
@@ -113,6 +113,10 @@ mod tests {
             (
                 "linear_forward_matches_reference",
                 linear_forward_matches_reference,
+            ),
+            (
+                "linear_forward_to_rounds_the_f32_output",
+                linear_forward_to_rounds_the_f32_output,
             ),
             (
                 "embeddings_forward_matches_reference",
@@ -245,6 +249,45 @@ mod tests {
         }
     }
 
+    /// The tensor-core product with its output stored as T: the f32 output rounded to T, bit
+    /// for bit (the same epilogue value, rounded to nearest even).
+    fn linear_forward_to_rounds_the_f32_output(dev: &Ctx) {
+        if !dev.attention_uses_mma(DType::BF16, 64) {
+            println!("  skipped: no tensor-core kernels on this device");
+            return;
+        }
+        let mut r = Rng::new(6);
+        for dtype in [DType::BF16, DType::F16] {
+            for &(m, k, n) in &[(1, 8, 3), (130, 768, 2304), (37, 40, 129)] {
+                let inp = r.vec(m * k, 2.0);
+                let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
+                let bias = r.vec(n, 0.5);
+                let wd = DeviceMatrix::upload(dev, &w, dtype).unwrap();
+                let (inp_d, bias_d) = (up(dev, &inp), up(dev, &bias));
+                let mut out = poisoned(dev, m * n);
+                dev.linear_forward_with(&mut out, &inp_d, &wd, Some(&bias_d), m, k, n, None, true)
+                    .unwrap();
+                let want: Vec<f32> = down(dev, &out).iter().map(|&x| dtype.round(x)).collect();
+                let mut half = DeviceMatrix::upload(dev, &vec![f32::NAN; m * n], dtype).unwrap();
+                dev.linear_forward_to(&mut half, &inp_d, &wd, Some(&bias_d), m, k, n, None)
+                    .unwrap();
+                let got: Vec<f32> = match &half {
+                    DeviceMatrix::BF16(x) => {
+                        let v = dev.stream.clone_dtoh(x).unwrap();
+                        v.iter().map(|e| e.to_f32()).collect()
+                    }
+                    DeviceMatrix::F16(x) => {
+                        let v = dev.stream.clone_dtoh(x).unwrap();
+                        v.iter().map(|e| e.to_f32()).collect()
+                    }
+                    DeviceMatrix::F32(_) => unreachable!(),
+                };
+                dev.synchronize().unwrap();
+                assert_eq!(got, want, "linear_forward_to {dtype} [{m},{k}]x[{n},{k}]");
+            }
+        }
+    }
+
     fn embeddings_forward_matches_reference(dev: &Ctx) {
         let mut r = Rng::new(2);
         let (v, p, t) = (1000, 64, 2);
@@ -366,9 +409,9 @@ mod tests {
         let mut out = poisoned(dev, b * s * h);
         dev.attention_forward_with(
             &mut out,
-            &qkv.slice(..),
-            &qkv.slice(h..),
-            &qkv.slice(2 * h..),
+            &DeviceView::F32(qkv.slice(..)),
+            &DeviceView::F32(qkv.slice(h..)),
+            &DeviceView::F32(qkv.slice(2 * h..)),
             &up(dev, mask),
             b,
             s,
@@ -458,6 +501,26 @@ mod tests {
                     let again =
                         attention_on_device(dev, &q, &k, &v, &mask, (b, s, a, d), dtype, true);
                     assert_eq!(got, again, "{what}: two runs differ");
+                    // q, k, v stored as T (as the fused QKV product stores them for this
+                    // kernel): the kernel rounds f32 ones the same way, so the same bits.
+                    let h = a * d;
+                    let qkv = DeviceMatrix::upload(dev, &fuse_qkv(&q, &k, &v, h), dtype).unwrap();
+                    let mut out = poisoned(dev, n);
+                    dev.attention_forward(
+                        &mut out,
+                        &qkv.view(..),
+                        &qkv.view(h..),
+                        &qkv.view(2 * h..),
+                        &up(dev, &mask),
+                        b,
+                        s,
+                        a,
+                        d,
+                        3 * h,
+                        dtype,
+                    )
+                    .unwrap();
+                    assert_eq!(down(dev, &out), got, "{what}: q, k, v stored as {dtype}");
                 }
             }
         }
@@ -493,9 +556,9 @@ mod tests {
         let e = dev
             .attention_forward(
                 &mut out,
-                &small.slice(..),
-                &small.slice(..),
-                &small.slice(..),
+                &DeviceView::F32(small.slice(..)),
+                &DeviceView::F32(small.slice(..)),
+                &DeviceView::F32(small.slice(..)),
                 &mask,
                 1,
                 2,

@@ -26,7 +26,12 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
     ("attention", &["attention_forward"]),
     (
         "attention_mma",
-        &["attention_forward_mma_bf16", "attention_forward_mma_f16"],
+        &[
+            "attention_forward_mma_bf16",
+            "attention_forward_mma_f16",
+            "attention_forward_mma_bf16_from_bf16",
+            "attention_forward_mma_f16_from_f16",
+        ],
     ),
     (
         "embeddings",
@@ -51,7 +56,12 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
     ),
     (
         "linear_mma",
-        &["linear_forward_mma_bf16", "linear_forward_mma_f16"],
+        &[
+            "linear_forward_mma_bf16",
+            "linear_forward_mma_f16",
+            "linear_forward_mma_bf16_to_bf16",
+            "linear_forward_mma_f16_to_f16",
+        ],
     ),
 ];
 

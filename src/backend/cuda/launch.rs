@@ -2,10 +2,10 @@
 //! (outputs, inputs, dimensions). Each checks buffer sizes and dimension limits and returns an
 //! `Error` instead of launching out of bounds.
 
-use cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 use super::device::CudaDevice;
-use super::weights::DeviceMatrix;
+use super::weights::{DeviceMatrix, DeviceView};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::model::activation::Activation;
@@ -229,6 +229,86 @@ impl CudaDevice {
         self.launched(kn, unsafe { b.launch(cfg) })
     }
 
+    /// linear_forward with the output stored as the weight's type T (bf16/f16, tensor-core
+    /// kernel only): the fused QKV product feeding the tensor-core attention, which rounds q, k, v
+    /// to T anyway, so storing them as T changes no result and halves their bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_forward_to(
+        &self,
+        out: &mut DeviceMatrix,        // [M, N] as T
+        inp: &CudaSlice<f32>,          // [M, K]
+        weight: &DeviceMatrix,         // [N, K]
+        bias: Option<&CudaSlice<f32>>, // [N]
+        m: usize,
+        k: usize,
+        n: usize,
+        act: Option<Activation>,
+    ) -> Result<()> {
+        let t = weight.suffix();
+        let name = format!("linear_forward_mma_{t}_to_{t}");
+        let kn = name.as_str();
+        self.check(
+            kn,
+            out.dtype() == weight.dtype() && weight.dtype() != DType::F32 && self.kernels.has(kn),
+            || {
+                format!(
+                    "a {} output needs the tensor-core kernel for {} weights (sm_80+)",
+                    out.dtype(),
+                    weight.dtype()
+                )
+            },
+        )?;
+        self.check(kn, out.len() >= m * n && inp.len() >= m * k, || {
+            format!("buffers smaller than [{m}, {k}] -> [{m}, {n}]")
+        })?;
+        self.check(kn, weight.len() == n * k, || {
+            format!("weight has {} elements, expected [{n}, {k}]", weight.len())
+        })?;
+        self.check(kn, bias.is_none_or(|b| b.len() == n), || {
+            format!("bias is not [{n}]")
+        })?;
+        let (m_, k_, n_) = (
+            self.dim(kn, "M", m)?,
+            self.dim(kn, "K", k)?,
+            self.dim(kn, "N", n)?,
+        );
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        self.check(kn, m.div_ceil(MMA_TILE) <= 65535, || {
+            format!("M = {m} rows exceed the grid")
+        })?;
+        let act_id = cuda_activation_id(act);
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(MMA_TILE) as u32, m.div_ceil(MMA_TILE) as u32, 1),
+            block_dim: (LINEAR_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let null: u64 = 0;
+        let f = self.kernels.get(kn);
+        let mut b = self.stream.launch_builder(f);
+        match out {
+            DeviceMatrix::F32(o) => b.arg(o),
+            DeviceMatrix::BF16(o) => b.arg(o),
+            DeviceMatrix::F16(o) => b.arg(o),
+        };
+        b.arg(inp);
+        match weight {
+            DeviceMatrix::F32(w) => b.arg(w),
+            DeviceMatrix::BF16(w) => b.arg(w),
+            DeviceMatrix::F16(w) => b.arg(w),
+        };
+        match bias {
+            Some(bias) => b.arg(bias),
+            None => b.arg(&null),
+        };
+        b.arg(&m_).arg(&k_).arg(&n_).arg(&act_id);
+        // SAFETY: arguments match linear_forward_mma_{t}_to_{t} in kernels/linear_mma.cu in type
+        // and order (out and weight both T, checked above; a null bias is a 64-bit zero pointer,
+        // which the kernel tests); sizes checked above.
+        self.launched(kn, unsafe { b.launch(cfg) })
+    }
+
     /// out[M, C] = LayerNorm(inp[M, C] + residual[M, C]) (residual None: plain LayerNorm).
     #[allow(clippy::too_many_arguments)]
     pub fn residual_layernorm_forward(
@@ -278,18 +358,32 @@ impl CudaDevice {
         self.launched(k, unsafe { b.launch(cfg) })
     }
 
+    /// Whether attention_forward takes the tensor-core kernel at these operands and head size,
+    /// so the fused QKV product can store q, k, v as T for it (`linear_forward_to`).
+    pub fn attention_uses_mma(&self, operands: DType, d: usize) -> bool {
+        let t = operands.name();
+        self.tensor_cores
+            && d == ATTENTION_MMA_D
+            && operands != DType::F32
+            && self
+                .kernels
+                .has(&format!("attention_forward_mma_{t}_from_{t}"))
+            && self.kernels.has(&format!("linear_forward_mma_{t}_to_{t}"))
+    }
+
     /// out[B, S, A*D] = softmax(q k^T / sqrt(D) + mask) v per (batch, head); q, k, v hold row r
     /// at `r * ld` (ld = 3H: slices of the fused QKV output), mask is additive [B, S] over keys.
     /// bf16/f16 `operands` take the tensor-core kernel where the device has it and D = 64 (q, k,
     /// v and the probabilities rounded to that type, f32 softmax and accumulation); f32, and
-    /// every other head size, the exact warp-per-row kernel.
+    /// every other head size, the exact warp-per-row kernel. q, k, v are f32, or already stored
+    /// as the operand type (then only the tensor-core kernel reads them).
     #[allow(clippy::too_many_arguments)]
     pub fn attention_forward(
         &self,
         out: &mut CudaSlice<f32>, // [B, S, A*D]
-        q: &CudaView<f32>,        // [B, S, ld]
-        k: &CudaView<f32>,        // [B, S, ld]
-        v: &CudaView<f32>,        // [B, S, ld]
+        q: &DeviceView,           // [B, S, ld]
+        k: &DeviceView,           // [B, S, ld]
+        v: &DeviceView,           // [B, S, ld]
         mask: &CudaSlice<f32>,    // [B, S]
         b: usize,
         s: usize,
@@ -308,9 +402,9 @@ impl CudaDevice {
     pub fn attention_forward_with(
         &self,
         out: &mut CudaSlice<f32>, // [B, S, A*D]
-        q: &CudaView<f32>,        // [B, S, ld]
-        k: &CudaView<f32>,        // [B, S, ld]
-        v: &CudaView<f32>,        // [B, S, ld]
+        q: &DeviceView,           // [B, S, ld]
+        k: &DeviceView,           // [B, S, ld]
+        v: &DeviceView,           // [B, S, ld]
         mask: &CudaSlice<f32>,    // [B, S]
         b: usize,
         s: usize,
@@ -320,16 +414,25 @@ impl CudaDevice {
         operands: DType,
         mma: bool,
     ) -> Result<()> {
-        let mma_name = match operands {
-            DType::F32 => None,
-            DType::BF16 => Some("attention_forward_mma_bf16"),
-            DType::F16 => Some("attention_forward_mma_f16"),
+        let storage = q.dtype();
+        let t = operands.name();
+        let mma_name = match (storage, operands) {
+            (_, DType::F32) => None,
+            (DType::F32, _) => Some(format!("attention_forward_mma_{t}")),
+            _ => Some(format!("attention_forward_mma_{t}_from_{t}")),
         };
-        let use_mma = mma && d == ATTENTION_MMA_D && mma_name.is_some_and(|n| self.kernels.has(n));
-        let kn = match (use_mma, mma_name) {
-            (true, Some(name)) => name,
+        let use_mma =
+            mma && d == ATTENTION_MMA_D && mma_name.as_deref().is_some_and(|n| self.kernels.has(n));
+        let kn = match (use_mma, &mma_name) {
+            (true, Some(name)) => name.as_str(),
             _ => "attention_forward",
         };
+        self.check(kn, k.dtype() == storage && v.dtype() == storage, || {
+            "q, k, v are stored in different types".into()
+        })?;
+        self.check(kn, storage == DType::F32 || (use_mma && storage == operands), || {
+            format!("q, k, v stored as {storage} need the tensor-core kernel at {storage} operands (D = 64, sm_80+, tensor cores on); got {operands} operands, D = {d}")
+        })?;
         let h = a * d;
         let rows = b * s;
         // The last row read starts at (rows - 1) * ld and reads H columns.
@@ -375,11 +478,15 @@ impl CudaDevice {
         };
         let f = self.kernels.get(kn);
         let mut l = self.stream.launch_builder(f);
-        l.arg(out)
-            .arg(q)
-            .arg(k)
-            .arg(v)
-            .arg(mask)
+        l.arg(out);
+        for x in [q, k, v] {
+            match x {
+                DeviceView::F32(x) => l.arg(x),
+                DeviceView::BF16(x) => l.arg(x),
+                DeviceView::F16(x) => l.arg(x),
+            };
+        }
+        l.arg(mask)
             .arg(&b_)
             .arg(&s_)
             .arg(&a_)
@@ -387,9 +494,10 @@ impl CudaDevice {
             .arg(&ld_)
             .arg(&scale);
         // SAFETY: arguments match attention_forward in kernels/attention.cu and
-        // attention_forward_mma_* in kernels/attention_mma.cu in type and order; every row the
-        // grid reads or writes is inside the buffers (checked above); the mma kernel is only
-        // chosen for D = 64, the head size it is written for.
+        // attention_forward_mma_* in kernels/attention_mma.cu in type and order (the element
+        // type of q, k, v is the kernel's: f32 for the first two, T for the _from_ kernels);
+        // every row the grid reads or writes is inside the buffers (checked above); the mma
+        // kernels are only chosen for D = 64, the head size they are written for.
         self.launched(kn, unsafe { l.launch(cfg) })
     }
 

@@ -4,7 +4,9 @@
 //! Matrices and embedding tables are stored as the engine's dtype; biases and LayerNorm
 //! parameters stay f32 (a few KB, and they are added in f32 anyway).
 
-use cudarc::driver::CudaSlice;
+use std::ops::RangeBounds;
+
+use cudarc::driver::{CudaSlice, CudaView};
 use half::{bf16, f16};
 
 use super::device::CudaDevice;
@@ -52,6 +54,35 @@ impl DeviceMatrix {
         })
     }
 
+    /// `n` zeros in `dtype`: an activation buffer (the fused QKV output is stored as T when
+    /// the tensor-core attention reads it).
+    pub fn zeros(dev: &CudaDevice, n: usize, dtype: DType) -> Result<Self> {
+        let s = &dev.stream;
+        let up = |e| dev.err("allocating activations", e);
+        Ok(match dtype {
+            DType::F32 => DeviceMatrix::F32(s.alloc_zeros(n).map_err(up)?),
+            DType::BF16 => DeviceMatrix::BF16(s.alloc_zeros(n).map_err(up)?),
+            DType::F16 => DeviceMatrix::F16(s.alloc_zeros(n).map_err(up)?),
+        })
+    }
+
+    /// A range of the elements, as a view of the same type.
+    pub fn view(&self, range: impl RangeBounds<usize>) -> DeviceView<'_> {
+        match self {
+            DeviceMatrix::F32(s) => DeviceView::F32(s.slice(range)),
+            DeviceMatrix::BF16(s) => DeviceView::BF16(s.slice(range)),
+            DeviceMatrix::F16(s) => DeviceView::F16(s.slice(range)),
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            DeviceMatrix::F32(_) => DType::F32,
+            DeviceMatrix::BF16(_) => DType::BF16,
+            DeviceMatrix::F16(_) => DType::F16,
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             DeviceMatrix::F32(s) => s.len(),
@@ -70,6 +101,36 @@ impl DeviceMatrix {
             DeviceMatrix::F32(_) => "f32",
             DeviceMatrix::BF16(_) => "bf16",
             DeviceMatrix::F16(_) => "f16",
+        }
+    }
+}
+
+/// A view of device elements in one of the storage types: q, k, v for attention_forward (f32,
+/// or T as the fused QKV product stores them for the tensor-core attention).
+pub enum DeviceView<'a> {
+    F32(CudaView<'a, f32>),
+    BF16(CudaView<'a, bf16>),
+    F16(CudaView<'a, f16>),
+}
+
+impl DeviceView<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            DeviceView::F32(s) => s.len(),
+            DeviceView::BF16(s) => s.len(),
+            DeviceView::F16(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            DeviceView::F32(_) => DType::F32,
+            DeviceView::BF16(_) => DType::BF16,
+            DeviceView::F16(_) => DType::F16,
         }
     }
 }
