@@ -35,7 +35,6 @@ fn main() {
     }
 
     let kernels = Path::new("kernels");
-    let common = fs::read_to_string(kernels.join("common.cuh")).unwrap_or_default();
     let mut sources: Vec<PathBuf> = fs::read_dir(kernels)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -62,9 +61,9 @@ fn main() {
     let mut modules = String::new();
     for src in &sources {
         let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-        // The NVRTC source: common.cuh inlined, so it compiles with no include path.
+        // The NVRTC source: its kernels/*.cuh headers inlined, so it compiles with no include path.
         let text = fs::read_to_string(src).unwrap_or_default();
-        let inlined = text.replace("#include \"common.cuh\"", &common);
+        let inlined = inline_headers(kernels, &text, &mut Vec::new());
         let inlined_path = out_dir.join(format!("{name}.cu"));
         write(&inlined_path, &inlined);
 
@@ -103,6 +102,30 @@ fn main() {
             problems.join("; ").replace('\n', " ")
         );
     }
+}
+
+/// `text` with every `#include "X.cuh"` line replaced by kernels/X.cuh, itself inlined; a header
+/// already inlined becomes an empty line (what its `#pragma once` would do).
+fn inline_headers(kernels: &Path, text: &str, seen: &mut Vec<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let header = line
+            .trim()
+            .strip_prefix("#include \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .filter(|h| h.ends_with(".cuh"));
+        match header {
+            Some(h) if seen.iter().any(|s| s == h) => {}
+            Some(h) => {
+                seen.push(h.to_string());
+                let body = fs::read_to_string(kernels.join(h)).unwrap_or_default();
+                out.push_str(&inline_headers(kernels, &body, seen));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn write(path: &Path, text: &str) {

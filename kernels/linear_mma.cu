@@ -1,74 +1,84 @@
 // linear_forward on tensor cores, for bf16 and f16 weights (sm_80 and newer):
 //   out[M, N] = act(inp[M, K] @ weight[N, K]^T + bias[N])
+// out is f32, or T for the _to_bf16 / _to_f16 kernels (the fused QKV product feeding
+// attention_mma.cu's _from_ kernels).
 // Same contract and numerics as linear_forward_{bf16,f16} in linear.cu: the f32 activation is
 // rounded to T as it is staged, products of two T are exact in f32, accumulation is f32. Only
 // the summation order differs, so both agree within f32 rounding.
 //
-// Version 1: mma.sync.m16n8k16 (bf16/f16 in, f32 accumulate), one stage.
+// Version 3: mma.sync.m16n8k16 (bf16/f16 in, f32 accumulate), fragments loaded with ldmatrix.x4
+// (6 instructions per warp and 16-k step instead of 24 32-bit loads); a 3-stage cp.async
+// pipeline for the weight tiles (two in flight while one is multiplied) and a register prefetch
+// of the next activation tile (it must be rounded to T on the way, which cp.async cannot do); one
+// barrier pair per k tile. Version 1 staged both tiles with plain loads and stalled on every tile.
 // Block tile 128x128x32, 8 warps in a 2 (M) x 4 (N) grid, each warp 64x32 = 4x4 mma tiles.
-// Shared tiles are K-contiguous rows padded by 8 elements (80 B): the fragment loads below (one
-// 32-bit word per lane, rows groupID, words threadID) then hit 32 distinct banks.
-// Fragment layout (PTX ISA, mma.m16n8k16 .bf16/.f16): lane = 4 * group + tig;
-//   A (16x16, row): a0 = A[group][2tig..], a1 = A[group+8][2tig..], a2 = A[group][8+2tig..],
-//                   a3 = A[group+8][8+2tig..]          (each register: two consecutive k)
-//   B (16x8, col):  b0 = B[2tig..][group], b1 = B[8+2tig..][group] = W[n = group][k..k+1]
-//   C (16x8):       c0,c1 = C[group][2tig, 2tig+1], c2,c3 = C[group+8][2tig, 2tig+1]
-// Next: cp.async double buffering of W, ldmatrix, and a wgmma version for sm_90a (part 2).
-#include "common.cuh"
+// Shared tiles are K-contiguous rows padded by 8 elements (80 B): the 8 16-byte rows one
+// ldmatrix phase reads then start at banks 0, 20, 8, 28, 16, 4, 24, 12 (no conflict).
+// Fragment layout: mma.cuh. Here B = W^T, so b0 = W[n = group][k = 2tig..2tig+1].
+// Next: activations stored as T by the previous epilogue (then A can use cp.async too),
+// and a wgmma + TMA version for sm_90a.
+#include "mma.cuh"
 
 // mma.sync bf16/f16 needs sm_80; NVRTC compiling for an older device gets an empty module, and
 // the engine then uses linear.cu's kernels (the registry loads this module only on 8.0+).
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-
-// D = A B + D for one warp's 16x8x16 tile (fragments as in the layout note above).
-template <typename T> __device__ void mma_m16n8k16(float *c, const unsigned *a, const unsigned *b);
-#ifdef __CUDA_ARCH__
-template <> __device__ __forceinline__ void mma_m16n8k16<bf16>(float *c, const unsigned *a, const unsigned *b) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-template <> __device__ __forceinline__ void mma_m16n8k16<f16>(float *c, const unsigned *a, const unsigned *b) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-#else
-// The CPU emulation (dev/emu) provides these: a warp-wide exchange of the fragments.
-template <> void mma_m16n8k16<bf16>(float *c, const unsigned *a, const unsigned *b);
-template <> void mma_m16n8k16<f16>(float *c, const unsigned *a, const unsigned *b);
-#endif
 
 #define MMA_BM 128
 #define MMA_BN 128
 #define MMA_BK 32
 #define MMA_PAD 8
 #define MMA_THREADS 256
+#define MMA_STAGES 3 // W tiles in shared memory: two in flight while one is multiplied
+#define MMA_A_PER_THREAD ((MMA_BM * MMA_BK) / MMA_THREADS) // 16
 
-template <typename T> __device__ __forceinline__ unsigned short to_bits(float x);
-template <> __device__ __forceinline__ unsigned short to_bits<bf16>(float x) {
-    const unsigned u = __float_as_uint(x);
-    // A NaN whose payload is only in the low half would truncate to infinity: keep it NaN.
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x0040u);
-    return (unsigned short)(__float_as_uint(round_bf16(x)) >> 16);
-}
-template <> __device__ __forceinline__ unsigned short to_bits<f16>(float x) { return f16_bits(x); }
-
+// Starts staging W tile t (k = 32t..32t+31 of rows n0..n0+127) into `buf`. With `vec` (K a
+// multiple of 8 and weight 16-byte aligned: every real model) as cp.async 16-byte chunks, two per
+// thread, zero-filled outside the matrix; otherwise (ragged K) with plain element stores, which
+// are complete at once. Either way the caller commits a group after it.
 template <typename T>
-__device__ void linear_forward_mma(float *__restrict__ out,        // [M, N]
+__device__ __forceinline__ void stage_weight_tile(unsigned short (*buf)[MMA_BK + MMA_PAD],
+                                                  const unsigned short *__restrict__ wbits, int n0,
+                                                  int t, int K, int N, bool vec) {
+    const int tid = threadIdx.x, k0 = t * MMA_BK;
+    if (vec) {
+#pragma unroll
+        for (int e = 0; e < (MMA_BN * MMA_BK / 8) / MMA_THREADS; e++) {
+            const int c = tid + e * MMA_THREADS, r = c / (MMA_BK / 8), kc = (c % (MMA_BK / 8)) * 8;
+            const int n = n0 + r, k = k0 + kc;
+            const bool in = (n < N && k < K); // K % 8 == 0: the whole chunk is inside the row
+            cp_async16(&buf[r][kc], in ? wbits + (long long)n * K + k : wbits, in ? 16 : 0);
+        }
+    } else {
+#pragma unroll 1 // ragged K only: unrolled, this path alone took the kernel from 183 to 255 registers
+        for (int e = 0; e < (MMA_BN * MMA_BK) / MMA_THREADS; e++) {
+            const int idx = tid + e * MMA_THREADS, r = idx / MMA_BK, kk = idx % MMA_BK;
+            const int n = n0 + r, k = k0 + kk;
+            buf[r][kk] = (n < N && k < K) ? wbits[(long long)n * K + k] : (unsigned short)0;
+        }
+    }
+}
+
+// The epilogue's store: f32, or rounded to T (the "_to_" kernels: q, k, v for attention_mma.cu,
+// which would round them to T on its loads anyway, so the results are bit-identical).
+__device__ __forceinline__ void store_out(float *p, float v) { *p = v; }
+__device__ __forceinline__ void store_out(bf16 *p, float v) { p->bits = to_bits<bf16>(v); }
+__device__ __forceinline__ void store_out(f16 *p, float v) { p->bits = to_bits<f16>(v); }
+
+template <typename T, typename O>
+__device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
                                    const float *__restrict__ inp,  // [M, K]
                                    const T *__restrict__ weight,   // [N, K]
                                    const float *__restrict__ bias, // [N] or null
                                    int M, int K, int N, int act) {
-    __shared__ __align__(16) unsigned short As[MMA_BM][MMA_BK + MMA_PAD];
-    __shared__ __align__(16) unsigned short Ws[MMA_BN][MMA_BK + MMA_PAD];
+    __shared__ __align__(16) unsigned short As[MMA_BM][MMA_BK + MMA_PAD];             // 10 KB
+    __shared__ __align__(16) unsigned short Ws[MMA_STAGES][MMA_BN][MMA_BK + MMA_PAD]; // 30 KB
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = lane >> 2, tig = lane & 3;
     const int warp_m = warp >> 2, warp_n = warp & 3; // 2 x 4 warps
     const int m0 = blockIdx.y * MMA_BM, n0 = blockIdx.x * MMA_BN;
     const unsigned short *wbits = reinterpret_cast<const unsigned short *>(weight);
+    const int tiles = (K + MMA_BK - 1) / MMA_BK;
+    const bool vec = K % 8 == 0 && (reinterpret_cast<unsigned long long>(weight) & 15) == 0;
 
     float acc[4][4][4];
 #pragma unroll
@@ -78,41 +88,71 @@ __device__ void linear_forward_mma(float *__restrict__ out,        // [M, N]
 #pragma unroll
             for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;
 
-    for (int k0 = 0; k0 < K; k0 += MMA_BK) {
-        // Stage both tiles: 128 rows x 32 k each, 16 elements per thread per tile; consecutive
-        // threads read consecutive k of a row. Out-of-range elements are zero.
+    // The A tile (f32 activations, rounded to T on the way) goes through registers: tile t + 1 is
+    // loaded while tile t is multiplied and stored after. 16 elements per thread; consecutive
+    // threads read consecutive k of a row. Out-of-range elements are zero.
+    float a_next[MMA_A_PER_THREAD];
+    auto load_a = [&](int t) {
 #pragma unroll
-        for (int e = 0; e < (MMA_BM * MMA_BK) / MMA_THREADS; e++) {
+        for (int e = 0; e < MMA_A_PER_THREAD; e++) {
             const int idx = tid + e * MMA_THREADS, r = idx / MMA_BK, kk = idx % MMA_BK;
-            const int m = m0 + r, n = n0 + r, k = k0 + kk;
-            As[r][kk] = (m < M && k < K) ? to_bits<T>(inp[(long long)m * K + k]) : (unsigned short)0;
-            Ws[r][kk] = (n < N && k < K) ? wbits[(long long)n * K + k] : (unsigned short)0;
+            const int m = m0 + r, k = t * MMA_BK + kk;
+            a_next[e] = (m < M && k < K) ? inp[(long long)m * K + k] : 0.0f;
         }
-        __syncthreads();
+    };
+    auto store_a = [&]() {
+#pragma unroll
+        for (int e = 0; e < MMA_A_PER_THREAD; e++) {
+            const int idx = tid + e * MMA_THREADS;
+            As[idx / MMA_BK][idx % MMA_BK] = to_bits<T>(a_next[e]);
+        }
+    };
+
+    // Prologue: W tiles 0 .. STAGES-2 in flight, A tile 0 in shared memory.
+#pragma unroll
+    for (int t = 0; t < MMA_STAGES - 1; t++) {
+        if (t < tiles) stage_weight_tile<T>(Ws[t], wbits, n0, t, K, N, vec);
+        cp_async_commit();
+    }
+    load_a(0);
+    store_a();
+
+    for (int t = 0; t < tiles; t++) {
+        if (t + 1 < tiles) load_a(t + 1); // in flight during the products below
+        // W tile t + STAGES - 1 goes into the stage tile t - 1 used: every warp finished with it
+        // before the previous iteration's last barrier.
+        const int tn = t + MMA_STAGES - 1;
+        if (tn < tiles) stage_weight_tile<T>(Ws[tn % MMA_STAGES], wbits, n0, tn, K, N, vec);
+        cp_async_commit();
+        cp_async_wait<MMA_STAGES - 1>(); // this thread's copies of W tile t have landed
+        __syncthreads();                 // everyone's, and A tile t
+        const int st = t % MMA_STAGES;
 #pragma unroll
         for (int kk = 0; kk < MMA_BK; kk += 16) {
+            // Fragments by ldmatrix.x4 (mma.cuh): this lane addresses row lrow of matrix lmat.
+            // A: matrices (rows 0-7, k lo), (rows 8-15, k lo), (rows 0-7, k hi), (rows 8-15, k hi)
+            //    = registers a0..a3. B (rows of W): (n-tile j, k lo), (j, k hi), (j+1, k lo),
+            //    (j+1, k hi) = b[j][0], b[j][1], b[j+1][0], b[j+1][1].
             unsigned a[4][4], b[4][2];
+            const int lmat = lane >> 3, lrow = lane & 7;
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int r = warp_m * 64 + i * 16 + group;
-                a[i][0] = *reinterpret_cast<const unsigned *>(&As[r][kk + 2 * tig]);
-                a[i][1] = *reinterpret_cast<const unsigned *>(&As[r + 8][kk + 2 * tig]);
-                a[i][2] = *reinterpret_cast<const unsigned *>(&As[r][kk + 8 + 2 * tig]);
-                a[i][3] = *reinterpret_cast<const unsigned *>(&As[r + 8][kk + 8 + 2 * tig]);
-            }
+            for (int i = 0; i < 4; i++)
+                ldmatrix_x4(a[i], &As[warp_m * 64 + i * 16 + 8 * (lmat & 1) + lrow][kk + 8 * (lmat >> 1)]);
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int n = warp_n * 32 + j * 8 + group;
-                b[j][0] = *reinterpret_cast<const unsigned *>(&Ws[n][kk + 2 * tig]);
-                b[j][1] = *reinterpret_cast<const unsigned *>(&Ws[n][kk + 8 + 2 * tig]);
+            for (int j = 0; j < 4; j += 2) {
+                unsigned r[4];
+                ldmatrix_x4(r, &Ws[st][warp_n * 32 + (j + (lmat >> 1)) * 8 + lrow][kk + 8 * (lmat & 1)]);
+                b[j][0] = r[0], b[j][1] = r[1], b[j + 1][0] = r[2], b[j + 1][1] = r[3];
             }
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) mma_m16n8k16<T>(acc[i][j], a[i], b[j]);
         }
-        __syncthreads();
+        __syncthreads(); // As and this W stage are free again
+        if (t + 1 < tiles) store_a();
     }
+    cp_async_wait<0>(); // only empty groups can be left; keeps the rule "no copy outlives us"
 
 #pragma unroll
     for (int i = 0; i < 4; i++) {
@@ -127,21 +167,23 @@ __device__ void linear_forward_mma(float *__restrict__ out,        // [M, N]
                     const int n = n0 + warp_n * 32 + j * 8 + 2 * tig + c;
                     if (n >= N) continue;
                     const float v = acc[i][j][2 * half + c] + (bias ? bias[n] : 0.0f);
-                    out[(long long)m * N + n] = apply_activation(v, act);
+                    store_out(&out[(long long)m * N + n], apply_activation(v, act));
                 }
             }
         }
     }
 }
 
-#define LINEAR_MMA(SUFFIX, T)                                                                      \
-    extern "C" __global__ void __launch_bounds__(MMA_THREADS) linear_forward_mma_##SUFFIX(        \
-        float *out, const float *inp, const T *weight, const float *bias, int M, int K, int N,     \
+#define LINEAR_MMA(NAME, T, O)                                                                     \
+    extern "C" __global__ void __launch_bounds__(MMA_THREADS) NAME(                                \
+        O *out, const float *inp, const T *weight, const float *bias, int M, int K, int N,         \
         int act) {                                                                                 \
-        linear_forward_mma<T>(out, inp, weight, bias, M, K, N, act);                               \
+        linear_forward_mma<T, O>(out, inp, weight, bias, M, K, N, act);                            \
     }
 
-LINEAR_MMA(bf16, bf16)
-LINEAR_MMA(f16, f16)
+LINEAR_MMA(linear_forward_mma_bf16, bf16, float)
+LINEAR_MMA(linear_forward_mma_f16, f16, float)
+LINEAR_MMA(linear_forward_mma_bf16_to_bf16, bf16, bf16) // out [M, N] as bf16
+LINEAR_MMA(linear_forward_mma_f16_to_f16, f16, f16)
 
 #endif // sm_80+

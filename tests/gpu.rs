@@ -5,10 +5,15 @@
 //! Tolerances: a kernel against the reference with the same operand rounding, 1e-5 relative
 //! (Frobenius) for every dtype, since bf16 x bf16 and f16 x f16 products are exact in f32 and only
 //! the summation order differs. The whole model in f32 against the float64 fixtures, 1e-5. In
-//! bf16/f16 against the CPU reference with the same rounding (`Albert::with_dtype`), 5e-3: a bf16
-//! rounding that flips one way on the GPU and the other on the CPU changes an element by 2^-8,
-//! and the layers amplify it; also printed against the fixtures, where base-v2 must be at least
-//! as close as transformers' own bf16/f16 run.
+//! bf16/f16 as tests/golden.rs judges the fast CPU path: at most 1.5x (+1e-3) as far from the
+//! float64 fixtures as the CPU reference with the same rounding (`Albert::with_dtype`), and
+//! base-v2 at least as close as transformers' own bf16/f16 run; the distance to that emulation
+//! is printed, not bounded. Why not bounded: the layers amplify any difference through the bf16
+//! roundings of every product's input. Measured on the CPU (notes/gpu.md): a 1e-7 relative change
+//! of the attention output alone, a summation-order difference, moves base-v2's bf16 logits
+//! 5.2e-3 from the emulation; rounding q, k, v and P to bf16 (the tensor-core attention, as
+//! transformers does in bf16) moves tiny-albert-groups 1.2e-1 from it, while the distance to
+//! float64 stays within 1.06-1.32x of the emulation's (f16: up to 1.49x).
 
 mod common;
 
@@ -94,7 +99,7 @@ mod tests {
     use super::common::{fixtures, model_dir, output_mask, rel_error};
     use super::{Ctx, TestFn};
     use albert::backend::cpu::reference as cpu;
-    use albert::backend::cuda::weights::DeviceMatrix;
+    use albert::backend::cuda::weights::{DeviceMatrix, DeviceView};
     use albert::backend::cuda::CudaAlbert;
     use albert::model::activation::Activation;
     use albert::rng::Rng;
@@ -110,6 +115,10 @@ mod tests {
                 linear_forward_matches_reference,
             ),
             (
+                "linear_forward_to_rounds_the_f32_output",
+                linear_forward_to_rounds_the_f32_output,
+            ),
+            (
                 "embeddings_forward_matches_reference",
                 embeddings_forward_matches_reference,
             ),
@@ -120,6 +129,10 @@ mod tests {
             (
                 "attention_forward_matches_reference",
                 attention_forward_matches_reference,
+            ),
+            (
+                "attention_forward_mma_matches_reference",
+                attention_forward_mma_matches_reference,
             ),
             ("gather_rows_copies_rows", gather_rows_copies_rows),
             ("launchers_reject_bad_sizes", launchers_reject_bad_sizes),
@@ -236,6 +249,45 @@ mod tests {
         }
     }
 
+    /// The tensor-core product with its output stored as T: the f32 output rounded to T, bit
+    /// for bit (the same epilogue value, rounded to nearest even).
+    fn linear_forward_to_rounds_the_f32_output(dev: &Ctx) {
+        if !dev.attention_uses_mma(DType::BF16, 64) {
+            println!("  skipped: no tensor-core kernels on this device");
+            return;
+        }
+        let mut r = Rng::new(6);
+        for dtype in [DType::BF16, DType::F16] {
+            for &(m, k, n) in &[(1, 8, 3), (130, 768, 2304), (37, 40, 129)] {
+                let inp = r.vec(m * k, 2.0);
+                let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
+                let bias = r.vec(n, 0.5);
+                let wd = DeviceMatrix::upload(dev, &w, dtype).unwrap();
+                let (inp_d, bias_d) = (up(dev, &inp), up(dev, &bias));
+                let mut out = poisoned(dev, m * n);
+                dev.linear_forward_with(&mut out, &inp_d, &wd, Some(&bias_d), m, k, n, None, true)
+                    .unwrap();
+                let want: Vec<f32> = down(dev, &out).iter().map(|&x| dtype.round(x)).collect();
+                let mut half = DeviceMatrix::upload(dev, &vec![f32::NAN; m * n], dtype).unwrap();
+                dev.linear_forward_to(&mut half, &inp_d, &wd, Some(&bias_d), m, k, n, None)
+                    .unwrap();
+                let got: Vec<f32> = match &half {
+                    DeviceMatrix::BF16(x) => {
+                        let v = dev.stream.clone_dtoh(x).unwrap();
+                        v.iter().map(|e| e.to_f32()).collect()
+                    }
+                    DeviceMatrix::F16(x) => {
+                        let v = dev.stream.clone_dtoh(x).unwrap();
+                        v.iter().map(|e| e.to_f32()).collect()
+                    }
+                    DeviceMatrix::F32(_) => unreachable!(),
+                };
+                dev.synchronize().unwrap();
+                assert_eq!(got, want, "linear_forward_to {dtype} [{m},{k}]x[{n},{k}]");
+            }
+        }
+    }
+
     fn embeddings_forward_matches_reference(dev: &Ctx) {
         let mut r = Rng::new(2);
         let (v, p, t) = (1000, 64, 2);
@@ -331,6 +383,62 @@ mod tests {
         }
     }
 
+    /// q, k, v ([rows, H] each) side by side in one [rows, 3H] buffer: the fused QKV layout.
+    fn fuse_qkv(q: &[f32], k: &[f32], v: &[f32], h: usize) -> Vec<f32> {
+        q.chunks(h)
+            .zip(k.chunks(h))
+            .zip(v.chunks(h))
+            .flat_map(|((a, b), c)| a.iter().chain(b).chain(c).copied())
+            .collect()
+    }
+
+    /// Runs dev.attention_forward_with on q, k, v laid out as the fused QKV product writes them.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_on_device(
+        dev: &Ctx,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        mask: &[f32],
+        (b, s, a, d): (usize, usize, usize, usize),
+        operands: DType,
+        mma: bool,
+    ) -> Vec<f32> {
+        let h = a * d;
+        let qkv = up(dev, &fuse_qkv(q, k, v, h));
+        let mut out = poisoned(dev, b * s * h);
+        dev.attention_forward_with(
+            &mut out,
+            &DeviceView::F32(qkv.slice(..)),
+            &DeviceView::F32(qkv.slice(h..)),
+            &DeviceView::F32(qkv.slice(2 * h..)),
+            &up(dev, mask),
+            b,
+            s,
+            a,
+            d,
+            3 * h,
+            operands,
+            mma,
+        )
+        .unwrap();
+        down(dev, &out)
+    }
+
+    /// Batch rows, cycling: unpadded; padded after s/2 + 1 tokens; fully padded (uniform); one
+    /// real token; a masked run of 70 keys before the real ones, then padding (for s > 80).
+    fn attention_mask(b: usize, s: usize) -> Vec<f32> {
+        (0..b * s)
+            .map(|i| match ((i / s) % 5, i % s) {
+                (0, _) => 0.0,
+                (1, j) if j <= s / 2 => 0.0,
+                (3, 0) => 0.0,
+                (4, j) if (70..s - s / 8).contains(&j) => 0.0,
+                _ => cpu::MASKED,
+            })
+            .collect()
+    }
+
     fn attention_forward_matches_reference(dev: &Ctx) {
         let mut r = Rng::new(4);
         for &(b, s, a, d) in &[
@@ -343,35 +451,78 @@ mod tests {
             let n = b * s * a * d;
             // Scores of a few units, like the fixtures' scaled-up query/key weights.
             let (q, k, v) = (r.vec(n, 3.0), r.vec(n, 3.0), r.vec(n, 1.0));
-            // Row 0 unpadded; row 1 padded after s/2 + 1 tokens; row 2 fully padded (uniform).
-            let mask: Vec<f32> = (0..b * s)
-                .map(|i| match (i / s, i % s) {
-                    (0, _) => 0.0,
-                    (1, j) if j <= s / 2 => 0.0,
-                    _ => cpu::MASKED,
-                })
-                .collect();
+            let mask = attention_mask(b, s);
             let mut want = vec![0f32; n];
             cpu::attention_forward(&mut want, &q, &k, &v, &mask, b, s, a, d);
-            let mut out = poisoned(dev, n);
-            dev.attention_forward(
-                &mut out,
-                &up(dev, &q),
-                &up(dev, &k),
-                &up(dev, &v),
-                &up(dev, &mask),
-                b,
-                s,
-                a,
-                d,
-            )
-            .unwrap();
+            let got = attention_on_device(dev, &q, &k, &v, &mask, (b, s, a, d), DType::F32, false);
             check(
-                &format!("attention B={b} S={s} A={a} D={d}"),
-                &down(dev, &out),
+                &format!("attention f32 B={b} S={s} A={a} D={d}"),
+                &got,
                 &want,
                 1e-5,
             );
+        }
+    }
+
+    /// The tensor-core kernel (D = 64, bf16/f16) against the reference run on q, k, v rounded to
+    /// the operand type: the one difference left is P rounded to that type, within 1e-2 (bf16)
+    /// and 2e-3 (f16) in the emulator (dev/emu: worst 1.1e-3 and 1.4e-4). D = 100 takes the
+    /// portable kernel, which ignores the operand type (exact f32, 1e-5).
+    fn attention_forward_mma_matches_reference(dev: &Ctx) {
+        let mut r = Rng::new(5);
+        for dtype in [DType::BF16, DType::F16] {
+            let tol = if dtype == DType::BF16 { 1e-2 } else { 2e-3 };
+            for &(b, s, a, d) in &[
+                (1, 1, 1, 64),
+                (5, 150, 2, 64),
+                (3, 37, 12, 64),
+                (32, 128, 12, 64),
+                (2, 512, 4, 64),
+                (2, 33, 1, 100),
+            ] {
+                let n = b * s * a * d;
+                let (q, k, v) = (r.vec(n, 2.0), r.vec(n, 2.0), r.vec(n, 1.0));
+                let mask = attention_mask(b, s);
+                // The tensor-core kernel rounds q, k, v; the portable one (D != 64, or a device
+                // below sm_80) is exact f32 whatever the operand type.
+                let mma = d == 64 && dev.kernels.has("attention_forward_mma_bf16");
+                let round = |x: &[f32]| match mma {
+                    true => x.iter().map(|&e| dtype.round(e)).collect::<Vec<_>>(),
+                    false => x.to_vec(),
+                };
+                let (qr, kr, vr) = (round(&q), round(&k), round(&v));
+                let mut want = vec![0f32; n];
+                cpu::attention_forward(&mut want, &qr, &kr, &vr, &mask, b, s, a, d);
+                let got = attention_on_device(dev, &q, &k, &v, &mask, (b, s, a, d), dtype, true);
+                let what = format!("attention {dtype} mma={mma} B={b} S={s} A={a} D={d}");
+                check(&what, &got, &want, if mma { tol } else { 1e-5 });
+                if mma {
+                    // Same input twice: bit-identical (a difference would be a race).
+                    let again =
+                        attention_on_device(dev, &q, &k, &v, &mask, (b, s, a, d), dtype, true);
+                    assert_eq!(got, again, "{what}: two runs differ");
+                    // q, k, v stored as T (as the fused QKV product stores them for this
+                    // kernel): the kernel rounds f32 ones the same way, so the same bits.
+                    let h = a * d;
+                    let qkv = DeviceMatrix::upload(dev, &fuse_qkv(&q, &k, &v, h), dtype).unwrap();
+                    let mut out = poisoned(dev, n);
+                    dev.attention_forward(
+                        &mut out,
+                        &qkv.view(..),
+                        &qkv.view(h..),
+                        &qkv.view(2 * h..),
+                        &up(dev, &mask),
+                        b,
+                        s,
+                        a,
+                        d,
+                        3 * h,
+                        dtype,
+                    )
+                    .unwrap();
+                    assert_eq!(down(dev, &out), got, "{what}: q, k, v stored as {dtype}");
+                }
+            }
         }
     }
 
@@ -401,6 +552,23 @@ mod tests {
             .gather_rows(&mut out, &small, &up_i32(dev, &[7]), &[7], 2)
             .unwrap_err();
         assert!(e.to_string().contains("outside"), "{e}");
+        let mask = up(dev, &[0.0; 2]);
+        let e = dev
+            .attention_forward(
+                &mut out,
+                &DeviceView::F32(small.slice(..)),
+                &DeviceView::F32(small.slice(..)),
+                &DeviceView::F32(small.slice(..)),
+                &mask,
+                1,
+                2,
+                1,
+                4,
+                3,
+                DType::BF16,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("ld = 3"), "{e}");
     }
 
     fn run_fixture(
@@ -479,14 +647,28 @@ mod tests {
                     let got: &Tensor = out.get(n).unwrap();
                     let e = rel_error(got, want, output_mask(&inputs, &want.shape).as_deref());
                     worst_emu = worst_emu.max(e);
-                    if e.is_nan() || e > 5e-3 {
-                        failures.push(format!(
-                            "{dtype} {name}/{n}: {e:.3e} from the CPU emulation"
-                        ));
-                    }
                 }
                 let worst_fix = fixture_errors.iter().map(|e| e.1).fold(0.0, f64::max);
-                println!("  {dtype} {name:28} vs CPU emulation {worst_emu:.2e}, vs float64 fixture {worst_fix:.2e}");
+                // The emulation's own distance to float64, on the same outputs.
+                let reference =
+                    io::read_f32_tensors(&model_dir(&name).join("reference.safetensors")).unwrap();
+                let emu_fix = reference
+                    .iter()
+                    .filter_map(|(n, want)| {
+                        let got = emulated.get(n)?;
+                        Some(rel_error(
+                            got,
+                            want,
+                            output_mask(&inputs, &want.shape).as_deref(),
+                        ))
+                    })
+                    .fold(0.0, f64::max);
+                println!("  {dtype} {name:28} vs CPU emulation {worst_emu:.2e}, vs float64 fixture {worst_fix:.2e} (emulation {emu_fix:.2e})");
+                if worst_emu.is_nan() || worst_fix.is_nan() || worst_fix > 1.5 * emu_fix + 1e-3 {
+                    failures.push(format!(
+                        "{dtype} {name}: {worst_fix:.3e} from float64, the CPU emulation {emu_fix:.3e}"
+                    ));
+                }
                 if name == "base-v2-random-mlm" || name == "tiny-albert-mlm" {
                     let bound = if dtype == DType::BF16 { 3.4e-2 } else { 2.1e-2 };
                     if worst_fix > bound {

@@ -20,6 +20,7 @@
 //    which the tests check.
 //  * mma.sync.m16n8k16 (bf16/f16 -> f32) is a warp-collective exchange of the fragments through
 //    the same checked warp barrier: see mma_emu.h, included at the end.
+//  * cp.async copies run when the issuing thread waits for their group (see "cp.async" below).
 //  * Emulated barriers and shuffles are full memory fences between the participants, so a
 //    missing barrier only shows when the schedule happens to expose it. Build with
 //    EMU_SAN=thread (ThreadSanitizer) to see every unordered shared-memory access; in that build
@@ -258,6 +259,49 @@ inline double __shfl_xor_sync(unsigned mask, double v, int lane_mask, int width 
     return emu_shfl_xor(mask, v, lane_mask, width, l);
 }
 
+// ---- cp.async (sm_80): asynchronous global -> shared copies -----------------------------------
+// Kernels call cp_async16(dst, src, src_bytes) (16 bytes, src_bytes < 16 zero-fills the rest),
+// cp_async_commit() and cp_async_wait<N>() (kernels/mma.cuh; on the GPU: cp.async.cg,
+// cp.async.commit_group, cp.async.wait_group). The emulation performs each copy at the latest
+// moment the PTX ISA allows: when the issuing thread's cp_async_wait<N> needs its group complete
+// (a thread's groups complete in commit order). Before that the destination keeps its old bytes,
+// so a read of a stage before its wait (or a wait of the wrong depth) sees stale data. Checked:
+// 16-byte alignment of both addresses, and no copy left pending when the thread exits.
+namespace emu {
+struct PendingCopy { void *dst; const void *src; int src_bytes; };
+inline thread_local std::vector<PendingCopy> cp_open;                  // issued, not committed
+inline thread_local std::vector<std::vector<PendingCopy>> cp_committed; // groups, oldest first
+inline void cp_run(const std::vector<PendingCopy> &group) {
+    for (const PendingCopy &c : group) {
+        std::memcpy(c.dst, c.src, size_t(c.src_bytes));
+        std::memset(static_cast<unsigned char *>(c.dst) + c.src_bytes, 0, size_t(16 - c.src_bytes));
+    }
+}
+inline void cp_check_exit() { // empty groups left uncompleted are harmless
+    bool pending = !cp_open.empty();
+    for (const auto &g : cp_committed) pending |= !g.empty();
+    if (pending) report("cp.async copies still pending when the thread exited (missing cp_async_wait<0>)");
+    cp_open.clear();
+    cp_committed.clear();
+}
+} // namespace emu
+
+inline void cp_async16(void *dst, const void *src, int src_bytes) {
+    if ((uintptr_t(dst) | uintptr_t(src)) & 15u) emu::report("cp.async: address not 16-byte aligned");
+    if (src_bytes < 0 || src_bytes > 16) emu::report("cp.async: src_bytes outside 0..16");
+    emu::cp_open.push_back({dst, src, src_bytes < 0 ? 0 : (src_bytes > 16 ? 16 : src_bytes)});
+}
+inline void cp_async_commit() {
+    emu::cp_committed.push_back(std::move(emu::cp_open));
+    emu::cp_open.clear();
+}
+template <int N> inline void cp_async_wait() {
+    while (emu::cp_committed.size() > size_t(N)) {
+        emu::cp_run(emu::cp_committed.front());
+        emu::cp_committed.erase(emu::cp_committed.begin());
+    }
+}
+
 // ---- launch ------------------------------------------------------------------------------------
 namespace emu {
 
@@ -303,6 +347,7 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
                         gridDim = grid;
                         ctx = ThreadCtx{&blk, t};
                         std::apply(kernel, params); // each thread gets its own copy of the args
+                        cp_check_exit();
                         blk.warps[t / 32]->group.exit();
                         blk.group.exit();
                     });

@@ -1,6 +1,7 @@
 // emu_test.cpp: runs every extern "C" kernel of kernels/*.cu on the CPU emulator (cuda_emu.h)
 // with the grid/block/shared memory of src/backend/cuda/launch.rs, and compares it with a
 // float64 reference written here (the semantics of src/backend/cpu/reference.rs).
+// attention_mma.cu is also compared with a mirror of its own roundings (see test_attention_mma).
 //
 // Built by run.sh from copies of kernels/ in which `extern __shared__ T x[];` is rewritten to
 // EMU_DYNAMIC_SHARED(T, x) (see cuda_emu.h). All the sources share one translation unit:
@@ -17,6 +18,7 @@
 #include "gather.cu"
 #include "layernorm.cu"
 #include "linear_mma.cu"
+#include "attention_mma.cu"
 // common.cuh declares these two for host compilation (the device versions are PTX cvt asm):
 // the emulator supplies them, with the exact RNE conversions of cuda_emu.h.
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
@@ -33,6 +35,7 @@ float round_f16(float x) { return __half2float(__float2half_rn(x)); }
 #include <cfloat>
 #include <chrono>
 #include <random>
+#include <type_traits>
 
 // The launch constants of src/backend/cuda/launch.rs.
 constexpr unsigned ROW_THREADS = 256;
@@ -261,6 +264,18 @@ static void test_layernorm(bool residual, int M, int C, float offset, int alias 
 }
 
 // ---- attention_forward ---------------------------------------------------------------------------
+// [rows, 3H]: row r is q[r], k[r], v[r] (each [rows, H]), the layout of the fused QKV product.
+static std::vector<float> fuse_qkv(const std::vector<float> &q, const std::vector<float> &k,
+                                   const std::vector<float> &v, size_t rows, int H) {
+    std::vector<float> qkv(rows * 3 * H);
+    for (size_t r = 0; r < rows; r++) {
+        std::copy_n(&q[r * H], H, &qkv[r * 3 * H]);
+        std::copy_n(&k[r * H], H, &qkv[r * 3 * H + H]);
+        std::copy_n(&v[r * H], H, &qkv[r * 3 * H + 2 * H]);
+    }
+    return qkv;
+}
+
 // mask: batch 0 has its last keys padded (when S > 1), batch 1 (if any) is padded entirely.
 static void test_attention(int B, int S, int A, int D) {
     const int H = A * D;
@@ -301,8 +316,11 @@ static void test_attention(int B, int S, int A, int D) {
     const size_t smem = ATTENTION_WARPS * size_t(S + D) * 4;
     const float fscale = float(1.0 / std::sqrt(double(D))); // as launch.rs computes it
     const dim3 grid((S + ATTENTION_WARPS - 1) / ATTENTION_WARPS, A, B);
+    // q, k, v as the fused QKV product writes them: one [B*S, 3H] buffer, ld = 3H.
+    const std::vector<float> qkv = fuse_qkv(q, k, v, size_t(B) * S, H);
     const bool ok = emu::launch(attention_forward, grid, dim3(ATTENTION_WARPS * 32), smem, out.ptr(),
-                                q.data(), k.data(), v.data(), mask.data(), B, S, A, D, fscale);
+                                qkv.data(), qkv.data() + H, qkv.data() + 2 * H, mask.data(), B, S,
+                                A, D, 3 * H, fscale);
     record("attention_forward", shape({{"B", B}, {"S", S}, {"A", A}, {"D", D}}), out, ref, ok);
     if (B > 1) { // the fully padded batch row must be the plain average of V
         OutBuf part(size_t(S) * H);
@@ -310,6 +328,139 @@ static void test_attention(int B, int S, int A, int D) {
         std::vector<double> want(uniform.begin() + size_t(S) * H, uniform.begin() + size_t(2) * S * H);
         record("attention_forward (masked row=mean V)", shape({{"B", B}, {"S", S}, {"A", A}, {"D", D}}),
                part, want, true);
+    }
+}
+
+// ---- attention_forward_mma_{bf16,f16} (head size 64) ---------------------------------------------
+// Mask patterns per sequence: 'f' full, 'l' right-padded to `len`, 'n' no real key at all,
+// 'h' holes (every 7th key masked inside the length, then padding), 'e' an early run of masked
+// keys (the first 70) before the real ones, then padding: the first key tile is all MASKED, and
+// the second must discard it (rescale by exp(MASKED - max) = 0).
+struct SeqMask { char kind; int len; };
+
+// Two references:
+//  * exact: q, k, v rounded to T, everything else float64 (what the op means at T operands);
+//    limit 1e-2 for bf16, 2e-3 for f16 (P rounded to T is the difference).
+//  * mirror: the kernel's own roundings in the kernel's order: f32 scores, running max and rescale
+//    per 64-key tile, P rounded to T, row sums of the rounded P, keys past the length skipped.
+//    Only the f32 summation order of the scores differs (a P rounding may flip), limit 2e-5
+//    (measured: <= 3.6e-6).
+template <typename T>
+static void test_attention_mma(void (*kernel)(float *, const float *, const float *, const float *,
+                                              const float *, int, int, int, int, int, float),
+                               void (*kernel_from)(float *, const T *, const T *, const T *,
+                                                   const float *, int, int, int, int, int, float),
+                               int S, int A, const std::vector<SeqMask> &seqs) {
+    const int B = int(seqs.size()), D = 64, H = A * D;
+    const size_t n = size_t(B) * S * H;
+    std::vector<float> q = rand_vec(n, -2, 2), k = rand_vec(n, -2, 2), v = rand_vec(n);
+    std::vector<float> mask(size_t(B) * S, 0.0f);
+    std::string kinds;
+    for (int b = 0; b < B; b++) {
+        kinds += seqs[b].kind;
+        for (int j = 0; j < S; j++) {
+            const auto [kind, len] = seqs[b];
+            const bool pad = kind == 'n' || (kind != 'f' && j >= len) ||
+                             (kind == 'h' && j % 7 == 3) || (kind == 'e' && j < 70);
+            if (pad) mask[size_t(b) * S + j] = -FLT_MAX;
+        }
+    }
+    auto rq = [&](const std::vector<float> &x) {
+        std::vector<float> r(x.size());
+        for (size_t i = 0; i < x.size(); i++) r[i] = round_operand<T>(x[i]);
+        return r;
+    };
+    const std::vector<float> qr = rq(q), kr = rq(k), vr = rq(v);
+    const float fscale = float(1.0 / std::sqrt(double(D)));
+    const float log2e = 1.4426950408889634f;
+    std::vector<double> exact(n), mirror(n);
+    for (int b = 0; b < B; b++) {
+        int L = 0; // the kernel's length rule
+        for (int j = 0; j < S; j++)
+            if (mask[size_t(b) * S + j] > -FLT_MAX) L = j + 1;
+        if (L == 0) L = S;
+        for (int h = 0; h < A; h++)
+            for (int i = 0; i < S; i++) {
+                const size_t qi = (size_t(b) * S + i) * H + h * D;
+                auto dot = [&](int j) {
+                    double d = 0;
+                    for (int c = 0; c < D; c++) d += double(qr[qi + c]) * kr[(size_t(b) * S + j) * H + h * D + c];
+                    return d;
+                };
+                auto vat = [&](int j, int c) { return double(vr[(size_t(b) * S + j) * H + h * D + c]); };
+                // exact
+                std::vector<double> p(S);
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j < S; j++) {
+                    p[j] = dot(j) * (1.0 / std::sqrt(double(D))) + double(mask[size_t(b) * S + j]);
+                    mx = std::max(mx, p[j]);
+                }
+                for (auto &x : p) sum += (x = std::exp(x - mx));
+                for (int c = 0; c < D; c++) {
+                    double acc = 0;
+                    for (int j = 0; j < S; j++) acc += p[j] / sum * vat(j, c);
+                    exact[qi + c] = acc;
+                }
+                // mirror
+                float m = -INFINITY, l = 0;
+                std::vector<double> o(D, 0.0);
+                for (int j0 = 0; j0 < L; j0 += 64) {
+                    const int j1 = std::min(L, j0 + 64);
+                    std::vector<float> sc(j1 - j0);
+                    float tm = -INFINITY;
+                    for (int j = j0; j < j1; j++) {
+                        sc[j - j0] = float(dot(j)) * fscale + mask[size_t(b) * S + j];
+                        tm = std::max(tm, sc[j - j0]);
+                    }
+                    const float mn = std::max(m, tm), alpha = exp2f((m - mn) * log2e);
+                    m = mn;
+                    l *= alpha;
+                    for (auto &x : o) x *= alpha;
+                    for (int j = j0; j < j1; j++) {
+                        const float pj = round_operand<T>(exp2f((sc[j - j0] - m) * log2e));
+                        l += pj;
+                        for (int c = 0; c < D; c++) o[c] += double(pj) * vat(j, c);
+                    }
+                }
+                for (int c = 0; c < D; c++) mirror[qi + c] = o[c] / l;
+            }
+    }
+    const std::vector<float> qkv = fuse_qkv(q, k, v, size_t(B) * S, H);
+    OutBuf out(n);
+    const dim3 grid((S + 63) / 64, A, B); // launch.rs: ATTENTION_MMA_ROWS query rows per block
+    const bool ok = emu::launch(kernel, grid, dim3(128), 0, out.ptr(), qkv.data(), qkv.data() + H,
+                                qkv.data() + 2 * H, mask.data(), B, S, A, D, 3 * H, fscale);
+    const std::string sh = shape({{"S", S}, {"A", A}}) + " seqs=" + kinds;
+    const std::string name = std::string("attention_forward_mma_") + tname<T>();
+    record(name + " vs exact", sh, out, exact, ok, std::is_same_v<T, bf16> ? 1e-2 : 2e-3);
+    OutBuf again(n); // the same output against the mirror (emulator reports already consumed)
+    std::copy_n(out.ptr(), n, again.ptr());
+    record(name + " vs mirror", sh, again, mirror, true, 2e-5);
+    // The _from_ kernel on q, k, v already stored as T (what linear_forward_mma_*_to_* writes):
+    // the same bits as the f32 kernel, which rounds them itself.
+    std::vector<T> qkv_t(qkv.size());
+    for (size_t i = 0; i < qkv.size(); i++) qkv_t[i] = store<T>(qkv[i]);
+    OutBuf from_t(n);
+    const bool ok_t = emu::launch(kernel_from, grid, dim3(128), 0, from_t.ptr(), qkv_t.data(),
+                                  qkv_t.data() + H, qkv_t.data() + 2 * H, mask.data(), B, S, A, D,
+                                  3 * H, fscale);
+    std::vector<double> same(n);
+    for (size_t i = 0; i < n; i++) same[i] = out[i];
+    record(name + "_from_" + tname<T>() + " == f32-input", sh, from_t, same, ok_t, 0.0);
+}
+
+static void test_attention_mma_all(bool quick) {
+    for (int t = 0; t < 2; t++) {
+        auto run = [&](int S, int A, const std::vector<SeqMask> &seqs) {
+            if (t == 0)
+                test_attention_mma<bf16>(attention_forward_mma_bf16, attention_forward_mma_bf16_from_bf16, S, A, seqs);
+            else test_attention_mma<f16>(attention_forward_mma_f16, attention_forward_mma_f16_from_f16, S, A, seqs);
+        };
+        run(1, 1, {{'f', 0}});
+        run(37, 2, {{'f', 0}, {'l', 20}, {'n', 0}});   // B*A = 6, one partial query block
+        run(64, 1, {{'l', 1}, {'h', 61}});             // a sequence padded to length 1
+        if (quick && t == 1) continue;
+        run(150, 2, {{'h', 140}, {'e', 130}});         // 3 key tiles, the first one all MASKED
     }
 }
 
@@ -477,6 +628,69 @@ __global__ void selftest_mma_divergent_same(float *out) { // one mma, two call s
     }
 }
 
+// cp.async (cuda_emu.h): a copy lands at the issuing thread's wait, not before; src_bytes < 16
+// zero-fills. out[3t + 0..2] = before the wait (-1), after it (src[4t]), the zero-filled word (0).
+__global__ void selftest_cp_async(float *out, const float *src) {
+    __shared__ __align__(16) float buf[64 * 4];
+    const unsigned t = threadIdx.x;
+    for (int i = 0; i < 4; i++) buf[4 * t + i] = -1.0f;
+    cp_async16(&buf[4 * t], src + 4 * t, 16);
+    cp_async_commit();
+    out[3 * t] = buf[4 * t];
+    cp_async_wait<0>();
+    out[3 * t + 1] = buf[4 * t];
+    cp_async16(&buf[4 * t], src + 4 * t, 4);
+    cp_async_commit();
+    cp_async_wait<0>();
+    out[3 * t + 2] = buf[4 * t + 1];
+}
+__global__ void selftest_cp_async_pending(float *out) { // exits with a copy in flight
+    __shared__ __align__(16) float buf[64 * 4];
+    cp_async16(&buf[4 * threadIdx.x], out + 4 * (threadIdx.x & ~3u), 16);
+    out[threadIdx.x] = 1.0f;
+}
+
+// ldmatrix.x4 (mma_emu.h) against the PTX ISA's description, written out here independently:
+// lane 8m + r points at row r of matrix m; lane l receives in d[m] the two 16-bit elements
+// 2(l%4), 2(l%4)+1 of row l/4 of matrix m. The rows are scattered (row r of matrix m lives at
+// shared row (5m + 3r) % 32) so that a wrong address routing shows. Shared row q holds the
+// values 1000q + c, c = 0..7. out[32 lane + 4 m + ...]: lo and hi halves, as floats.
+__global__ void selftest_ldmatrix(float *out) {
+    __shared__ __align__(16) uint16_t rows[32][8];
+    const unsigned lane = threadIdx.x % 32;
+    for (unsigned c = 0; c < 8; c++) rows[lane][c] = uint16_t((1000 * lane + c) % 65536);
+    __syncthreads();
+    const unsigned m = lane / 8, r = lane % 8;
+    unsigned d[4];
+    ldmatrix_x4(d, &rows[(5 * m + 3 * r) % 32][0]);
+    for (unsigned k = 0; k < 4; k++) {
+        out[lane * 8 + 2 * k] = float(d[k] & 0xffffu);
+        out[lane * 8 + 2 * k + 1] = float(d[k] >> 16);
+    }
+}
+
+static void test_ldmatrix() {
+    OutBuf out(256);
+    const bool ok = emu::launch(selftest_ldmatrix, dim3(1), dim3(32), 0, out.ptr());
+    std::vector<double> ref(256);
+    for (unsigned l = 0; l < 32; l++)
+        for (unsigned m = 0; m < 4; m++) {
+            const unsigned row = l / 4, q = (5 * m + 3 * row) % 32; // shared row of (m, row)
+            for (unsigned e = 0; e < 2; e++) ref[l * 8 + 2 * m + e] = double((1000 * q + 2 * (l % 4) + e) % 65536);
+        }
+    record("emulator: ldmatrix.x4 per the ISA", "warp=1", out, ref, ok, 0.0);
+}
+
+static void test_cp_async() {
+    std::vector<float> src = rand_vec(256);
+    OutBuf out(192);
+    const bool ok = emu::launch(selftest_cp_async, dim3(1), dim3(64), 0, out.ptr(), src.data());
+    std::vector<double> ref(192);
+    for (int t = 0; t < 64; t++) ref[3 * t] = -1.0, ref[3 * t + 1] = src[4 * t], ref[3 * t + 2] = 0.0;
+    record("emulator: cp.async lands at its wait", "block=64", out, ref, ok, 0.0);
+    expect_report("emulator: detects cp.async pending at exit", selftest_cp_async_pending, "pending");
+}
+
 // integers: small integer entries (exact in bf16 and f16, and every sum exact in f32): tol 0.
 template <typename T> static void test_mma_unit(bool integers) {
     const int tiles = 4, steps = 3; // grid 2 x 64 threads
@@ -506,6 +720,39 @@ template <typename T> static void test_mma_unit(bool integers) {
            shape({{"tiles", tiles}, {"steps", steps}}), out, ref, ok, integers ? 0.0 : 1e-6);
 }
 
+// linear_forward_mma_*_to_*: the epilogue stores T; must be the f32 kernel's output rounded to T
+// (RNE), bit for bit. Unwritten elements keep the poison 0xffff (NaN in bf16 and f16).
+template <typename T>
+static void test_linear_to_t(void (*f32_out)(float *, const float *, const T *, const float *, int,
+                                             int, int, int),
+                             void (*t_out)(T *, const float *, const T *, const float *, int, int,
+                                           int, int),
+                             int M, int K, int N, int act) {
+    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
+    std::vector<float> inp = rand_vec(size_t(M) * K, -2.0f, 2.0f), bias = rand_vec(N, -0.5f, 0.5f);
+    std::vector<T> w(size_t(N) * K);
+    for (auto &x : w) x = store<T>(uni(-ws, ws));
+    const dim3 grid((N + MMA_TILE - 1) / MMA_TILE, (M + MMA_TILE - 1) / MMA_TILE, 1);
+    OutBuf ref_out(size_t(M) * N);
+    bool ok = emu::launch(f32_out, grid, dim3(LINEAR_THREADS), 0, ref_out.ptr(), inp.data(), w.data(),
+                          bias.data(), M, K, N, act);
+    std::vector<T> got(size_t(M) * N + 2 * GUARD, T{0xffff});
+    ok &= emu::launch(t_out, grid, dim3(LINEAR_THREADS), 0, got.data() + GUARD, inp.data(), w.data(),
+                      bias.data(), M, K, N, act);
+    OutBuf widened(size_t(M) * N);
+    std::vector<double> want(size_t(M) * N);
+    size_t unwritten = 0, guard_hits = 0;
+    for (size_t i = 0; i < GUARD; i++) guard_hits += got[i].bits != 0xffff || got[GUARD + size_t(M) * N + i].bits != 0xffff;
+    for (size_t i = 0; i < size_t(M) * N; i++) {
+        unwritten += got[GUARD + i].bits == 0xffff;
+        widened.ptr()[i] = load(got[GUARD + i]);
+        want[i] = round_operand<T>(ref_out[i]);
+    }
+    if (unwritten || guard_hits) emu::report("T output: " + std::to_string(unwritten) + " unwritten, " + std::to_string(guard_hits) + " guard elements changed");
+    record(std::string("linear_forward_mma_") + tname<T>() + "_to_" + tname<T>() + " == round(f32 out)",
+           shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}}), widened, want, ok, 0.0);
+}
+
 static void test_mma(bool quick) {
     test_mma_unit<bf16>(true);
     test_mma_unit<f16>(true);
@@ -514,17 +761,23 @@ static void test_mma(bool quick) {
     expect_report("emulator: detects mma, exited lanes", selftest_mma_exited, "exited");
     expect_report("emulator: detects divergent mma (types)", selftest_mma_divergent, "divergent");
     expect_report("emulator: detects divergent mma (sites)", selftest_mma_divergent_same, "divergent");
+    test_cp_async();
+    test_ldmatrix();
 
     // linear_forward_mma_{bf16,f16}, launched as launch.rs does: grid (ceil(N/128), ceil(M/128)),
     // 256 threads, no dynamic shared memory; the reference of the linear tests.
     // (129, 5, 9): a cheap shape with two block rows, so --quick also covers the grid's y.
-    const std::vector<std::array<int, 3>> small = {{1, 1, 1}, {3, 5, 7}, {65, 33, 129}, {128, 32, 128}, {129, 5, 9}};
+    // (70, 136, 72): K % 8 == 0, so the weight tiles go through cp.async; 5 k tiles, the last
+    // one partial (zero-filled chunks), and more tiles than pipeline stages.
+    const std::vector<std::array<int, 3>> small = {{1, 1, 1}, {3, 5, 7}, {65, 33, 129}, {128, 32, 128}, {129, 5, 9}, {70, 136, 72}};
     const std::vector<std::array<int, 3>> big = {{130, 96, 200}, {257, 40, 129}};
     for (auto [M, K, N] : small) {
         test_linear<bf16>(linear_forward_mma_bf16, M, K, N, {0, 1}, true, 2.0f, MMA_TILE, "linear_forward_mma_");
         test_linear<f16>(linear_forward_mma_f16, M, K, N, {0, 12}, true, 2.0f, MMA_TILE, "linear_forward_mma_");
     }
     test_linear<f16>(linear_forward_mma_f16, 5, 77, 3, {2}, false, 2.0f, MMA_TILE, "linear_forward_mma_"); // null bias
+    test_linear_to_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_to_bf16, 70, 136, 200, 0);
+    test_linear_to_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_to_f16, 33, 40, 129, 1);
     test_linear<bf16>(linear_forward_mma_bf16, 5, 0, 3, {0, 1}, true, 2.0f, MMA_TILE, "linear_forward_mma_"); // K = 0
     if (quick) return;
     for (auto [M, K, N] : big) {
@@ -594,6 +847,7 @@ int main(int argc, char **argv) {
         test_attention(B, S, A, D);
 
     if (want("mma")) test_mma(quick);
+    if (want("attention_mma")) test_attention_mma_all(quick);
 
     if (want("gather")) {
     test_gather(7, 1, {6, 0, 3, 3});

@@ -94,9 +94,37 @@ inline void mma_m16n8k16_warp(float *c, const unsigned *a, const unsigned *b,
     EMU_IGNORE_SYNC_END();
 }
 
+// One warp's ldmatrix.sync.aligned.m8n8.x4.shared.b16 (PTX ISA, "Warp-level matrix load
+// instruction: ldmatrix"): lane 8m + r supplies the address of row r of matrix m; lane l gets,
+// for each m, the 32-bit word l % 4 of row l / 4 of matrix m. The addresses go through the same
+// double-buffered exchange and checked warp barrier as the mma (the first two words of the slot).
+inline void ldmatrix_x4_warp(unsigned *d, const void *row, const void *ret_pc) {
+    Warp &w = *ctx.block->warps[ctx.tid / 32];
+    const unsigned lane = ctx.tid % 32;
+    if (uintptr_t(row) & 15u) report("ldmatrix: row address not 16-byte aligned");
+    EMU_IGNORE_SYNC_BEGIN();
+    ignoring_sync++;
+    const unsigned buf = w.group.phase.load() & 1u;
+    const uint64_t a = uint64_t(uintptr_t(row));
+    w.mma_xchg[buf][lane][0].store(uint32_t(a), std::memory_order_relaxed);
+    w.mma_xchg[buf][lane][1].store(uint32_t(a >> 32), std::memory_order_relaxed);
+    w.group.wait(lane, Site{"<ldmatrix_x4 call, return pc>", unsigned(uintptr_t(ret_pc))});
+    for (unsigned m = 0; m < 4; m++) {
+        const unsigned src = 8 * m + lane / 4;
+        const uint64_t p = uint64_t(w.mma_xchg[buf][src][0].load(std::memory_order_relaxed)) |
+                           (uint64_t(w.mma_xchg[buf][src][1].load(std::memory_order_relaxed)) << 32);
+        std::memcpy(&d[m], reinterpret_cast<const unsigned char *>(uintptr_t(p)) + 4 * (lane % 4), 4);
+    }
+    ignoring_sync--;
+    EMU_IGNORE_SYNC_END();
+}
+
 } // namespace emu
 
 namespace emu {
+[[gnu::noinline]] static void ldmatrix_x4_at_caller(unsigned *d, const void *row) {
+    ldmatrix_x4_warp(d, row, __builtin_return_address(0));
+}
 // noinline with internal linkage: __builtin_return_address(0) is then the kernel's call site
 // (the always_inline specialisations below vanish into the caller).
 [[gnu::noinline]] static void mma_bf16_at_caller(float *c, const unsigned *a, const unsigned *b) {
@@ -114,4 +142,7 @@ template <> [[gnu::always_inline]] inline void mma_m16n8k16<bf16>(float *c, cons
 template <> [[gnu::always_inline]] inline void mma_m16n8k16<f16>(float *c, const unsigned *a,
                                                                  const unsigned *b) {
     emu::mma_f16_at_caller(c, a, b);
+}
+[[gnu::always_inline]] inline void ldmatrix_x4(unsigned *d, const void *row) {
+    emu::ldmatrix_x4_at_caller(d, row);
 }

@@ -9,7 +9,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 # name | file | sed expression | test group. The two "staging row" barriers are redundant (each
 # thread reads back only the elements it wrote until block_sum's barrier), so those mutants are
-# expected to survive: they are equivalent programs, not misses.
+# expected to survive: they are equivalent programs, not misses. So is attention_mma's "mask read
+# past the length": padded keys score MASKED and get weight exactly 0 whether or not they are
+# skipped (the skip is an optimisation, and this mutant shows it does not change results).
 mutants=(
   "block_sum: no barrier before scratch write|common.cuh|s#__syncthreads(); // scratch may still be read by a previous call##|layernorm"
   "block_sum: no barrier after scratch write|common.cuh|/scratch\[warp\] = v;/{n;s#__syncthreads();##}|layernorm"
@@ -20,13 +22,26 @@ mutants=(
   "linear: no k < K bound on inp|linear.cu|s/(m < M \&\& k < K)/(m < M)/|linear"
   "attention: no __syncwarp after qrow|attention.cu|0,/__syncwarp();/s#__syncwarp();##|attention"
   "attention: no __syncwarp after scores|attention.cu|s#__syncwarp(); // every lane.*##|attention"
-  "linear_mma: A registers 1 and 2 swapped|linear_mma.cu|s/a\[i\]\[1\] =/a[i][X] =/;s/a\[i\]\[2\] =/a[i][1] =/;s/a\[i\]\[X\] =/a[i][2] =/|mma"
-  "linear_mma: B registers swapped|linear_mma.cu|s/b\[j\]\[0\] =/b[j][X] =/;s/b\[j\]\[1\] =/b[j][0] =/;s/b\[j\]\[X\] =/b[j][1] =/|mma"
+  "linear_mma: A ldmatrix matrices 1 and 2 swapped|linear_mma.cu|s/8 \* (lmat \& 1) + lrow\]\[kk + 8 \* (lmat >> 1)\]/8 * (lmat >> 1) + lrow][kk + 8 * (lmat \& 1)]/|mma"
+  "linear_mma: B ldmatrix k halves swapped|linear_mma.cu|s/lrow\]\[kk + 8 \* (lmat \& 1)\]/lrow][kk + 8 * (1 - (lmat \& 1))]/|mma"
+  "linear_mma: B registers of j and j+1 swapped|linear_mma.cu|s/b\[j\]\[0\] = r\[0\], b\[j\]\[1\] = r\[1\], b\[j + 1\]\[0\] = r\[2\], b\[j + 1\]\[1\] = r\[3\]/b[j][0] = r[2], b[j][1] = r[3], b[j + 1][0] = r[0], b[j + 1][1] = r[1]/|mma"
   "linear_mma: C rows g and g+8 swapped|linear_mma.cu|s/group + 8 \* half/group + 8 * (1 - half)/|mma"
   "linear_mma: no barrier after loading tiles|linear_mma.cu|0,/__syncthreads();/s#__syncthreads();##|mma"
   "linear_mma: no barrier before next tile load|linear_mma.cu|/mma_m16n8k16<T>(acc/{n;n;s#__syncthreads();##}|mma"
   "linear_mma: no k < K bound on inp|linear_mma.cu|s/(m < M \&\& k < K)/(m < M)/|mma"
   "linear_mma: no k < K bound on weight|linear_mma.cu|s/(n < N \&\& k < K)/(n < N)/|mma"
+  "linear_mma: cp.async wait one group short|linear_mma.cu|s/cp_async_wait<MMA_STAGES - 1>/cp_async_wait<MMA_STAGES>/|mma"
+  "linear_mma: multiplies the next W stage|linear_mma.cu|s/const int st = t % MMA_STAGES;/const int st = (t + 1) % MMA_STAGES;/|mma"
+  "linear_mma: A prefetch of tile t, not t + 1|linear_mma.cu|s/if (t + 1 < tiles) load_a(t + 1);/if (t + 1 < tiles) load_a(t);/|mma"
+  "attention: reads q with the output's stride|attention.cu|s/q\[base + (long long)i \* ld + c\]/q[base + (long long)i * H + c]/|attention"
+  "attention_mma: running sum not rescaled|attention_mma.cu|s#row_sum\[r\] \*= alpha\[r\];##|attention_mma"
+  "attention_mma: output not rescaled|attention_mma.cu|s#o\[n\]\[c\] \*= alpha\[c >> 1\];##|attention_mma"
+  "attention_mma: P registers 1 and 2 swapped|attention_mma.cu|s/pa\[1\] =/pa[X] =/;s/pa\[2\] =/pa[1] =/;s/pa\[X\] =/pa[2] =/|attention_mma"
+  "attention_mma: V fragment rows tig+4 as tig+8|attention_mma.cu|s/Vs\[8 \* kk + 4 + tig\]/Vs[(8 * kk + 8 + tig) % 32]/|attention_mma"
+  "attention_mma: no barrier after staging|attention_mma.cu|s#__syncthreads(); // the tile is staged##|attention_mma"
+  "attention_mma: no barrier before restaging|attention_mma.cu|s#__syncthreads(); // every warp is done.*##|attention_mma"
+  "attention_mma: all-masked sequence gets L = 0|attention_mma.cu|s#if (L == 0) L = S;##|attention_mma"
+  "attention_mma: mask read past the length (equiv.)|attention_mma.cu|s/j0 + tid < L ? mrow/j0 + tid < S ? mrow/|attention_mma"
 )
 rm -rf "$here/build/mutants"
 for m in "${mutants[@]}"; do

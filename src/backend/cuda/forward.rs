@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use cudarc::driver::CudaSlice;
 
 use super::device::CudaDevice;
-use super::weights::{DeviceLayer, DeviceLinear, DeviceWeights};
+use super::weights::{DeviceLayer, DeviceLinear, DeviceMatrix, DeviceWeights};
 use crate::backend::cpu::reference::MASKED;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -41,17 +41,17 @@ struct Arena {
     mask: CudaSlice<f32>,   // [M] additive, over keys
     x: CudaSlice<f32>,      // [M, E]
     hidden: CudaSlice<f32>, // [M, H]
-    q: CudaSlice<f32>,      // [M, H]
-    k: CudaSlice<f32>,      // [M, H]
-    v: CudaSlice<f32>,      // [M, H]
-    ctx: CudaSlice<f32>,    // [M, H]
-    proj: CudaSlice<f32>,   // [M, H]
-    attn: CudaSlice<f32>,   // [M, H]
-    ffn: CudaSlice<f32>,    // [M, I]
+    /// [M, 3H]: q, k, v side by side (the fused product's output); stored as T when the
+    /// tensor-core attention reads it (which rounds them to T anyway), else f32.
+    qkv: DeviceMatrix,
+    ctx: CudaSlice<f32>,  // [M, H]
+    proj: CudaSlice<f32>, // [M, H]
+    attn: CudaSlice<f32>, // [M, H]
+    ffn: CudaSlice<f32>,  // [M, I]
 }
 
 impl Arena {
-    fn new(dev: &CudaDevice, cfg: &AlbertConfig, capacity: usize) -> Result<Self> {
+    fn new(dev: &CudaDevice, cfg: &AlbertConfig, capacity: usize, qkv: DType) -> Result<Self> {
         let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
         let f32s = |n: usize| {
             dev.stream
@@ -70,9 +70,7 @@ impl Arena {
             mask: f32s(capacity)?,
             x: f32s(capacity * e)?,
             hidden: f32s(capacity * h)?,
-            q: f32s(capacity * h)?,
-            k: f32s(capacity * h)?,
-            v: f32s(capacity * h)?,
+            qkv: DeviceMatrix::zeros(dev, capacity * 3 * h, qkv)?,
             ctx: f32s(capacity * h)?,
             proj: f32s(capacity * h)?,
             attn: f32s(capacity * h)?,
@@ -127,7 +125,11 @@ impl CudaAlbert {
         let mut guard = self.arena.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(|ar| ar.capacity < m) {
             *guard = None; // free the old arena before allocating the larger one
-            *guard = Some(Arena::new(dev, cfg, m)?);
+            let qkv = match dev.attention_uses_mma(self.dtype, d) {
+                true => self.dtype,
+                false => DType::F32,
+            };
+            *guard = Some(Arena::new(dev, cfg, m, qkv)?);
         }
         let ar = guard.as_mut().expect("allocated just above");
 
@@ -201,37 +203,43 @@ impl CudaAlbert {
         eps: f32,
     ) -> Result<()> {
         let dev = &self.dev;
-        dev.linear_forward(
-            &mut ar.q,
-            &ar.hidden,
-            &w.query.weight,
-            Some(&w.query.bias),
-            m,
-            h,
-            h,
-            None,
+        // One product for q, k and v ([3H, H] weight), read in place by attention (ld = 3H).
+        let qkv = &w.qkv;
+        match &mut ar.qkv {
+            DeviceMatrix::F32(out) => dev.linear_forward(
+                out,
+                &ar.hidden,
+                &qkv.weight,
+                Some(&qkv.bias),
+                m,
+                h,
+                3 * h,
+                None,
+            )?,
+            out => dev.linear_forward_to(
+                out,
+                &ar.hidden,
+                &qkv.weight,
+                Some(&qkv.bias),
+                m,
+                h,
+                3 * h,
+                None,
+            )?,
+        }
+        dev.attention_forward(
+            &mut ar.ctx,
+            &ar.qkv.view(..),
+            &ar.qkv.view(h..),
+            &ar.qkv.view(2 * h..),
+            &ar.mask,
+            rows,
+            s,
+            a,
+            d,
+            3 * h,
+            self.dtype,
         )?;
-        dev.linear_forward(
-            &mut ar.k,
-            &ar.hidden,
-            &w.key.weight,
-            Some(&w.key.bias),
-            m,
-            h,
-            h,
-            None,
-        )?;
-        dev.linear_forward(
-            &mut ar.v,
-            &ar.hidden,
-            &w.value.weight,
-            Some(&w.value.bias),
-            m,
-            h,
-            h,
-            None,
-        )?;
-        dev.attention_forward(&mut ar.ctx, &ar.q, &ar.k, &ar.v, &ar.mask, rows, s, a, d)?;
         let o = &w.attn_output;
         dev.linear_forward(
             &mut ar.proj,

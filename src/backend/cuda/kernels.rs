@@ -25,6 +25,15 @@ include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 const ENTRY_POINTS: &[(&str, &[&str])] = &[
     ("attention", &["attention_forward"]),
     (
+        "attention_mma",
+        &[
+            "attention_forward_mma_bf16",
+            "attention_forward_mma_f16",
+            "attention_forward_mma_bf16_from_bf16",
+            "attention_forward_mma_f16_from_f16",
+        ],
+    ),
+    (
         "embeddings",
         &[
             "embeddings_forward_f32",
@@ -47,7 +56,12 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
     ),
     (
         "linear_mma",
-        &["linear_forward_mma_bf16", "linear_forward_mma_f16"],
+        &[
+            "linear_forward_mma_bf16",
+            "linear_forward_mma_f16",
+            "linear_forward_mma_bf16_to_bf16",
+            "linear_forward_mma_f16_to_f16",
+        ],
     ),
 ];
 
@@ -55,7 +69,7 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 /// launchers use the portable kernels.
 fn min_capability(module: &str) -> (i32, i32) {
     match module {
-        "linear_mma" => (8, 0),
+        "linear_mma" | "attention_mma" => (8, 0),
         _ => (0, 0),
     }
 }

@@ -5,14 +5,19 @@
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 use super::device::CudaDevice;
-use super::weights::DeviceMatrix;
+use super::weights::{DeviceMatrix, DeviceView};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::model::activation::Activation;
 
 /// Threads per block of the row kernels (embeddings, LayerNorm, gather).
 const ROW_THREADS: u32 = 256;
-/// Query rows per block of attention_forward (WARPS in kernels/attention.cu).
+/// Query rows per block of attention_forward (WARPS in kernels/attention.cu); also the warps per
+/// block of attention_forward_mma (FA_WARPS in kernels/attention_mma.cu).
 const ATTENTION_WARPS: usize = 4;
+/// Query rows per block (FA_BQ) and the one head size (FA_D) of attention_forward_mma.
+const ATTENTION_MMA_ROWS: usize = 64;
+const ATTENTION_MMA_D: usize = 64;
 /// Tile of linear_forward (BM, BN and THREADS in kernels/linear.cu).
 const LINEAR_TILE: usize = 64;
 /// Tile of linear_forward_mma (MMA_BM, MMA_BN in kernels/linear_mma.cu; same thread count).
@@ -224,6 +229,86 @@ impl CudaDevice {
         self.launched(kn, unsafe { b.launch(cfg) })
     }
 
+    /// linear_forward with the output stored as the weight's type T (bf16/f16, tensor-core
+    /// kernel only): the fused QKV product feeding the tensor-core attention, which rounds q, k, v
+    /// to T anyway, so storing them as T changes no result and halves their bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_forward_to(
+        &self,
+        out: &mut DeviceMatrix,        // [M, N] as T
+        inp: &CudaSlice<f32>,          // [M, K]
+        weight: &DeviceMatrix,         // [N, K]
+        bias: Option<&CudaSlice<f32>>, // [N]
+        m: usize,
+        k: usize,
+        n: usize,
+        act: Option<Activation>,
+    ) -> Result<()> {
+        let t = weight.suffix();
+        let name = format!("linear_forward_mma_{t}_to_{t}");
+        let kn = name.as_str();
+        self.check(
+            kn,
+            out.dtype() == weight.dtype() && weight.dtype() != DType::F32 && self.kernels.has(kn),
+            || {
+                format!(
+                    "a {} output needs the tensor-core kernel for {} weights (sm_80+)",
+                    out.dtype(),
+                    weight.dtype()
+                )
+            },
+        )?;
+        self.check(kn, out.len() >= m * n && inp.len() >= m * k, || {
+            format!("buffers smaller than [{m}, {k}] -> [{m}, {n}]")
+        })?;
+        self.check(kn, weight.len() == n * k, || {
+            format!("weight has {} elements, expected [{n}, {k}]", weight.len())
+        })?;
+        self.check(kn, bias.is_none_or(|b| b.len() == n), || {
+            format!("bias is not [{n}]")
+        })?;
+        let (m_, k_, n_) = (
+            self.dim(kn, "M", m)?,
+            self.dim(kn, "K", k)?,
+            self.dim(kn, "N", n)?,
+        );
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        self.check(kn, m.div_ceil(MMA_TILE) <= 65535, || {
+            format!("M = {m} rows exceed the grid")
+        })?;
+        let act_id = cuda_activation_id(act);
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(MMA_TILE) as u32, m.div_ceil(MMA_TILE) as u32, 1),
+            block_dim: (LINEAR_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let null: u64 = 0;
+        let f = self.kernels.get(kn);
+        let mut b = self.stream.launch_builder(f);
+        match out {
+            DeviceMatrix::F32(o) => b.arg(o),
+            DeviceMatrix::BF16(o) => b.arg(o),
+            DeviceMatrix::F16(o) => b.arg(o),
+        };
+        b.arg(inp);
+        match weight {
+            DeviceMatrix::F32(w) => b.arg(w),
+            DeviceMatrix::BF16(w) => b.arg(w),
+            DeviceMatrix::F16(w) => b.arg(w),
+        };
+        match bias {
+            Some(bias) => b.arg(bias),
+            None => b.arg(&null),
+        };
+        b.arg(&m_).arg(&k_).arg(&n_).arg(&act_id);
+        // SAFETY: arguments match linear_forward_mma_{t}_to_{t} in kernels/linear_mma.cu in type
+        // and order (out and weight both T, checked above; a null bias is a 64-bit zero pointer,
+        // which the kernel tests); sizes checked above.
+        self.launched(kn, unsafe { b.launch(cfg) })
+    }
+
     /// out[M, C] = LayerNorm(inp[M, C] + residual[M, C]) (residual None: plain LayerNorm).
     #[allow(clippy::too_many_arguments)]
     pub fn residual_layernorm_forward(
@@ -273,65 +358,146 @@ impl CudaDevice {
         self.launched(k, unsafe { b.launch(cfg) })
     }
 
-    /// out[B, S, A*D] = softmax(q k^T / sqrt(D) + mask) v per (batch, head); mask additive [B, S].
+    /// Whether attention_forward takes the tensor-core kernel at these operands and head size,
+    /// so the fused QKV product can store q, k, v as T for it (`linear_forward_to`).
+    pub fn attention_uses_mma(&self, operands: DType, d: usize) -> bool {
+        let t = operands.name();
+        self.tensor_cores
+            && d == ATTENTION_MMA_D
+            && operands != DType::F32
+            && self
+                .kernels
+                .has(&format!("attention_forward_mma_{t}_from_{t}"))
+            && self.kernels.has(&format!("linear_forward_mma_{t}_to_{t}"))
+    }
+
+    /// out[B, S, A*D] = softmax(q k^T / sqrt(D) + mask) v per (batch, head); q, k, v hold row r
+    /// at `r * ld` (ld = 3H: slices of the fused QKV output), mask is additive [B, S] over keys.
+    /// bf16/f16 `operands` take the tensor-core kernel where the device has it and D = 64 (q, k,
+    /// v and the probabilities rounded to that type, f32 softmax and accumulation); f32, and
+    /// every other head size, the exact warp-per-row kernel. q, k, v are f32, or already stored
+    /// as the operand type (then only the tensor-core kernel reads them).
     #[allow(clippy::too_many_arguments)]
     pub fn attention_forward(
         &self,
         out: &mut CudaSlice<f32>, // [B, S, A*D]
-        q: &CudaSlice<f32>,       // [B, S, A*D]
-        k: &CudaSlice<f32>,       // [B, S, A*D]
-        v: &CudaSlice<f32>,       // [B, S, A*D]
+        q: &DeviceView,           // [B, S, ld]
+        k: &DeviceView,           // [B, S, ld]
+        v: &DeviceView,           // [B, S, ld]
         mask: &CudaSlice<f32>,    // [B, S]
         b: usize,
         s: usize,
         a: usize,
         d: usize,
+        ld: usize,
+        operands: DType,
     ) -> Result<()> {
-        let kn = "attention_forward";
-        let n = b * s * a * d;
+        let mma = self.tensor_cores;
+        self.attention_forward_with(out, q, k, v, mask, b, s, a, d, ld, operands, mma)
+    }
+
+    /// attention_forward with the kernel chosen by the caller: `mma` picks the tensor-core kernel
+    /// for bf16/f16 operands where the device has it and D = 64 (tests run both).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_forward_with(
+        &self,
+        out: &mut CudaSlice<f32>, // [B, S, A*D]
+        q: &DeviceView,           // [B, S, ld]
+        k: &DeviceView,           // [B, S, ld]
+        v: &DeviceView,           // [B, S, ld]
+        mask: &CudaSlice<f32>,    // [B, S]
+        b: usize,
+        s: usize,
+        a: usize,
+        d: usize,
+        ld: usize,
+        operands: DType,
+        mma: bool,
+    ) -> Result<()> {
+        let storage = q.dtype();
+        let t = operands.name();
+        let mma_name = match (storage, operands) {
+            (_, DType::F32) => None,
+            (DType::F32, _) => Some(format!("attention_forward_mma_{t}")),
+            _ => Some(format!("attention_forward_mma_{t}_from_{t}")),
+        };
+        let use_mma =
+            mma && d == ATTENTION_MMA_D && mma_name.as_deref().is_some_and(|n| self.kernels.has(n));
+        let kn = match (use_mma, &mma_name) {
+            (true, Some(name)) => name.as_str(),
+            _ => "attention_forward",
+        };
+        self.check(kn, k.dtype() == storage && v.dtype() == storage, || {
+            "q, k, v are stored in different types".into()
+        })?;
+        self.check(kn, storage == DType::F32 || (use_mma && storage == operands), || {
+            format!("q, k, v stored as {storage} need the tensor-core kernel at {storage} operands (D = 64, sm_80+, tensor cores on); got {operands} operands, D = {d}")
+        })?;
+        let h = a * d;
+        let rows = b * s;
+        // The last row read starts at (rows - 1) * ld and reads H columns.
+        let need = if rows == 0 { 0 } else { (rows - 1) * ld + h };
+        self.check(kn, ld >= h, || format!("row stride ld = {ld} < H = {h}"))?;
         self.check(
             kn,
-            [out.len(), q.len(), k.len(), v.len()]
-                .iter()
-                .all(|&l| l >= n)
-                && mask.len() >= b * s,
-            || format!("buffers smaller than [{b}, {s}, {a}x{d}]"),
+            out.len() >= rows * h
+                && [q.len(), k.len(), v.len()].iter().all(|&l| l >= need)
+                && mask.len() >= rows,
+            || format!("buffers smaller than [{b}, {s}, {a}x{d}] (q, k, v row stride {ld})"),
         )?;
-        let smem = ATTENTION_WARPS * (s + d) * 4;
+        let smem = match use_mma {
+            true => 0, // static shared memory only (18.7 KB)
+            false => ATTENTION_WARPS * (s + d) * 4,
+        };
         self.check(kn, smem <= SMEM_LIMIT, || {
             format!("S = {s}, D = {d} need {smem} B of shared memory")
         })?;
         self.check(kn, a <= 65535 && b <= 65535, || {
             format!("B = {b} or A = {a} exceed the grid")
         })?;
-        let (b_, s_, a_, d_) = (
+        let (b_, s_, a_, d_, ld_) = (
             self.dim(kn, "B", b)?,
             self.dim(kn, "S", s)?,
             self.dim(kn, "A", a)?,
             self.dim(kn, "D", d)?,
+            self.dim(kn, "ld", ld)?,
         );
-        if n == 0 {
+        if rows * h == 0 {
             return Ok(());
         }
         let scale = (1.0 / (d as f64).sqrt()) as f32;
+        let rows_per_block = if use_mma {
+            ATTENTION_MMA_ROWS
+        } else {
+            ATTENTION_WARPS
+        };
         let cfg = LaunchConfig {
-            grid_dim: (s.div_ceil(ATTENTION_WARPS) as u32, a as u32, b as u32),
+            grid_dim: (s.div_ceil(rows_per_block) as u32, a as u32, b as u32),
             block_dim: ((ATTENTION_WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: smem as u32,
         };
         let f = self.kernels.get(kn);
         let mut l = self.stream.launch_builder(f);
-        l.arg(out)
-            .arg(q)
-            .arg(k)
-            .arg(v)
-            .arg(mask)
+        l.arg(out);
+        for x in [q, k, v] {
+            match x {
+                DeviceView::F32(x) => l.arg(x),
+                DeviceView::BF16(x) => l.arg(x),
+                DeviceView::F16(x) => l.arg(x),
+            };
+        }
+        l.arg(mask)
             .arg(&b_)
             .arg(&s_)
             .arg(&a_)
             .arg(&d_)
+            .arg(&ld_)
             .arg(&scale);
-        // SAFETY: arguments match attention_forward in kernels/attention.cu; sizes checked above.
+        // SAFETY: arguments match attention_forward in kernels/attention.cu and
+        // attention_forward_mma_* in kernels/attention_mma.cu in type and order (the element
+        // type of q, k, v is the kernel's: f32 for the first two, T for the _from_ kernels);
+        // every row the grid reads or writes is inside the buffers (checked above); the mma
+        // kernels are only chosen for D = 64, the head size they are written for.
         self.launched(kn, unsafe { l.launch(cfg) })
     }
 

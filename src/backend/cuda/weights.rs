@@ -4,13 +4,31 @@
 //! Matrices and embedding tables are stored as the engine's dtype; biases and LayerNorm
 //! parameters stay f32 (a few KB, and they are added in f32 anyway).
 
-use cudarc::driver::CudaSlice;
+use std::ops::RangeBounds;
+
+use cudarc::driver::{CudaSlice, CudaView};
 use half::{bf16, f16};
 
 use super::device::CudaDevice;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::model::weights::{LayerNorm, Linear, Weights};
+
+/// The fused QKV projection: the three [H, H] weights stacked along the output dimension
+/// ([3H, H], rows query, key, value) and their biases concatenated ([3H]). Each output element
+/// is the same dot product as in its own [H, H] product.
+fn stack_qkv(query: &Linear, key: &Linear, value: &Linear) -> Linear {
+    let parts = [query, key, value];
+    Linear {
+        weight: parts
+            .iter()
+            .flat_map(|l| l.weight.iter().copied())
+            .collect(),
+        bias: parts.iter().flat_map(|l| l.bias.iter().copied()).collect(),
+        out_features: parts.iter().map(|l| l.out_features).sum(),
+        in_features: query.in_features,
+    }
+}
 
 /// A weight matrix or table in the engine's storage type.
 pub enum DeviceMatrix {
@@ -36,6 +54,35 @@ impl DeviceMatrix {
         })
     }
 
+    /// `n` zeros in `dtype`: an activation buffer (the fused QKV output is stored as T when
+    /// the tensor-core attention reads it).
+    pub fn zeros(dev: &CudaDevice, n: usize, dtype: DType) -> Result<Self> {
+        let s = &dev.stream;
+        let up = |e| dev.err("allocating activations", e);
+        Ok(match dtype {
+            DType::F32 => DeviceMatrix::F32(s.alloc_zeros(n).map_err(up)?),
+            DType::BF16 => DeviceMatrix::BF16(s.alloc_zeros(n).map_err(up)?),
+            DType::F16 => DeviceMatrix::F16(s.alloc_zeros(n).map_err(up)?),
+        })
+    }
+
+    /// A range of the elements, as a view of the same type.
+    pub fn view(&self, range: impl RangeBounds<usize>) -> DeviceView<'_> {
+        match self {
+            DeviceMatrix::F32(s) => DeviceView::F32(s.slice(range)),
+            DeviceMatrix::BF16(s) => DeviceView::BF16(s.slice(range)),
+            DeviceMatrix::F16(s) => DeviceView::F16(s.slice(range)),
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            DeviceMatrix::F32(_) => DType::F32,
+            DeviceMatrix::BF16(_) => DType::BF16,
+            DeviceMatrix::F16(_) => DType::F16,
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             DeviceMatrix::F32(s) => s.len(),
@@ -58,6 +105,36 @@ impl DeviceMatrix {
     }
 }
 
+/// A view of device elements in one of the storage types: q, k, v for attention_forward (f32,
+/// or T as the fused QKV product stores them for the tensor-core attention).
+pub enum DeviceView<'a> {
+    F32(CudaView<'a, f32>),
+    BF16(CudaView<'a, bf16>),
+    F16(CudaView<'a, f16>),
+}
+
+impl DeviceView<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            DeviceView::F32(s) => s.len(),
+            DeviceView::BF16(s) => s.len(),
+            DeviceView::F16(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            DeviceView::F32(_) => DType::F32,
+            DeviceView::BF16(_) => DType::BF16,
+            DeviceView::F16(_) => DType::F16,
+        }
+    }
+}
+
 pub struct DeviceLinear {
     pub weight: DeviceMatrix, // [out, in]
     pub bias: CudaSlice<f32>, // [out]
@@ -71,9 +148,9 @@ pub struct DeviceNorm {
 }
 
 pub struct DeviceLayer {
-    pub query: DeviceLinear,       // [H, H]
-    pub key: DeviceLinear,         // [H, H]
-    pub value: DeviceLinear,       // [H, H]
+    /// [3H, H]: query, key and value stacked (rows 0..H, H..2H, 2H..3H), bias [3H]: one
+    /// product writes q, k, v side by side in [M, 3H], where attention reads them (ld = 3H).
+    pub qkv: DeviceLinear,
     pub attn_output: DeviceLinear, // [H, H]
     pub attn_norm: DeviceNorm,     // [H]
     pub ffn: DeviceLinear,         // [I, H]
@@ -137,9 +214,7 @@ impl DeviceWeights {
             let mut layers = Vec::with_capacity(group.len());
             for l in group {
                 layers.push(DeviceLayer {
-                    query: linear(&l.query)?,
-                    key: linear(&l.key)?,
-                    value: linear(&l.value)?,
+                    qkv: linear(&stack_qkv(&l.query, &l.key, &l.value))?,
                     attn_output: linear(&l.attn_output)?,
                     attn_norm: norm(&l.attn_norm)?,
                     ffn: linear(&l.ffn)?,
@@ -179,5 +254,48 @@ impl DeviceWeights {
             classifier,
             bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::reference::linear_forward;
+
+    /// The fused product's output row is [q | k | v]: the three separate products side by side.
+    #[test]
+    fn stacked_qkv_computes_the_three_products() {
+        let (m, h) = (3, 5);
+        let lin = |seed: usize| Linear {
+            weight: (0..h * h)
+                .map(|i| ((i * 7 + seed) % 11) as f32 - 5.0)
+                .collect(),
+            bias: (0..h).map(|i| (i + seed) as f32 * 0.5).collect(),
+            out_features: h,
+            in_features: h,
+        };
+        let (q, k, v) = (lin(1), lin(2), lin(3));
+        let x: Vec<f32> = (0..m * h).map(|i| (i % 4) as f32 - 1.5).collect();
+        let qkv = stack_qkv(&q, &k, &v);
+        assert_eq!((qkv.out_features, qkv.in_features), (3 * h, h));
+        let mut fused = vec![0f32; m * 3 * h];
+        linear_forward(
+            &mut fused,
+            &x,
+            &qkv.weight,
+            Some(&qkv.bias),
+            m,
+            h,
+            3 * h,
+            DType::F32,
+        );
+        for (part, l) in [&q, &k, &v].into_iter().enumerate() {
+            let mut want = vec![0f32; m * h];
+            linear_forward(&mut want, &x, &l.weight, Some(&l.bias), m, h, h, DType::F32);
+            for r in 0..m {
+                let got = &fused[r * 3 * h + part * h..r * 3 * h + (part + 1) * h];
+                assert_eq!(got, &want[r * h..(r + 1) * h], "row {r}, part {part}");
+            }
+        }
     }
 }

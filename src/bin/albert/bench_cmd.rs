@@ -110,7 +110,8 @@ fn cublas_table(engine: &Engine, args: &BenchArgs) -> Result<()> {
             let rows = b * s;
             let shapes = [
                 ("projection", rows, h, e),
-                ("q/k/v/out", rows, h, h),
+                ("qkv", rows, 3 * h, h), // the fused [3H, H] product
+                ("attn_output", rows, h, h),
                 ("ffn", rows, i, h),
                 ("ffn_output", rows, h, i),
             ];
