@@ -143,6 +143,8 @@ mod tests {
             ),
             ("fill_mask_on_gpu_matches_cpu", fill_mask_on_gpu_matches_cpu),
             ("repeated_runs_are_identical", repeated_runs_are_identical),
+            ("out_of_memory_is_an_error", out_of_memory_is_an_error),
+            ("threads_share_one_gpu_model", threads_share_one_gpu_model),
         ]
     }
 
@@ -724,5 +726,65 @@ mod tests {
                 "{dtype}: two runs differ"
             );
         }
+    }
+
+    /// Activations larger than the GPU: an Error::Device naming the sizes, not an abort, and the
+    /// engine still works afterwards.
+    fn out_of_memory_is_an_error(_dev: &Ctx) {
+        let mut cfg = albert::AlbertConfig::default();
+        (cfg.vocab_size, cfg.embedding_size, cfg.hidden_size) = (64, 16, 64);
+        (cfg.intermediate_size, cfg.num_attention_heads) = (1 << 20, 1);
+        (
+            cfg.num_hidden_layers,
+            cfg.num_hidden_groups,
+            cfg.inner_group_num,
+        ) = (1, 1, 1);
+        cfg.max_position_embeddings = 512;
+        let model = Albert::synthetic(cfg, albert::Head::Model, 1).with_limits(albert::Limits {
+            max_tokens: usize::MAX,
+        });
+        let gpu = CudaAlbert::new(&model, 0, DType::BF16).unwrap();
+        // 64 x 512 tokens x 4 MiB of FFN activations per token: ~128 GiB.
+        let huge = albert::Inputs::new(vec![1; 64 * 512], None, None, &[64, 512]).unwrap();
+        let err = gpu.forward(&huge, ForwardOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, albert::Error::Device { .. }) && err.to_string().contains("MiB"),
+            "{err}"
+        );
+        let small = albert::Inputs::new(vec![1; 8], None, None, &[1, 8]).unwrap();
+        gpu.forward(&small, ForwardOptions::default()).unwrap();
+    }
+
+    /// One GPU model shared by 4 threads: every output bit for bit equal to the request alone.
+    fn threads_share_one_gpu_model(_dev: &Ctx) {
+        let dir = model_dir("tiny-albert-mlm");
+        let model = Albert::from_dir(&dir, None).unwrap();
+        let gpu = CudaAlbert::new(&model, 0, DType::BF16).unwrap();
+        let reqs: Vec<albert::Inputs> = (1..6)
+            .map(|k| {
+                let s = 7 * k;
+                let ids = (0..k * s).map(|i| (i * 31 % 1000) as i64 + 5).collect();
+                albert::Inputs::new(ids, None, None, &[k, s]).unwrap()
+            })
+            .collect();
+        let alone: Vec<_> = reqs
+            .iter()
+            .map(|r| gpu.forward(r, ForwardOptions::default()).unwrap())
+            .collect();
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let (gpu, reqs, alone) = (&gpu, &reqs, &alone);
+                scope.spawn(move || {
+                    for round in 0..5 {
+                        let i = (t + round) % reqs.len();
+                        let out = gpu.forward(&reqs[i], ForwardOptions::default()).unwrap();
+                        assert!(
+                            out.tensors == alone[i].tensors,
+                            "thread {t}: request {i} differs"
+                        );
+                    }
+                });
+            }
+        });
     }
 }

@@ -51,8 +51,31 @@ struct Arena {
 }
 
 impl Arena {
+    /// Bytes of an arena for `capacity` token rows.
+    fn bytes(cfg: &AlbertConfig, capacity: usize, qkv: DType) -> usize {
+        let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
+        let per_row = 3 * 4 + 4 * e + 4 * h * 4 + qkv.size_of() * 3 * h + 4 * i;
+        capacity.saturating_mul(per_row)
+    }
+
     fn new(dev: &CudaDevice, cfg: &AlbertConfig, capacity: usize, qkv: DType) -> Result<Self> {
         let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
+        // Refuse up front with the sizes in the message; a failed allocation below is still an
+        // error (CUDA_ERROR_OUT_OF_MEMORY), never an abort.
+        let need = Self::bytes(cfg, capacity, qkv);
+        if let Ok((free, _total)) = dev.ctx.mem_get_info() {
+            if need > free {
+                return Err(dev.err(
+                    "allocating activations",
+                    format!(
+                        "{capacity} tokens need {} MiB, the GPU has {} MiB free (run smaller \
+                         batches, or lower --max-tokens)",
+                        need >> 20,
+                        free >> 20
+                    ),
+                ));
+            }
+        }
         let f32s = |n: usize| {
             dev.stream
                 .alloc_zeros::<f32>(n)
