@@ -20,15 +20,7 @@ use albert::{
     Padding, Tokenizer, Truncation,
 };
 
-pub const HEADS: [Head; 7] = [
-    Head::Model,
-    Head::PreTraining,
-    Head::MaskedLm,
-    Head::SequenceClassification,
-    Head::MultipleChoice,
-    Head::TokenClassification,
-    Head::QuestionAnswering,
-];
+pub const HEADS: [Head; 7] = Head::ALL;
 
 /// The micro model's config.json: two groups, two layers per group, three applications.
 pub const MICRO_CONFIG: &str = r#"{

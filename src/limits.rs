@@ -64,6 +64,7 @@ pub const MAX_INPUT_BYTES: u64 = 256 << 20;
 pub fn read_bytes(path: &Path, max: u64) -> Result<Vec<u8>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut bytes = Vec::new();
+    // take(max + 1): a file that grows while being read is still caught.
     let read = file
         .take(max + 1)
         .read_to_end(&mut bytes)
@@ -84,20 +85,15 @@ fn too_large(path: &Path, max: u64) -> Error {
     }
 }
 
-/// Reads a text file of at most `max` bytes; a larger one is an error naming the file, and it
-/// is never read into memory whole.
+/// Reads a UTF-8 text file of at most `max` bytes; a larger one is an error naming the file,
+/// and it is never read into memory whole.
 pub fn read_text(path: &Path, max: u64) -> Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut text = String::new();
-    // take(max + 1): a file that grows while being read is still caught.
-    let read = file
-        .take(max + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| Error::io(path, e))?;
-    if read as u64 > max {
-        return Err(too_large(path, max));
-    }
-    Ok(text)
+    String::from_utf8(read_bytes(path, max)?).map_err(|e| {
+        Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        )
+    })
 }
 
 #[cfg(test)]
