@@ -27,13 +27,14 @@ use crate::tensor::{Outputs, Tensor};
 
 /// ALBERT on one CUDA device.
 pub struct CudaAlbert {
+    /// First, so dropped first: its graphs reference the kernels of `dev` and the weights.
+    scratch: Mutex<Scratch>,
     pub dev: CudaDevice,
     pub config: AlbertConfig,
     pub head: Head,
     pub dtype: DType,
     pub limits: Limits,
     weights: DeviceWeights,
-    scratch: Mutex<Scratch>,
 }
 
 /// What a pass needs besides the weights, behind one lock: passes run one at a time.

@@ -1,6 +1,6 @@
-//! CUDA graphs for the encoder. At b1/s128 the encoder is ~87 launches of a few microseconds of
-//! work each, so launch overhead (3-5 us per eager launch) dominates; a graph replays all of them
-//! from one host call (~1.5-2 us per node on the device, one launch on the host).
+//! CUDA graphs for the encoder. At b1/s128 the encoder is 86 kernel launches of a few microseconds
+//! of work each, so launch overhead (3-5 us per eager launch) dominates; a graph replays all of
+//! them from one host call (~1.5-2 us per node on the device, one launch on the host).
 //!
 //! Design (after ggml-cuda: capture after warm-up, re-capture when shapes change):
 //! - One graph per shape bucket `GraphKey` (R rows, S tokens). The dtype is fixed per engine and
