@@ -30,6 +30,10 @@ pub struct BenchRow {
     /// Bytes the engine holds for weights and for activations (its arena), MiB; 0 if unknown.
     pub weights_mib: f64,
     pub activations_mib: f64,
+    /// On a GPU: whether the encoder ran as CUDA graphs ("on (N captured, M replays)", or
+    /// "off (why)": ALBERT_CUDA_GRAPHS=0, or the CUDA error that turned them off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cuda_graphs: Option<String>,
 }
 
 /// The process's peak resident set (VmHWM in /proc/self/status), in bytes.
@@ -107,6 +111,7 @@ pub fn run(engine: &Engine, b: usize, s: usize, warmup: usize, iters: usize) -> 
         peak_rss_mib: peak_rss_bytes().map_or(0.0, |b| b as f64 / (1024.0 * 1024.0)),
         weights_mib: mib(engine.weight_bytes()),
         activations_mib: mib(engine.activation_bytes()),
+        cuda_graphs: engine.graph_status(),
     })
 }
 

@@ -143,12 +143,23 @@ impl Engine {
                     .map(|(n, h)| format!("{n}: {h}"))
                     .collect();
                 format!(
-                    "{} {} (sm_{major}{minor}; kernels {})",
+                    "{} {} (sm_{major}{minor}; kernels {}; CUDA graphs {})",
                     m.dev.label,
                     m.dev.name,
-                    how.join(", ")
+                    how.join(", "),
+                    m.graph_status()
                 )
             }
+        }
+    }
+
+    /// Whether the encoder ran as CUDA graphs so far ("on (N captured, M replays)" or
+    /// "off (why)"); None off the GPU.
+    pub fn graph_status(&self) -> Option<String> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => Some(m.graph_status()),
+            _ => None,
         }
     }
 

@@ -145,6 +145,16 @@ mod tests {
             ("repeated_runs_are_identical", repeated_runs_are_identical),
             ("out_of_memory_is_an_error", out_of_memory_is_an_error),
             ("threads_share_one_gpu_model", threads_share_one_gpu_model),
+            ("graph_replay_matches_eager", graph_replay_matches_eager),
+            (
+                "graph_replays_take_new_inputs",
+                graph_replays_take_new_inputs,
+            ),
+            (
+                "arena_growth_invalidates_graphs",
+                arena_growth_invalidates_graphs,
+            ),
+            ("graphs_off_runs_eagerly", graphs_off_runs_eagerly),
         ]
     }
 
@@ -786,5 +796,179 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// Random ids, token types and a padded mask (each row's length drawn in [1, S]), so a
+    /// stale input buffer (ids, types or mask) shows in the outputs.
+    fn random_inputs(r: &mut Rng, rows: usize, s: usize, vocab: usize) -> albert::Inputs {
+        let n = rows * s;
+        let ids = (0..n)
+            .map(|_| 5 + r.below(vocab as u64 - 5) as i64)
+            .collect();
+        let types = (0..n).map(|_| r.below(2) as i64).collect();
+        let mut mask = vec![0i64; n];
+        for row in mask.chunks_mut(s) {
+            let len = 1 + r.below(s as u64) as usize;
+            row[..len].fill(1);
+        }
+        albert::Inputs::new(ids, Some(mask), Some(types), &[rows, s]).unwrap()
+    }
+
+    /// Every output of `got` bit for bit equal to `want`'s.
+    fn same_bits(what: &str, got: &albert::Outputs, want: &albert::Outputs) {
+        assert_eq!(got.tensors.len(), want.tensors.len(), "{what}: outputs");
+        for (n, w) in &want.tensors {
+            let g: &Tensor = got.get(n).unwrap();
+            assert_eq!(g.shape, w.shape, "{what}: {n} shape");
+            let differ = g
+                .data
+                .iter()
+                .zip(&w.data)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            assert!(
+                differ.is_none(),
+                "{what}: {n}[{}] = {} eagerly, {} with graphs",
+                differ.unwrap(),
+                w.data[differ.unwrap()],
+                g.data[differ.unwrap()]
+            );
+        }
+    }
+
+    fn mlm_model() -> Albert {
+        Albert::from_dir(&model_dir("tiny-albert-mlm"), None).unwrap()
+    }
+
+    /// Each (R, S) key: the warm-up pass (eager), the capture pass and a replay all give the
+    /// eager engine's bits, in every dtype; and graphs were really used (no silent fallback).
+    fn graph_replay_matches_eager(_dev: &Ctx) {
+        let model = mlm_model();
+        let vocab = model.config.vocab_size;
+        let keys = [(1, 8), (2, 13), (3, 32), (1, 128)];
+        for dtype in DTYPES {
+            let mut r = Rng::new(17);
+            let eager = CudaAlbert::new(&model, 0, dtype)
+                .unwrap()
+                .with_graphs(false);
+            let graphed = CudaAlbert::new(&model, 0, dtype).unwrap().with_graphs(true);
+            for &(rows, s) in &keys {
+                let inputs = random_inputs(&mut r, rows, s, vocab);
+                let want = eager.forward(&inputs, ForwardOptions::default()).unwrap();
+                for pass in ["warm-up", "capture", "replay"] {
+                    let got = graphed.forward(&inputs, ForwardOptions::default()).unwrap();
+                    same_bits(&format!("{dtype} R={rows} S={s} {pass}"), &got, &want);
+                }
+            }
+            let st = graphed.graph_stats();
+            assert!(
+                graphed.graph_status().starts_with("on"),
+                "{dtype}: {}",
+                graphed.graph_status()
+            );
+            assert_eq!(
+                (st.captured, st.replays, st.eager),
+                (keys.len(), 2 * keys.len(), keys.len()),
+                "{dtype}: {st:?}"
+            );
+        }
+    }
+
+    /// One shape, new inputs every pass (two keys interleaved, sharing the staging buffers), each
+    /// equal to the eager engine: a replay that read stale staged inputs would repeat an earlier
+    /// answer. A pass that ends without synchronizing (no positions asked) comes right before
+    /// one that rewrites the staging buffers.
+    fn graph_replays_take_new_inputs(_dev: &Ctx) {
+        let model = mlm_model();
+        let vocab = model.config.vocab_size;
+        for dtype in [DType::F32, DType::BF16] {
+            let mut r = Rng::new(29);
+            let eager = CudaAlbert::new(&model, 0, dtype)
+                .unwrap()
+                .with_graphs(false);
+            let graphed = CudaAlbert::new(&model, 0, dtype).unwrap().with_graphs(true);
+            for pass in 0..8 {
+                let (rows, s) = if pass % 2 == 0 { (2, 16) } else { (1, 24) };
+                let inputs = random_inputs(&mut r, rows, s, vocab);
+                let want = eager.forward(&inputs, ForwardOptions::default()).unwrap();
+                let got = graphed.forward(&inputs, ForwardOptions::default()).unwrap();
+                same_bits(&format!("{dtype} pass {pass} R={rows} S={s}"), &got, &want);
+                let next = random_inputs(&mut r, rows, s, vocab);
+                assert!(graphed.masked_lm_logits(&next, &[]).unwrap().is_empty());
+                let pos = [0, s - 1];
+                let want = eager.masked_lm_logits(&next, &pos).unwrap();
+                let got = graphed.masked_lm_logits(&next, &pos).unwrap();
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{dtype} pass {pass}: masked_lm_logits differ"
+                );
+            }
+            let st = graphed.graph_stats();
+            assert_eq!(st.captured, 2, "{dtype}: {st:?}");
+            assert!(st.replays >= 20, "{dtype}: {st:?}");
+        }
+    }
+
+    /// Small, small, large, small, small: the large pass grows the arena, which drops the small
+    /// key's graph (it points into the freed arena); the small key re-captures into the new one.
+    fn arena_growth_invalidates_graphs(_dev: &Ctx) {
+        let model = mlm_model();
+        let vocab = model.config.vocab_size;
+        let mut r = Rng::new(31);
+        let eager = CudaAlbert::new(&model, 0, DType::BF16)
+            .unwrap()
+            .with_graphs(false);
+        let graphed = CudaAlbert::new(&model, 0, DType::BF16)
+            .unwrap()
+            .with_graphs(true);
+        let steps = [(1, 8), (1, 8), (4, 64), (1, 8), (1, 8)];
+        for (i, &(rows, s)) in steps.iter().enumerate() {
+            let inputs = random_inputs(&mut r, rows, s, vocab);
+            let want = eager.forward(&inputs, ForwardOptions::default()).unwrap();
+            let got = graphed.forward(&inputs, ForwardOptions::default()).unwrap();
+            same_bits(&format!("step {i} R={rows} S={s}"), &got, &want);
+        }
+        let st = graphed.graph_stats();
+        // Captured at steps 1 and 3 (warm key, new arena), replayed at 1, 3, 4; eager at 0, 2.
+        assert_eq!(
+            (st.captured, st.invalidated, st.replays, st.eager),
+            (2, 1, 3, 2),
+            "{st:?}"
+        );
+    }
+
+    /// ALBERT_CUDA_GRAPHS=0: every pass eager, no capture, the same bits as with graphs; and
+    /// a pass recording hidden states runs eagerly on a graph engine too.
+    fn graphs_off_runs_eagerly(_dev: &Ctx) {
+        let model = mlm_model();
+        let vocab = model.config.vocab_size;
+        // The harness runs one test at a time on one thread: nothing else reads the variable.
+        std::env::set_var("ALBERT_CUDA_GRAPHS", "0");
+        let off = CudaAlbert::new(&model, 0, DType::BF16);
+        std::env::remove_var("ALBERT_CUDA_GRAPHS");
+        let off = off.unwrap();
+        let on = CudaAlbert::new(&model, 0, DType::BF16).unwrap();
+        assert!(
+            off.graph_status().starts_with("off (ALBERT_CUDA_GRAPHS=0)"),
+            "{}",
+            off.graph_status()
+        );
+        let inputs = random_inputs(&mut Rng::new(37), 2, 20, vocab);
+        for pass in 0..3 {
+            let a = off.forward(&inputs, ForwardOptions::default()).unwrap();
+            let b = on.forward(&inputs, ForwardOptions::default()).unwrap();
+            same_bits(&format!("pass {pass}"), &b, &a);
+        }
+        let st = off.graph_stats();
+        assert_eq!((st.captured, st.replays, st.eager), (0, 0, 3), "{st:?}");
+        assert_eq!(on.graph_stats().captured, 1, "{:?}", on.graph_stats());
+        let rec = ForwardOptions {
+            hidden_states: true,
+        };
+        let a = off.forward(&inputs, rec).unwrap();
+        let b = on.forward(&inputs, rec).unwrap();
+        same_bits("recording hidden states", &b, &a);
+        assert_eq!(on.graph_stats().captured, 1, "{:?}", on.graph_stats());
     }
 }

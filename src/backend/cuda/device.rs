@@ -49,10 +49,20 @@ impl CudaDevice {
         }
         let ctx =
             CudaContext::new(ordinal).map_err(|e| fail(format!("cannot create a context: {e}")))?;
+        // SAFETY: cudarc's event tracking orders uses of one buffer across streams. Every buffer
+        // of this device is allocated, used and freed on `stream` alone, in program order, so
+        // there is nothing to order; and the tracking would make each launch wait on events
+        // recorded before a CUDA graph capture began, which breaks the capture (graphs.rs).
+        // Called before any buffer is allocated, so none carries events.
+        unsafe { ctx.disable_event_tracking() };
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let compute_capability = ctx.compute_capability().map_err(|e| fail(e.to_string()))?;
         let kernels = Kernels::load(&ctx, &label, compute_capability)?;
-        let stream = ctx.default_stream();
+        // The engine's own non-blocking stream: the legacy default stream cannot be captured
+        // into a CUDA graph, and a non-blocking one does not wait on other work in the context.
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| fail(format!("cannot create a stream: {e}")))?;
         let tensor_cores = std::env::var_os("ALBERT_NO_TENSOR_CORES").is_none();
         Ok(CudaDevice {
             ctx,

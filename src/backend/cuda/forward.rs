@@ -2,13 +2,16 @@
 //! launches on one stream. Weights are uploaded once; every layer application of a group
 //! launches with that group's device buffers. Activations live in one arena, allocated for the
 //! largest batch x sequence seen so far and reused by every call (a call that fits allocates
-//! nothing for the encoder).
+//! nothing for the encoder). From its second pass with a shape, the encoder runs as a CUDA graph
+//! (graphs.rs).
 
 use std::sync::Mutex;
 
 use cudarc::driver::CudaSlice;
 
+use super::arena::Arena;
 use super::device::CudaDevice;
+use super::graphs::{self, ExecGraph, GraphCache, GraphKey, GraphStats, Plan, Staging};
 use super::weights::{DeviceLayer, DeviceLinear, DeviceMatrix, DeviceWeights};
 use crate::backend::cpu::reference::MASKED;
 use crate::dtype::DType;
@@ -24,82 +27,22 @@ use crate::tensor::{Outputs, Tensor};
 
 /// ALBERT on one CUDA device.
 pub struct CudaAlbert {
+    /// First, so dropped first: its graphs reference the kernels of `dev` and the weights.
+    scratch: Mutex<Scratch>,
     pub dev: CudaDevice,
     pub config: AlbertConfig,
     pub head: Head,
     pub dtype: DType,
     pub limits: Limits,
     weights: DeviceWeights,
-    arena: Mutex<Option<Arena>>,
 }
 
-/// Encoder activations for up to `capacity` token rows (M = R*S).
-struct Arena {
-    capacity: usize,
-    ids: CudaSlice<i32>,    // [M]
-    types: CudaSlice<i32>,  // [M]
-    mask: CudaSlice<f32>,   // [M] additive, over keys
-    x: CudaSlice<f32>,      // [M, E]
-    hidden: CudaSlice<f32>, // [M, H]
-    /// [M, 3H]: q, k, v side by side (the fused product's output); stored as T when the
-    /// tensor-core attention reads it (which rounds them to T anyway), else f32.
-    qkv: DeviceMatrix,
-    ctx: CudaSlice<f32>,  // [M, H]
-    proj: CudaSlice<f32>, // [M, H]
-    attn: CudaSlice<f32>, // [M, H]
-    ffn: CudaSlice<f32>,  // [M, I]
-}
-
-impl Arena {
-    /// Bytes of an arena for `capacity` token rows.
-    fn bytes(cfg: &AlbertConfig, capacity: usize, qkv: DType) -> usize {
-        let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
-        let per_row = 3 * 4 + 4 * e + 4 * h * 4 + qkv.size_of() * 3 * h + 4 * i;
-        capacity.saturating_mul(per_row)
-    }
-
-    fn new(dev: &CudaDevice, cfg: &AlbertConfig, capacity: usize, qkv: DType) -> Result<Self> {
-        let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
-        // Refuse up front with the sizes in the message; a failed allocation below is still an
-        // error (CUDA_ERROR_OUT_OF_MEMORY), never an abort.
-        let need = Self::bytes(cfg, capacity, qkv);
-        if let Ok((free, _total)) = dev.ctx.mem_get_info() {
-            if need > free {
-                return Err(dev.err(
-                    "allocating activations",
-                    format!(
-                        "{capacity} tokens need {} MiB, the GPU has {} MiB free (run smaller \
-                         batches, or lower --max-tokens)",
-                        need >> 20,
-                        free >> 20
-                    ),
-                ));
-            }
-        }
-        let f32s = |n: usize| {
-            dev.stream
-                .alloc_zeros::<f32>(n)
-                .map_err(|err| dev.err("allocating activations", err))
-        };
-        let i32s = |n: usize| {
-            dev.stream
-                .alloc_zeros::<i32>(n)
-                .map_err(|err| dev.err("allocating activations", err))
-        };
-        Ok(Arena {
-            capacity,
-            ids: i32s(capacity)?,
-            types: i32s(capacity)?,
-            mask: f32s(capacity)?,
-            x: f32s(capacity * e)?,
-            hidden: f32s(capacity * h)?,
-            qkv: DeviceMatrix::zeros(dev, capacity * 3 * h, qkv)?,
-            ctx: f32s(capacity * h)?,
-            proj: f32s(capacity * h)?,
-            attn: f32s(capacity * h)?,
-            ffn: f32s(capacity * i)?,
-        })
-    }
+/// What a pass needs besides the weights, behind one lock: passes run one at a time.
+struct Scratch {
+    /// Graphs point into the arena and read the staging buffers: both outlive them.
+    graphs: GraphCache<ExecGraph>,
+    staging: Option<Staging>,
+    arena: Option<Arena>,
 }
 
 impl CudaAlbert {
@@ -108,6 +51,12 @@ impl CudaAlbert {
         let dev = CudaDevice::open(ordinal)?;
         let weights = DeviceWeights::upload(&dev, &model.weights, dtype)?;
         dev.synchronize()?;
+        let wanted = std::env::var("ALBERT_CUDA_GRAPHS").ok();
+        let scratch = Scratch {
+            graphs: GraphCache::new(graphs::graphs_allowed(wanted.as_deref())),
+            staging: None,
+            arena: None,
+        };
         Ok(CudaAlbert {
             dev,
             config: model.config.clone(),
@@ -115,8 +64,43 @@ impl CudaAlbert {
             dtype,
             limits: model.limits,
             weights,
-            arena: Mutex::new(None),
+            scratch: Mutex::new(scratch),
         })
+    }
+
+    /// CUDA graphs on or off for this engine (default: on, unless ALBERT_CUDA_GRAPHS=0).
+    pub fn with_graphs(self, on: bool) -> Self {
+        self.lock().graphs = GraphCache::new(on);
+        self
+    }
+
+    /// How many passes ran as graphs, eagerly, and graphs captured and dropped.
+    pub fn graph_stats(&self) -> GraphStats {
+        self.lock().graphs.stats.clone()
+    }
+
+    /// "on (...)" or "off (why)", for the device description.
+    pub fn graph_status(&self) -> String {
+        let g = &self.lock().graphs;
+        match g.off() {
+            Some(why) => format!("off ({why})"),
+            None => format!(
+                "on ({} captured, {} replays)",
+                g.stats.captured, g.stats.replays
+            ),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Scratch> {
+        match self.scratch.lock() {
+            Ok(g) => g,
+            // Another call panicked mid-pass: the arena is rewritten in full by every pass, and
+            // a capture it left open was ended by graphs::capture's guard.
+            Err(poisoned) => {
+                self.scratch.clear_poison();
+                poisoned.into_inner()
+            }
+        }
     }
 
     pub fn weight_bytes(&self) -> usize {
@@ -134,27 +118,51 @@ impl CudaAlbert {
         inputs.validate(&self.config, &self.limits)?;
         let cfg = &self.config;
         let (rows, s) = (inputs.rows(), inputs.seq);
-        let m = rows * s;
-        let (e, h, i, eps) = (
-            cfg.embedding_size,
-            cfg.hidden_size,
-            cfg.intermediate_size,
-            cfg.layer_norm_eps,
-        );
-        let (a, d) = (cfg.num_attention_heads, cfg.head_size());
+        let (m, d) = (rows * s, cfg.head_size());
         let dev = &self.dev;
 
-        // A poisoned lock only means another call failed mid-way; the arena is rewritten in full.
-        let mut guard = self.arena.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.as_ref().is_none_or(|ar| ar.capacity < m) {
-            *guard = None; // free the old arena before allocating the larger one
+        let mut guard = self.lock();
+        let Scratch {
+            graphs,
+            staging,
+            arena,
+        } = &mut *guard;
+        if arena.as_ref().is_none_or(|ar| ar.capacity < m) {
+            // Graphs point into the old arena and the staging buffers match its size: drop them
+            // first, then free the old arena before allocating the larger one.
+            graphs.arena(m);
+            *staging = None;
+            *arena = None;
             let qkv = match dev.attention_uses_mma(self.dtype, d) {
                 true => self.dtype,
                 false => DType::F32,
             };
-            *guard = Some(Arena::new(dev, cfg, m, qkv)?);
+            *arena = Some(Arena::new(dev, cfg, m, qkv)?);
         }
-        let ar = guard.as_mut().expect("allocated just above");
+        let ar = arena.as_mut().expect("allocated just above");
+
+        let key = GraphKey { rows, seq: s };
+        let recording = record.is_some();
+        let plan = match recording {
+            true => Plan::Eager, // copies to the host between layers
+            false => graphs.plan(key),
+        };
+        if plan != Plan::Eager {
+            match self.encode_graph(ar, graphs, staging, key, inputs) {
+                Ok(()) => return then(ar),
+                Err(e) => {
+                    // Let whatever the failed attempt enqueued finish (the staging buffers may
+                    // be freed later without another wait); an error here resurfaces below.
+                    let _ = dev.synchronize();
+                    if graphs.turn_off(e.to_string()) {
+                        eprintln!(
+                            "albert: CUDA graphs turned off for this model, launching kernels \
+                             one by one: {e}"
+                        );
+                    }
+                }
+            }
+        }
 
         let ids: Vec<i32> = inputs.input_ids.iter().map(|&v| v as i32).collect();
         let types: Vec<i32> = inputs.token_type_ids.iter().map(|&v| v as i32).collect();
@@ -167,7 +175,65 @@ impl CudaAlbert {
         dev.stream.memcpy_htod(&ids, &mut ar.ids).map_err(up)?;
         dev.stream.memcpy_htod(&types, &mut ar.types).map_err(up)?;
         dev.stream.memcpy_htod(&mask, &mut ar.mask).map_err(up)?;
+        self.encoder(ar, rows, s, record)?;
+        if !recording {
+            graphs.warmed(key);
+        }
+        then(ar)
+    }
 
+    /// The encoder through a CUDA graph: the key's cached graph, or one captured now. Inputs go
+    /// through the pinned staging buffers, the source the graph's copies read.
+    fn encode_graph(
+        &self,
+        ar: &mut Arena,
+        graphs: &mut GraphCache<ExecGraph>,
+        staging: &mut Option<Staging>,
+        key: GraphKey,
+        inputs: &Inputs,
+    ) -> Result<()> {
+        let dev = &self.dev;
+        let st = match staging {
+            Some(st) => st,
+            None => staging.insert(Staging::new(dev, ar.capacity)?),
+        };
+        st.write(dev, inputs)?;
+        let m = key.rows * key.seq;
+        let graph = match graphs.get(key) {
+            Some(g) => g,
+            None => {
+                let g = graphs::capture(dev, || {
+                    st.copy_to(dev, m, &mut ar.ids, &mut ar.types, &mut ar.mask)?;
+                    self.encoder(ar, key.rows, key.seq, None)
+                })?;
+                graphs.insert(key, g)
+            }
+        };
+        graph.launch(dev)?;
+        graphs.stats.replays += 1;
+        st.record(dev)
+    }
+
+    /// Embeddings through the last layer application, from the inputs in `ar` (ids, types,
+    /// mask); the last hidden state ends in `ar.hidden` [M, H]. With `record`, every hidden
+    /// state is copied to the host on the way (which synchronizes: never inside a graph).
+    fn encoder(
+        &self,
+        ar: &mut Arena,
+        rows: usize,
+        s: usize,
+        record: Option<&mut Vec<Vec<f32>>>,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        let m = rows * s;
+        let (e, h, i, eps) = (
+            cfg.embedding_size,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.layer_norm_eps,
+        );
+        let (a, d) = (cfg.num_attention_heads, cfg.head_size());
+        let dev = &self.dev;
         let w = &self.weights;
         dev.embeddings_forward(
             &mut ar.x,
@@ -207,7 +273,7 @@ impl CudaAlbert {
                 }
             }
         }
-        then(ar)
+        Ok(())
     }
 
     /// One AlbertLayer on `ar.hidden` [M, H], in place.

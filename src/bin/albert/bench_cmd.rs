@@ -23,8 +23,9 @@ pub struct BenchArgs {
     /// Timed iterations per row.
     #[arg(long, default_value_t = 5)]
     iters: usize,
-    /// Untimed iterations before timing.
-    #[arg(long, default_value_t = 1)]
+    /// Untimed iterations before timing (on a GPU the second pass of a shape captures its CUDA
+    /// graph, so 2 keeps the capture out of the times).
+    #[arg(long, default_value_t = 2)]
     warmup: usize,
     /// auto, cpu, cpu-reference, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -83,6 +84,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let row = bench::run(&engine, b, s, args.warmup, args.iters)?;
             print_row(&row, args.json)?;
         }
+    }
+    if let (Some(graphs), false) = (engine.graph_status(), args.json) {
+        println!("CUDA graphs: {graphs}");
     }
     if args.cublas {
         cublas_table(&engine, &args)?;
