@@ -16,6 +16,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use albert::model::checkpoint::Checkpoint;
+use albert::model::weights::Weights;
 use albert::{Albert, Head};
 
 /// Larger than anything the micro models or the tokenizer need (the tokenizer's vocabulary is
@@ -189,20 +191,27 @@ fn regressions(target: &str) -> Vec<Vec<u8>> {
 
 // --- seed corpora, from ../shared and the micro model ----------------------------------------
 
-fn micro(head: Head) -> Albert {
-    Albert::synthetic(bodies::micro_config().clone(), head, 3)
-}
-
+/// A nano checkpoint of every head, each with its JSON header padded with spaces (which the
+/// format allows) to a file length that makes the target load it with its own head.
 fn checkpoint_seeds() -> Vec<Vec<u8>> {
-    [
-        Head::PreTraining,
-        Head::Model,
-        Head::QuestionAnswering,
-        Head::TokenClassification,
-    ]
-    .into_iter()
-    .map(|h| micro(h).to_safetensors().expect("micro checkpoint"))
-    .collect()
+    Head::ALL
+        .iter()
+        .enumerate()
+        .map(|(k, &h)| {
+            let model = Albert::synthetic(bodies::nano_config().clone(), h, 3);
+            let mut bytes = model.to_safetensors().expect("nano checkpoint");
+            let pad = (k + Head::ALL.len() - bytes.len() % Head::ALL.len()) % Head::ALL.len();
+            let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            bytes.splice(8 + n..8 + n, std::iter::repeat_n(b' ', pad));
+            bytes[..8].copy_from_slice(&((n + pad) as u64).to_le_bytes());
+            // The seed loads, with the head the target will pick for it.
+            let ckpt = Checkpoint::from_bytes("seed", bytes.clone()).expect("seed parses");
+            let picked = bodies::HEADS[bytes.len() % bodies::HEADS.len()];
+            assert_eq!(picked, h);
+            Weights::load(&ckpt, bodies::nano_config(), h).expect("seed loads");
+            bytes
+        })
+        .collect()
 }
 
 fn config_seeds() -> Vec<Vec<u8>> {
