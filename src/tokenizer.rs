@@ -500,6 +500,25 @@ mod tests {
         Tokenizer::from_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
     }
 
+    /// A stride the crate would assert on (a panic inside `Encoding::truncate`) is an error.
+    #[test]
+    fn stride_not_shorter_than_the_kept_tokens_is_an_error() {
+        let tok = shared_tokenizer();
+        let opts = EncodeOptions {
+            truncation: Truncation::OnlySecond,
+            max_length: Some(12),
+            ..Default::default()
+        };
+        let settings = tok.settings(&opts, &[true], 4).unwrap();
+        // "a b c" (3 tokens) + 3 special tokens leave 6 of the pair's tokens; stride 4 < 6 works.
+        let long = "one two three four five six seven eight nine ten eleven twelve";
+        assert!(tok.encode_raw("a b c", Some(long), &settings).is_ok());
+        // A longer first text leaves 3 tokens of the pair, fewer than the stride: refused.
+        let first = "a b c d e f";
+        let err = tok.encode_raw(first, Some(long), &settings).unwrap_err();
+        assert!(err.to_string().contains("stride 4"), "{err}");
+    }
+
     /// Our truncate / post-process / pad steps give exactly what the crate gives with the same
     /// settings set on the tokenizer itself, overflowing windows included.
     #[test]
