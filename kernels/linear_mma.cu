@@ -1,22 +1,30 @@
 // linear_forward on tensor cores, for bf16 and f16 weights (sm_80 and newer):
 //   out[M, N] = act(inp[M, K] @ weight[N, K]^T + bias[N])
 // out is f32, or T for the _to_bf16 / _to_f16 kernels (the fused QKV product feeding
-// attention_mma.cu's _from_ kernels).
+// attention_mma.cu's _from_ kernels, and the FFN-in product with its activation).
+// inp is f32, or already T for the _from_bf16 / _from_f16 kernels (the FFN-out product reading
+// the [M, I] intermediate the FFN-in product stored as T).
 // Same contract and numerics as linear_forward_{bf16,f16} in linear.cu: the f32 activation is
 // rounded to T as it is staged, products of two T are exact in f32, accumulation is f32. Only
 // the summation order differs, so both agree within f32 rounding.
+// Storing an activation as T (RNE, to_bits<T>) and reading it back is the very rounding the f32
+// kernel applies when it stages that activation, so _to_ followed by _from_ gives the same bits
+// as f32 storage followed by the f32-input kernel: no result changes, only bytes. (transformers
+// in bf16 also stores the FFN intermediate, like every activation, in bf16.)
 //
 // Version 3: mma.sync.m16n8k16 (bf16/f16 in, f32 accumulate), fragments loaded with ldmatrix.x4
 // (6 instructions per warp and 16-k step instead of 24 32-bit loads); a 3-stage cp.async
 // pipeline for the weight tiles (two in flight while one is multiplied) and a register prefetch
-// of the next activation tile (it must be rounded to T on the way, which cp.async cannot do); one
-// barrier pair per k tile. Version 1 staged both tiles with plain loads and stalled on every tile.
+// of the next f32 activation tile (it must be rounded to T on the way, which cp.async cannot
+// do); one barrier pair per k tile. With a T activation both tiles go through cp.async, in 2
+// stages: 3 stages of both would need 60 KB, over the 48 KB of static shared memory.
+// Version 1 staged both tiles with plain loads and stalled on every tile.
 // Block tile 128x128x32, 8 warps in a 2 (M) x 4 (N) grid, each warp 64x32 = 4x4 mma tiles.
 // Shared tiles are K-contiguous rows padded by 8 elements (80 B): the 8 16-byte rows one
 // ldmatrix phase reads then start at banks 0, 20, 8, 28, 16, 4, 24, 12 (no conflict).
 // Fragment layout: mma.cuh. Here B = W^T, so b0 = W[n = group][k = 2tig..2tig+1].
-// Next: activations stored as T by the previous epilogue (then A can use cp.async too),
-// and a wgmma + TMA version for sm_90a.
+// Next: a wgmma + TMA version for sm_90a; 3 stages for the _from_ kernels in dynamic shared
+// memory (opt-in above 48 KB).
 #include "mma.cuh"
 
 // mma.sync bf16/f16 needs sm_80; NVRTC compiling for an older device gets an empty module, and
@@ -28,32 +36,34 @@
 #define MMA_BK 32
 #define MMA_PAD 8
 #define MMA_THREADS 256
-#define MMA_STAGES 3 // W tiles in shared memory: two in flight while one is multiplied
+#define MMA_STAGES 3   // W tiles in shared memory (f32 inp): two in flight while one is multiplied
+#define MMA_STAGES_T 2 // A and W tiles (T inp): one pair in flight while one is multiplied
 #define MMA_A_PER_THREAD ((MMA_BM * MMA_BK) / MMA_THREADS) // 16
 
-// Starts staging W tile t (k = 32t..32t+31 of rows n0..n0+127) into `buf`. With `vec` (K a
-// multiple of 8 and weight 16-byte aligned: every real model) as cp.async 16-byte chunks, two per
-// thread, zero-filled outside the matrix; otherwise (ragged K) with plain element stores, which
-// are complete at once. Either way the caller commits a group after it.
-template <typename T>
-__device__ __forceinline__ void stage_weight_tile(unsigned short (*buf)[MMA_BK + MMA_PAD],
-                                                  const unsigned short *__restrict__ wbits, int n0,
-                                                  int t, int K, int N, bool vec) {
+// Starts staging k tile t (k = 32t..32t+31) of rows r0..r0+127 of a [R, K] matrix of 16-bit
+// elements (W, or a T activation) into `buf`. With `vec` (K a multiple of 8 and the matrix
+// 16-byte aligned: every real model) as cp.async 16-byte chunks, two per thread, zero-filled
+// outside the matrix; otherwise (ragged K) with plain element stores, which are complete at once.
+// Either way the caller commits a group after it.
+static_assert(MMA_BM == MMA_BN, "stage_tile stages A and W tiles of the same shape");
+__device__ __forceinline__ void stage_tile(unsigned short (*buf)[MMA_BK + MMA_PAD],
+                                           const unsigned short *__restrict__ bits, int r0, int t,
+                                           int K, int R, bool vec) {
     const int tid = threadIdx.x, k0 = t * MMA_BK;
     if (vec) {
 #pragma unroll
         for (int e = 0; e < (MMA_BN * MMA_BK / 8) / MMA_THREADS; e++) {
             const int c = tid + e * MMA_THREADS, r = c / (MMA_BK / 8), kc = (c % (MMA_BK / 8)) * 8;
-            const int n = n0 + r, k = k0 + kc;
-            const bool in = (n < N && k < K); // K % 8 == 0: the whole chunk is inside the row
-            cp_async16(&buf[r][kc], in ? wbits + (long long)n * K + k : wbits, in ? 16 : 0);
+            const int row = r0 + r, k = k0 + kc;
+            const bool in = (row < R && k < K); // K % 8 == 0: the whole chunk is inside the row
+            cp_async16(&buf[r][kc], in ? bits + (long long)row * K + k : bits, in ? 16 : 0);
         }
     } else {
 #pragma unroll 1 // ragged K only: unrolled, this path alone took the kernel from 183 to 255 registers
         for (int e = 0; e < (MMA_BN * MMA_BK) / MMA_THREADS; e++) {
             const int idx = tid + e * MMA_THREADS, r = idx / MMA_BK, kk = idx % MMA_BK;
-            const int n = n0 + r, k = k0 + kk;
-            buf[r][kk] = (n < N && k < K) ? wbits[(long long)n * K + k] : (unsigned short)0;
+            const int row = r0 + r, k = k0 + kk;
+            buf[r][kk] = (row < R && k < K) ? bits[(long long)row * K + k] : (unsigned short)0;
         }
     }
 }
@@ -64,21 +74,26 @@ __device__ __forceinline__ void store_out(float *p, float v) { *p = v; }
 __device__ __forceinline__ void store_out(bf16 *p, float v) { p->bits = to_bits<bf16>(v); }
 __device__ __forceinline__ void store_out(f16 *p, float v) { p->bits = to_bits<f16>(v); }
 
-template <typename T, typename O>
+// I: the activation's storage, float (rounded to T through registers) or T (cp.async).
+template <typename T, typename O, typename I>
 __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
-                                   const float *__restrict__ inp,  // [M, K]
+                                   const I *__restrict__ inp,      // [M, K]
                                    const T *__restrict__ weight,   // [N, K]
                                    const float *__restrict__ bias, // [N] or null
                                    int M, int K, int N, int act) {
-    __shared__ __align__(16) unsigned short As[MMA_BM][MMA_BK + MMA_PAD];             // 10 KB
-    __shared__ __align__(16) unsigned short Ws[MMA_STAGES][MMA_BN][MMA_BK + MMA_PAD]; // 30 KB
+    constexpr bool a_async = sizeof(I) == 2; // T activations: staged like the weights
+    constexpr int S = a_async ? MMA_STAGES_T : MMA_STAGES;
+    __shared__ __align__(16) unsigned short As[a_async ? S : 1][MMA_BM][MMA_BK + MMA_PAD]; // 10 KB each
+    __shared__ __align__(16) unsigned short Ws[S][MMA_BN][MMA_BK + MMA_PAD];               // 10 KB each
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = lane >> 2, tig = lane & 3;
     const int warp_m = warp >> 2, warp_n = warp & 3; // 2 x 4 warps
     const int m0 = blockIdx.y * MMA_BM, n0 = blockIdx.x * MMA_BN;
     const unsigned short *wbits = reinterpret_cast<const unsigned short *>(weight);
+    const unsigned short *abits = reinterpret_cast<const unsigned short *>(inp); // a_async only
     const int tiles = (K + MMA_BK - 1) / MMA_BK;
-    const bool vec = K % 8 == 0 && (reinterpret_cast<unsigned long long>(weight) & 15) == 0;
+    const bool vec_w = K % 8 == 0 && (reinterpret_cast<unsigned long long>(weight) & 15) == 0;
+    const bool vec_a = K % 8 == 0 && (reinterpret_cast<unsigned long long>(inp) & 15) == 0;
 
     float acc[4][4][4];
 #pragma unroll
@@ -88,45 +103,53 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
 #pragma unroll
             for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;
 
-    // The A tile (f32 activations, rounded to T on the way) goes through registers: tile t + 1 is
-    // loaded while tile t is multiplied and stored after. 16 elements per thread; consecutive
-    // threads read consecutive k of a row. Out-of-range elements are zero.
+    // An f32 A tile goes through registers, rounded to T on the way: tile t + 1 is loaded while
+    // tile t is multiplied and stored after. 16 elements per thread; consecutive threads read
+    // consecutive k of a row. Out-of-range elements are zero.
     float a_next[MMA_A_PER_THREAD];
     auto load_a = [&](int t) {
 #pragma unroll
         for (int e = 0; e < MMA_A_PER_THREAD; e++) {
             const int idx = tid + e * MMA_THREADS, r = idx / MMA_BK, kk = idx % MMA_BK;
             const int m = m0 + r, k = t * MMA_BK + kk;
-            a_next[e] = (m < M && k < K) ? inp[(long long)m * K + k] : 0.0f;
+            a_next[e] = (m < M && k < K) ? to_f32(inp[(long long)m * K + k]) : 0.0f;
         }
     };
     auto store_a = [&]() {
 #pragma unroll
         for (int e = 0; e < MMA_A_PER_THREAD; e++) {
             const int idx = tid + e * MMA_THREADS;
-            As[idx / MMA_BK][idx % MMA_BK] = to_bits<T>(a_next[e]);
+            As[0][idx / MMA_BK][idx % MMA_BK] = to_bits<T>(a_next[e]);
         }
     };
+    // Tile t's copies: W, and a T activation's A tile in the same group.
+    auto stage = [&](int t) {
+        stage_tile(Ws[t % S], wbits, n0, t, K, N, vec_w);
+        if constexpr (a_async) stage_tile(As[t % S], abits, m0, t, K, M, vec_a);
+    };
 
-    // Prologue: W tiles 0 .. STAGES-2 in flight, A tile 0 in shared memory.
+    // Prologue: tiles 0 .. S-2 in flight; an f32 A tile 0 in shared memory.
 #pragma unroll
-    for (int t = 0; t < MMA_STAGES - 1; t++) {
-        if (t < tiles) stage_weight_tile<T>(Ws[t], wbits, n0, t, K, N, vec);
+    for (int t = 0; t < S - 1; t++) {
+        if (t < tiles) stage(t);
         cp_async_commit();
     }
-    load_a(0);
-    store_a();
+    if constexpr (!a_async) {
+        load_a(0);
+        store_a();
+    }
 
     for (int t = 0; t < tiles; t++) {
-        if (t + 1 < tiles) load_a(t + 1); // in flight during the products below
-        // W tile t + STAGES - 1 goes into the stage tile t - 1 used: every warp finished with it
-        // before the previous iteration's last barrier.
-        const int tn = t + MMA_STAGES - 1;
-        if (tn < tiles) stage_weight_tile<T>(Ws[tn % MMA_STAGES], wbits, n0, tn, K, N, vec);
+        if constexpr (!a_async)
+            if (t + 1 < tiles) load_a(t + 1); // in flight during the products below
+        // Tile t + S - 1 goes into the stage tile t - 1 used: every warp finished with it before
+        // the previous iteration's last barrier.
+        const int tn = t + S - 1;
+        if (tn < tiles) stage(tn);
         cp_async_commit();
-        cp_async_wait<MMA_STAGES - 1>(); // this thread's copies of W tile t have landed
-        __syncthreads();                 // everyone's, and A tile t
-        const int st = t % MMA_STAGES;
+        cp_async_wait<S - 1>(); // this thread's copies of tile t have landed
+        __syncthreads();        // everyone's, and an f32 A tile t
+        const int st = t % S, sa = a_async ? st : 0;
 #pragma unroll
         for (int kk = 0; kk < MMA_BK; kk += 16) {
             // Fragments by ldmatrix.x4 (mma.cuh): this lane addresses row lrow of matrix lmat.
@@ -137,7 +160,7 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
             const int lmat = lane >> 3, lrow = lane & 7;
 #pragma unroll
             for (int i = 0; i < 4; i++)
-                ldmatrix_x4(a[i], &As[warp_m * 64 + i * 16 + 8 * (lmat & 1) + lrow][kk + 8 * (lmat >> 1)]);
+                ldmatrix_x4(a[i], &As[sa][warp_m * 64 + i * 16 + 8 * (lmat & 1) + lrow][kk + 8 * (lmat >> 1)]);
 #pragma unroll
             for (int j = 0; j < 4; j += 2) {
                 unsigned r[4];
@@ -150,7 +173,8 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
                 for (int j = 0; j < 4; j++) mma_m16n8k16<T>(acc[i][j], a[i], b[j]);
         }
         __syncthreads(); // As and this W stage are free again
-        if (t + 1 < tiles) store_a();
+        if constexpr (!a_async)
+            if (t + 1 < tiles) store_a();
     }
     cp_async_wait<0>(); // only empty groups can be left; keeps the rule "no copy outlives us"
 
@@ -174,16 +198,17 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
     }
 }
 
-#define LINEAR_MMA(NAME, T, O)                                                                     \
+#define LINEAR_MMA(NAME, T, O, I)                                                                  \
     extern "C" __global__ void __launch_bounds__(MMA_THREADS) NAME(                                \
-        O *out, const float *inp, const T *weight, const float *bias, int M, int K, int N,         \
-        int act) {                                                                                 \
-        linear_forward_mma<T, O>(out, inp, weight, bias, M, K, N, act);                            \
+        O *out, const I *inp, const T *weight, const float *bias, int M, int K, int N, int act) {  \
+        linear_forward_mma<T, O, I>(out, inp, weight, bias, M, K, N, act);                         \
     }
 
-LINEAR_MMA(linear_forward_mma_bf16, bf16, float)
-LINEAR_MMA(linear_forward_mma_f16, f16, float)
-LINEAR_MMA(linear_forward_mma_bf16_to_bf16, bf16, bf16) // out [M, N] as bf16
-LINEAR_MMA(linear_forward_mma_f16_to_f16, f16, f16)
+LINEAR_MMA(linear_forward_mma_bf16, bf16, float, float)
+LINEAR_MMA(linear_forward_mma_f16, f16, float, float)
+LINEAR_MMA(linear_forward_mma_bf16_to_bf16, bf16, bf16, float)   // out [M, N] as bf16
+LINEAR_MMA(linear_forward_mma_f16_to_f16, f16, f16, float)
+LINEAR_MMA(linear_forward_mma_bf16_from_bf16, bf16, float, bf16) // inp [M, K] as bf16
+LINEAR_MMA(linear_forward_mma_f16_from_f16, f16, float, f16)
 
 #endif // sm_80+

@@ -119,6 +119,10 @@ mod tests {
                 linear_forward_to_rounds_the_f32_output,
             ),
             (
+                "linear_forward_from_matches_reference",
+                linear_forward_from_matches_reference,
+            ),
+            (
                 "embeddings_forward_matches_reference",
                 embeddings_forward_matches_reference,
             ),
@@ -296,6 +300,82 @@ mod tests {
                 };
                 dev.synchronize().unwrap();
                 assert_eq!(got, want, "linear_forward_to {dtype} [{m},{k}]x[{n},{k}]");
+            }
+        }
+    }
+
+    /// The tensor-core product reading its activation stored as T (the FFN-out product on the
+    /// FFN intermediate): against the reference with the operands rounded to T (1e-5), and bit
+    /// for bit equal to the f32-input kernel on the unrounded activation, which rounds it to T
+    /// as it stages it. Shapes ragged in M, K (K % 8 != 0: plain loads; K % 8 == 0 but not 32:
+    /// cp.async with a partial last tile) and N, the model's FFN-out shape, and one activation
+    /// view off 16-byte alignment.
+    fn linear_forward_from_matches_reference(dev: &Ctx) {
+        if !dev.linear_keeps_t(DType::BF16) {
+            println!("  skipped: no tensor-core kernels on this device");
+            return;
+        }
+        let mut r = Rng::new(7);
+        let shapes = [
+            (1, 1, 1, 0),
+            (3, 5, 7, 0),
+            (130, 33, 129, 0),
+            (70, 40, 200, 1),
+            (37, 3072, 768, 0),
+            (257, 200, 130, 0),
+            (4, 768, 3072, 1),
+        ];
+        for dtype in [DType::BF16, DType::F16] {
+            for (i, &(m, k, n, skew)) in shapes.iter().enumerate() {
+                let act = [None, Some(Activation::Gelu), Some(Activation::Tanh)][i % 3];
+                let inp = r.vec(m * k, 2.0);
+                let rounded: Vec<f32> = inp.iter().map(|&x| dtype.round(x)).collect();
+                let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
+                let bias = r.vec(n, 0.5);
+                let mut want = vec![0f32; m * n];
+                cpu::linear_forward(&mut want, &rounded, &w, Some(&bias), m, k, n, dtype);
+                if let Some(a) = act {
+                    cpu::activation_forward(&mut want, a);
+                }
+                let wd = DeviceMatrix::upload(dev, &w, dtype).unwrap();
+                let bias_d = up(dev, &bias);
+                // `skew` leading elements: the view starts 2 bytes past a 16-byte boundary.
+                let padded: Vec<f32> = std::iter::repeat_n(0.0, skew).chain(inp.clone()).collect();
+                let inp_t = DeviceMatrix::upload(dev, &padded, dtype).unwrap();
+                let mut out = poisoned(dev, m * n);
+                dev.linear_forward_from(
+                    &mut out,
+                    &inp_t.view(skew..),
+                    &wd,
+                    Some(&bias_d),
+                    m,
+                    k,
+                    n,
+                    act,
+                )
+                .unwrap();
+                let got = down(dev, &out);
+                let what =
+                    format!("linear_forward_from {dtype} [{m},{k}]x[{n},{k}] +{skew} {act:?}");
+                check(&what, &got, &want, 1e-5);
+                let mut f32_in = poisoned(dev, m * n);
+                dev.linear_forward_with(
+                    &mut f32_in,
+                    &up(dev, &inp),
+                    &wd,
+                    Some(&bias_d),
+                    m,
+                    k,
+                    n,
+                    act,
+                    true,
+                )
+                .unwrap();
+                assert_eq!(
+                    got,
+                    down(dev, &f32_in),
+                    "{what}: not the f32-input kernel's bits"
+                );
             }
         }
     }
@@ -581,6 +661,28 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("ld = 3"), "{e}");
+        // An f32 activation for the T-input product; a T activation shorter than [M, K].
+        let e = dev
+            .linear_forward_from(
+                &mut out,
+                &DeviceView::F32(small.slice(..)),
+                &w,
+                None,
+                4,
+                3,
+                4,
+                None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("_from_"), "{e}");
+        if dev.linear_keeps_t(DType::BF16) {
+            let wb = DeviceMatrix::upload(dev, &[0.0; 12], DType::BF16).unwrap();
+            let short = DeviceMatrix::upload(dev, &[0.0; 10], DType::BF16).unwrap();
+            let e = dev
+                .linear_forward_from(&mut out, &short.view(..), &wb, None, 4, 3, 4, None)
+                .unwrap_err();
+            assert!(e.to_string().contains("smaller"), "{e}");
+        }
     }
 
     fn run_fixture(
@@ -754,8 +856,9 @@ mod tests {
             max_tokens: usize::MAX,
         });
         let gpu = CudaAlbert::new(&model, 0, DType::BF16).unwrap();
-        // 64 x 512 tokens x 4 MiB of FFN activations per token: ~128 GiB.
-        let huge = albert::Inputs::new(vec![1; 64 * 512], None, None, &[64, 512]).unwrap();
+        // 256 x 512 tokens x 2 MiB of FFN activations per token (bf16, as the tensor-core path
+        // stores them; 4 MiB in f32): >= 256 GiB, more than an H200's 141 GB.
+        let huge = albert::Inputs::new(vec![1; 256 * 512], None, None, &[256, 512]).unwrap();
         let err = gpu.forward(&huge, ForwardOptions::default()).unwrap_err();
         assert!(
             matches!(err, albert::Error::Device { .. }) && err.to_string().contains("MiB"),

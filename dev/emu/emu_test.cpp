@@ -753,6 +753,52 @@ static void test_linear_to_t(void (*f32_out)(float *, const float *, const T *, 
            shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}}), widened, want, ok, 0.0);
 }
 
+// linear_forward_mma_*_from_*: the activation arrives stored as T (the FFN intermediate).
+//  * against the float64 reference (operands already T, exact products and sums): limit 1e-5;
+//  * bit for bit against the f32-input kernel given the same values before rounding: storing as
+//    T (RNE) is the rounding that kernel applies while staging, and the summation order is the
+//    same, so the scheduler's _to_ + _from_ pair changes no result.
+// `offset` moves inp one element (2 bytes) off 16-byte alignment: A then takes the plain-store
+// path even at K % 8 == 0 (W stays on cp.async).
+template <typename T>
+static void test_linear_from_t(void (*f32_in)(float *, const float *, const T *, const float *, int,
+                                              int, int, int),
+                               void (*t_in)(float *, const T *, const T *, const float *, int, int,
+                                            int, int),
+                               int M, int K, int N, int act, int offset = 0) {
+    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
+    std::vector<float> inp = rand_vec(size_t(M) * K, -2.0f, 2.0f), bias = rand_vec(N, -0.5f, 0.5f);
+    std::vector<T> inp_t(size_t(M) * K + 8), w(size_t(N) * K);
+    for (size_t i = 0; i < inp.size(); i++) inp_t[offset + i] = store<T>(inp[i]);
+    for (auto &x : w) x = store<T>(uni(-ws, ws));
+    std::vector<double> ref(size_t(M) * N);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = bias[n];
+            for (int k = 0; k < K; k++)
+                s += double(load(inp_t[offset + size_t(m) * K + k])) * double(load(w[size_t(n) * K + k]));
+            ref[size_t(m) * N + n] = act_ref(s, act);
+        }
+    const dim3 grid((N + MMA_TILE - 1) / MMA_TILE, (M + MMA_TILE - 1) / MMA_TILE, 1);
+    OutBuf out(size_t(M) * N), same(size_t(M) * N);
+    const bool ok = emu::launch(t_in, grid, dim3(LINEAR_THREADS), 0, out.ptr(), inp_t.data() + offset,
+                                w.data(), bias.data(), M, K, N, act);
+    const bool ok32 = emu::launch(f32_in, grid, dim3(LINEAR_THREADS), 0, same.ptr(), inp.data(),
+                                  w.data(), bias.data(), M, K, N, act);
+    const std::string name = std::string("linear_forward_mma_") + tname<T>() + "_from_" + tname<T>();
+    const std::string sh = shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}}) + (offset ? " +1" : "");
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < ref.size(); i++)
+        if (std::abs(double(out[i]) - ref[i]) > worst) worst = std::abs(double(out[i]) - ref[i]), at = i;
+    record(name, sh, out, ref, ok);
+    std::printf("    worst element: |out - ref| = %.3e at (m %zu, n %zu), ref %.6f\n", worst,
+                N ? at / N : 0, N ? at % N : 0, ref.empty() ? 0.0 : ref[at]);
+    std::vector<double> f32_bits(ref.size());
+    for (size_t i = 0; i < ref.size(); i++) f32_bits[i] = same[i];
+    record(name + " == f32-input kernel", sh, out, f32_bits, ok && ok32, 0.0);
+}
+
 static void test_mma(bool quick) {
     test_mma_unit<bf16>(true);
     test_mma_unit<f16>(true);
@@ -779,7 +825,18 @@ static void test_mma(bool quick) {
     test_linear_to_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_to_bf16, 70, 136, 200, 0);
     test_linear_to_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_to_f16, 33, 40, 129, 1);
     test_linear<bf16>(linear_forward_mma_bf16, 5, 0, 3, {0, 1}, true, 2.0f, MMA_TILE, "linear_forward_mma_"); // K = 0
+    // T activations: M not a multiple of 128 (130: two block rows), K ragged (33, 77: plain
+    // stores; 40, 136: cp.async with a partial last k tile), N ragged; one misaligned inp.
+    test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 130, 33, 129, 1);
+    test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 130, 136, 9, 1);
+    test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 70, 40, 200, 0, 1);
+    test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 3, 77, 7, 2);
+    test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 1, 1, 1, 0);
+    test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 5, 0, 3, 1); // K = 0
     if (quick) return;
+    test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 257, 200, 130, 12);
+    test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 17, 1000, 70, 0); // long K
+    test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 33, 1003, 40, 1, 1);
     for (auto [M, K, N] : big) {
         test_linear<bf16>(linear_forward_mma_bf16, M, K, N, {0, 1, 12}, true, 2.0f, MMA_TILE, "linear_forward_mma_");
         test_linear<f16>(linear_forward_mma_f16, M, K, N, {0, 1, 12}, true, 2.0f, MMA_TILE, "linear_forward_mma_");

@@ -24,22 +24,32 @@ pub(super) struct Arena {
     pub ctx: CudaSlice<f32>,  // [M, H]
     pub proj: CudaSlice<f32>, // [M, H]
     pub attn: CudaSlice<f32>, // [M, H]
-    pub ffn: CudaSlice<f32>,  // [M, I]
+    /// [M, I]: the FFN intermediate, act(attn W1^T + b1); stored as T when the tensor-core
+    /// products write and read it (linear_t.rs: they round it to T anyway), else f32. The
+    /// largest activation: half its bytes is ~25 MB less traffic per layer application at M = 4096.
+    pub ffn: DeviceMatrix,
 }
 
 impl Arena {
-    /// Bytes of an arena for `capacity` token rows.
-    pub fn bytes(cfg: &AlbertConfig, capacity: usize, qkv: DType) -> usize {
+    /// Bytes of an arena for `capacity` token rows, q/k/v stored as `qkv` and the FFN
+    /// intermediate as `ffn`.
+    pub fn bytes(cfg: &AlbertConfig, capacity: usize, qkv: DType, ffn: DType) -> usize {
         let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
-        let per_row = 3 * 4 + 4 * e + 4 * h * 4 + qkv.size_of() * 3 * h + 4 * i;
+        let per_row = 3 * 4 + 4 * e + 4 * h * 4 + qkv.size_of() * 3 * h + ffn.size_of() * i;
         capacity.saturating_mul(per_row)
     }
 
-    pub fn new(dev: &CudaDevice, cfg: &AlbertConfig, capacity: usize, qkv: DType) -> Result<Self> {
+    pub fn new(
+        dev: &CudaDevice,
+        cfg: &AlbertConfig,
+        capacity: usize,
+        qkv: DType,
+        ffn: DType,
+    ) -> Result<Self> {
         let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
         // Refuse up front with the sizes in the message; a failed allocation below is still an
         // error (CUDA_ERROR_OUT_OF_MEMORY), never an abort.
-        let need = Self::bytes(cfg, capacity, qkv);
+        let need = Self::bytes(cfg, capacity, qkv, ffn);
         if let Ok((free, _total)) = dev.ctx.mem_get_info() {
             if need > free {
                 return Err(dev.err(
@@ -74,7 +84,7 @@ impl Arena {
             ctx: f32s(capacity * h)?,
             proj: f32s(capacity * h)?,
             attn: f32s(capacity * h)?,
-            ffn: f32s(capacity * i)?,
+            ffn: DeviceMatrix::zeros(dev, capacity * i, ffn)?,
         })
     }
 }

@@ -137,7 +137,11 @@ impl CudaAlbert {
                 true => self.dtype,
                 false => DType::F32,
             };
-            *arena = Some(Arena::new(dev, cfg, m, qkv)?);
+            let ffn = match dev.linear_keeps_t(self.dtype) {
+                true => self.dtype,
+                false => DType::F32,
+            };
+            *arena = Some(Arena::new(dev, cfg, m, qkv, ffn)?);
         }
         let ar = arena.as_mut().expect("allocated just above");
 
@@ -351,28 +355,31 @@ impl CudaAlbert {
             h,
             eps,
         )?;
+        // FFN: [M, H] -> [M, I] (bias + activation) -> [M, H]. With tensor cores the
+        // intermediate is stored as T (the FFN-out product would round it to T anyway, as
+        // transformers in bf16 stores it): the same results, half its bytes.
         let act = Some(self.config.hidden_act);
-        dev.linear_forward(
-            &mut ar.ffn,
-            &ar.attn,
-            &w.ffn.weight,
-            Some(&w.ffn.bias),
-            m,
-            h,
-            i,
-            act,
-        )?;
-        let f = &w.ffn_output;
-        dev.linear_forward(
-            &mut ar.proj,
-            &ar.ffn,
-            &f.weight,
-            Some(&f.bias),
-            m,
-            i,
-            h,
-            None,
-        )?;
+        let (f1, f2) = (&w.ffn, &w.ffn_output);
+        match &mut ar.ffn {
+            DeviceMatrix::F32(x) => {
+                dev.linear_forward(x, &ar.attn, &f1.weight, Some(&f1.bias), m, h, i, act)?;
+                dev.linear_forward(&mut ar.proj, x, &f2.weight, Some(&f2.bias), m, i, h, None)?;
+            }
+            x => {
+                dev.linear_forward_to(x, &ar.attn, &f1.weight, Some(&f1.bias), m, h, i, act)?;
+                let x = &x.view(..);
+                dev.linear_forward_from(
+                    &mut ar.proj,
+                    x,
+                    &f2.weight,
+                    Some(&f2.bias),
+                    m,
+                    i,
+                    h,
+                    None,
+                )?;
+            }
+        }
         let n = &w.output_norm;
         dev.residual_layernorm_forward(
             &mut ar.hidden,

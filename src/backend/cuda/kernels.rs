@@ -61,6 +61,8 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_mma_f16",
             "linear_forward_mma_bf16_to_bf16",
             "linear_forward_mma_f16_to_f16",
+            "linear_forward_mma_bf16_from_bf16",
+            "linear_forward_mma_f16_from_f16",
         ],
     ),
 ];

@@ -21,8 +21,8 @@ const ATTENTION_MMA_D: usize = 64;
 /// Tile of linear_forward (BM, BN and THREADS in kernels/linear.cu).
 const LINEAR_TILE: usize = 64;
 /// Tile of linear_forward_mma (MMA_BM, MMA_BN in kernels/linear_mma.cu; same thread count).
-const MMA_TILE: usize = 128;
-const LINEAR_THREADS: u32 = 256;
+pub(super) const MMA_TILE: usize = 128;
+pub(super) const LINEAR_THREADS: u32 = 256;
 /// Shared memory a block may use without opting in (static + dynamic).
 const SMEM_LIMIT: usize = 48 * 1024;
 /// Static shared memory of the row kernels: `double scratch[32]` in common.cuh's block_sum.
@@ -48,7 +48,12 @@ pub fn cuda_activation_id(act: Option<Activation>) -> i32 {
 }
 
 impl CudaDevice {
-    fn check(&self, kernel: &str, ok: bool, what: impl FnOnce() -> String) -> Result<()> {
+    pub(super) fn check(
+        &self,
+        kernel: &str,
+        ok: bool,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
         match ok {
             true => Ok(()),
             false => Err(Error::Device {
@@ -58,14 +63,14 @@ impl CudaDevice {
         }
     }
 
-    fn dim(&self, kernel: &str, name: &str, v: usize) -> Result<i32> {
+    pub(super) fn dim(&self, kernel: &str, name: &str, v: usize) -> Result<i32> {
         i32::try_from(v).map_err(|_| Error::Device {
             device: self.label.clone(),
             msg: format!("{kernel}: {name} = {v} exceeds the kernel's 32-bit index"),
         })
     }
 
-    fn launched(
+    pub(super) fn launched(
         &self,
         kernel: &str,
         r: std::result::Result<impl Sized, cudarc::driver::DriverError>,
@@ -226,86 +231,6 @@ impl CudaDevice {
         // SAFETY: arguments match linear_forward_* in kernels/linear.cu and linear_forward_mma_*
         // in kernels/linear_mma.cu in type and order (a null bias is a 64-bit zero pointer,
         // which the kernels test); sizes checked above.
-        self.launched(kn, unsafe { b.launch(cfg) })
-    }
-
-    /// linear_forward with the output stored as the weight's type T (bf16/f16, tensor-core
-    /// kernel only): the fused QKV product feeding the tensor-core attention, which rounds q, k, v
-    /// to T anyway, so storing them as T changes no result and halves their bytes.
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear_forward_to(
-        &self,
-        out: &mut DeviceMatrix,        // [M, N] as T
-        inp: &CudaSlice<f32>,          // [M, K]
-        weight: &DeviceMatrix,         // [N, K]
-        bias: Option<&CudaSlice<f32>>, // [N]
-        m: usize,
-        k: usize,
-        n: usize,
-        act: Option<Activation>,
-    ) -> Result<()> {
-        let t = weight.suffix();
-        let name = format!("linear_forward_mma_{t}_to_{t}");
-        let kn = name.as_str();
-        self.check(
-            kn,
-            out.dtype() == weight.dtype() && weight.dtype() != DType::F32 && self.kernels.has(kn),
-            || {
-                format!(
-                    "a {} output needs the tensor-core kernel for {} weights (sm_80+)",
-                    out.dtype(),
-                    weight.dtype()
-                )
-            },
-        )?;
-        self.check(kn, out.len() >= m * n && inp.len() >= m * k, || {
-            format!("buffers smaller than [{m}, {k}] -> [{m}, {n}]")
-        })?;
-        self.check(kn, weight.len() == n * k, || {
-            format!("weight has {} elements, expected [{n}, {k}]", weight.len())
-        })?;
-        self.check(kn, bias.is_none_or(|b| b.len() == n), || {
-            format!("bias is not [{n}]")
-        })?;
-        let (m_, k_, n_) = (
-            self.dim(kn, "M", m)?,
-            self.dim(kn, "K", k)?,
-            self.dim(kn, "N", n)?,
-        );
-        if m == 0 || n == 0 {
-            return Ok(());
-        }
-        self.check(kn, m.div_ceil(MMA_TILE) <= 65535, || {
-            format!("M = {m} rows exceed the grid")
-        })?;
-        let act_id = cuda_activation_id(act);
-        let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(MMA_TILE) as u32, m.div_ceil(MMA_TILE) as u32, 1),
-            block_dim: (LINEAR_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let null: u64 = 0;
-        let f = self.kernels.get(kn);
-        let mut b = self.stream.launch_builder(f);
-        match out {
-            DeviceMatrix::F32(o) => b.arg(o),
-            DeviceMatrix::BF16(o) => b.arg(o),
-            DeviceMatrix::F16(o) => b.arg(o),
-        };
-        b.arg(inp);
-        match weight {
-            DeviceMatrix::F32(w) => b.arg(w),
-            DeviceMatrix::BF16(w) => b.arg(w),
-            DeviceMatrix::F16(w) => b.arg(w),
-        };
-        match bias {
-            Some(bias) => b.arg(bias),
-            None => b.arg(&null),
-        };
-        b.arg(&m_).arg(&k_).arg(&n_).arg(&act_id);
-        // SAFETY: arguments match linear_forward_mma_{t}_to_{t} in kernels/linear_mma.cu in type
-        // and order (out and weight both T, checked above; a null bias is a 64-bit zero pointer,
-        // which the kernel tests); sizes checked above.
         self.launched(kn, unsafe { b.launch(cfg) })
     }
 

@@ -1,0 +1,186 @@
+//! Launchers of the tensor-core products whose activations are stored as the weight's type T
+//! (bf16/f16) instead of f32: `linear_forward_to` writes its output as T (the fused QKV product
+//! for the tensor-core attention, the FFN-in product), `linear_forward_from` reads its input as
+//! T (the FFN-out product). Both are bit-identical to the f32-storage path: the tensor-core
+//! product rounds its f32 activation to T (RNE) as it stages it, which is exactly the rounding
+//! of storing it as T. transformers in bf16 stores these activations in bf16 too.
+
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+
+use super::device::CudaDevice;
+use super::launch::{cuda_activation_id, LINEAR_THREADS, MMA_TILE};
+use super::weights::{DeviceMatrix, DeviceView};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::model::activation::Activation;
+
+/// What both launchers check before a launch: the [M, N] grid, or None when it is empty.
+struct Checked {
+    cfg: LaunchConfig,
+    mkn: (i32, i32, i32),
+    act: i32,
+}
+
+impl CudaDevice {
+    /// Whether the products can keep activations as `operands` (bf16/f16 with tensor cores):
+    /// then the scheduler stores the FFN intermediate [M, I] as T.
+    pub fn linear_keeps_t(&self, operands: DType) -> bool {
+        let t = operands.name();
+        self.tensor_cores
+            && operands != DType::F32
+            && self.kernels.has(&format!("linear_forward_mma_{t}_to_{t}"))
+            && self
+                .kernels
+                .has(&format!("linear_forward_mma_{t}_from_{t}"))
+    }
+
+    /// The checks shared by the two launchers: `stored` (the T side) has the weight's 16-bit
+    /// type and the kernel exists, buffers hold [M, K] and [M, N], weight [N, K], bias [N].
+    #[allow(clippy::too_many_arguments)]
+    fn check_linear_t(
+        &self,
+        kn: &str,
+        stored: DType,
+        (out_len, inp_len): (usize, usize),
+        weight: &DeviceMatrix,
+        bias: Option<&CudaSlice<f32>>,
+        (m, k, n): (usize, usize, usize),
+        act: Option<Activation>,
+    ) -> Result<Option<Checked>> {
+        self.check(
+            kn,
+            stored == weight.dtype() && stored != DType::F32 && self.kernels.has(kn),
+            || {
+                format!(
+                    "a {stored} activation needs the tensor-core kernel for {} weights (sm_80+)",
+                    weight.dtype()
+                )
+            },
+        )?;
+        self.check(kn, out_len >= m * n && inp_len >= m * k, || {
+            format!("buffers smaller than [{m}, {k}] -> [{m}, {n}]")
+        })?;
+        self.check(kn, weight.len() == n * k, || {
+            format!("weight has {} elements, expected [{n}, {k}]", weight.len())
+        })?;
+        self.check(kn, bias.is_none_or(|b| b.len() == n), || {
+            format!("bias is not [{n}]")
+        })?;
+        let mkn = (
+            self.dim(kn, "M", m)?,
+            self.dim(kn, "K", k)?,
+            self.dim(kn, "N", n)?,
+        );
+        if m == 0 || n == 0 {
+            return Ok(None); // a zero-sized grid is a launch error; there is nothing to do
+        }
+        self.check(kn, m.div_ceil(MMA_TILE) <= 65535, || {
+            format!("M = {m} rows exceed the grid")
+        })?;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(MMA_TILE) as u32, m.div_ceil(MMA_TILE) as u32, 1),
+            block_dim: (LINEAR_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let act = cuda_activation_id(act);
+        Ok(Some(Checked { cfg, mkn, act }))
+    }
+
+    /// linear_forward with the output stored as the weight's type T (bf16/f16, tensor-core
+    /// kernel only): the fused QKV product feeding the tensor-core attention, and the FFN-in
+    /// product with its activation (read back by `linear_forward_from`). Each element is the
+    /// f32 kernel's, rounded to T (RNE).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_forward_to(
+        &self,
+        out: &mut DeviceMatrix,        // [M, N] as T
+        inp: &CudaSlice<f32>,          // [M, K]
+        weight: &DeviceMatrix,         // [N, K]
+        bias: Option<&CudaSlice<f32>>, // [N]
+        m: usize,
+        k: usize,
+        n: usize,
+        act: Option<Activation>,
+    ) -> Result<()> {
+        let t = weight.suffix();
+        let name = format!("linear_forward_mma_{t}_to_{t}");
+        let kn = name.as_str();
+        let lens = (out.len(), inp.len());
+        let Some(c) = self.check_linear_t(kn, out.dtype(), lens, weight, bias, (m, k, n), act)?
+        else {
+            return Ok(());
+        };
+        let null: u64 = 0;
+        let f = self.kernels.get(kn);
+        let mut b = self.stream.launch_builder(f);
+        match out {
+            DeviceMatrix::F32(o) => b.arg(o),
+            DeviceMatrix::BF16(o) => b.arg(o),
+            DeviceMatrix::F16(o) => b.arg(o),
+        };
+        b.arg(inp);
+        match weight {
+            DeviceMatrix::F32(w) => b.arg(w),
+            DeviceMatrix::BF16(w) => b.arg(w),
+            DeviceMatrix::F16(w) => b.arg(w),
+        };
+        match bias {
+            Some(bias) => b.arg(bias),
+            None => b.arg(&null),
+        };
+        b.arg(&c.mkn.0).arg(&c.mkn.1).arg(&c.mkn.2).arg(&c.act);
+        // SAFETY: arguments match linear_forward_mma_{t}_to_{t} in kernels/linear_mma.cu in type
+        // and order (out and weight both T, checked by check_linear_t; a null bias is a 64-bit
+        // zero pointer, which the kernel tests); sizes checked there too.
+        self.launched(kn, unsafe { b.launch(c.cfg) })
+    }
+
+    /// linear_forward reading its activation stored as the weight's type T (bf16/f16,
+    /// tensor-core kernel only): the FFN-out product on the [M, I] intermediate that
+    /// `linear_forward_to` stored. The same bits as linear_forward on the f32 activation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_forward_from(
+        &self,
+        out: &mut CudaSlice<f32>,      // [M, N]
+        inp: &DeviceView,              // [M, K] as T
+        weight: &DeviceMatrix,         // [N, K]
+        bias: Option<&CudaSlice<f32>>, // [N]
+        m: usize,
+        k: usize,
+        n: usize,
+        act: Option<Activation>,
+    ) -> Result<()> {
+        let t = weight.suffix();
+        let name = format!("linear_forward_mma_{t}_from_{t}");
+        let kn = name.as_str();
+        let lens = (out.len(), inp.len());
+        let Some(c) = self.check_linear_t(kn, inp.dtype(), lens, weight, bias, (m, k, n), act)?
+        else {
+            return Ok(());
+        };
+        let null: u64 = 0;
+        let f = self.kernels.get(kn);
+        let mut b = self.stream.launch_builder(f);
+        b.arg(out);
+        match inp {
+            DeviceView::F32(x) => b.arg(x),
+            DeviceView::BF16(x) => b.arg(x),
+            DeviceView::F16(x) => b.arg(x),
+        };
+        match weight {
+            DeviceMatrix::F32(w) => b.arg(w),
+            DeviceMatrix::BF16(w) => b.arg(w),
+            DeviceMatrix::F16(w) => b.arg(w),
+        };
+        match bias {
+            Some(bias) => b.arg(bias),
+            None => b.arg(&null),
+        };
+        b.arg(&c.mkn.0).arg(&c.mkn.1).arg(&c.mkn.2).arg(&c.act);
+        // SAFETY: arguments match linear_forward_mma_{t}_from_{t} in kernels/linear_mma.cu in
+        // type and order (inp and weight both T, checked by check_linear_t; a null bias is a
+        // 64-bit zero pointer, which the kernel tests); sizes checked there too. A view that is
+        // not 16-byte aligned is legal: the kernel then stages A with plain loads.
+        self.launched(kn, unsafe { b.launch(c.cfg) })
+    }
+}
