@@ -108,6 +108,8 @@ pub(crate) struct Settings {
     stride: usize,
     padding: Padding,
     padding_length: usize, // Padding::MaxLength only
+    /// Keep the windows past max_length (`encode_pair_spans`); everything else drops them.
+    keep_overflow: bool,
 }
 
 /// The crate asserts (a panic) that each truncated sequence keeps more tokens than `stride`:
@@ -343,7 +345,18 @@ impl Tokenizer {
                 let added = processor.map_or(0, |p| p.added_tokens(second.is_some()));
                 params.max_length -= added; // checked >= added by `settings`
                 check_stride(&params, first.len(), second.as_ref().map_or(0, |e| e.len()))?;
-                truncate_encodings(first, second, &params).map_err(|e| tok_err("truncate", e))?
+                let (mut first, mut second) = truncate_encodings(first, second, &params)
+                    .map_err(|e| tok_err("truncate", e))?;
+                if !settings.keep_overflow {
+                    // The crate's post-processor merges every overflowing piece of the first
+                    // text with every piece of the pair: quadratic (a 1,500-word pair cut to 16
+                    // tokens took 1 s). Only pair windows (`encode_pair_spans`) use them.
+                    first.take_overflowing();
+                    if let Some(b) = second.as_mut() {
+                        b.take_overflowing();
+                    }
+                }
+                (first, second)
             }
         };
         match processor {
@@ -500,6 +513,33 @@ mod tests {
         Tokenizer::from_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
     }
 
+    /// Without `keep_overflow` the pieces past max_length are dropped before post-processing
+    /// (the crate merges them pairwise, quadratic in the text's length); the kept encoding is
+    /// the same.
+    #[test]
+    fn overflow_is_dropped_unless_asked_for() {
+        let tok = shared_tokenizer();
+        let long = "paris is the capital of france ".repeat(40);
+        let opts = EncodeOptions {
+            truncation: Truncation::LongestFirst,
+            max_length: Some(16),
+            ..Default::default()
+        };
+        let mut settings = tok.settings(&opts, &[true], 0).unwrap();
+        let lean = tok.encode_raw(&long, Some(&long), &settings).unwrap();
+        settings.keep_overflow = true;
+        let full = tok.encode_raw(&long, Some(&long), &settings).unwrap();
+        assert!(lean.get_overflowing().is_empty());
+        assert!(
+            full.get_overflowing().len() > 100,
+            "{}",
+            full.get_overflowing().len()
+        );
+        assert_eq!(lean.get_ids(), full.get_ids());
+        assert_eq!(lean.get_offsets(), full.get_offsets());
+        assert_eq!(lean.get_sequence_ids(), full.get_sequence_ids());
+    }
+
     /// A stride the crate would assert on (a panic inside `Encoding::truncate`) is an error.
     #[test]
     fn stride_not_shorter_than_the_kept_tokens_is_an_error() {
@@ -555,9 +595,11 @@ mod tests {
                 truncation,
                 max_length: Some(6 + case % 13),
             };
-            let Ok(settings) = tok.settings(&opts, &[pair.is_some()], stride) else {
+            let Ok(mut settings) = tok.settings(&opts, &[pair.is_some()], stride) else {
                 continue;
             };
+            settings.keep_overflow = true; // compared too
+
             let mut ours = [match tok.encode_raw(&a, pair, &settings) {
                 Ok(e) => e,
                 Err(_) => continue, // the crate would refuse or panic on the same stride

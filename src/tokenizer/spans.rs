@@ -75,7 +75,8 @@ impl Tokenizer {
             max_length: Some(max_length),
             ..Default::default()
         };
-        let settings = self.settings(&opts, &[true], stride)?;
+        let mut settings = self.settings(&opts, &[true], stride)?;
+        settings.keep_overflow = true;
         let mut enc = self.encode_raw(text, Some(pair), &settings)?;
         let overflowing = enc.take_overflowing();
         Ok(std::iter::once(enc)
