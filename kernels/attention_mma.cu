@@ -55,8 +55,8 @@ template <typename T, typename I> __device__ __forceinline__ unsigned pair_of(co
     return bits_of<T>(p[0]) | (bits_of<T>(p[1]) << 16);
 }
 
-template <typename T, typename I>
-__device__ void attention_forward_mma(float *__restrict__ out,        // [B, S, A*64]
+template <typename T, typename I, typename O>
+__device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, A*64]
                                       const I *__restrict__ q,        // [B, S, ld]
                                       const I *__restrict__ k,        // [B, S, ld]
                                       const I *__restrict__ v,        // [B, S, ld]
@@ -200,25 +200,28 @@ __device__ void attention_forward_mma(float *__restrict__ out,        // [B, S, 
         row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
     }
     const float inv0 = 1.0f / row_sum[0], inv1 = 1.0f / row_sum[1];
-    float *o0 = out + (seq + r0) * H + h * FA_D, *o1 = out + (seq + r1) * H + h * FA_D;
+    O *o0 = out + (seq + r0) * H + h * FA_D, *o1 = out + (seq + r1) * H + h * FA_D;
 #pragma unroll
     for (int n = 0; n < 8; n++) {
         const int c = 8 * n + 2 * tig;
-        if (r0 < S) o0[c] = o[n][0] * inv0, o0[c + 1] = o[n][1] * inv0;
-        if (r1 < S) o1[c] = o[n][2] * inv1, o1[c + 1] = o[n][3] * inv1;
+        if (r0 < S) store_out(&o0[c], o[n][0] * inv0), store_out(&o0[c + 1], o[n][1] * inv0);
+        if (r1 < S) store_out(&o1[c], o[n][2] * inv1), store_out(&o1[c + 1], o[n][3] * inv1);
     }
 }
 
-#define ATTENTION_MMA(NAME, T, I)                                                                  \
+#define ATTENTION_MMA(NAME, T, I, O)                                                               \
     extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) NAME(                              \
-        float *out, const I *q, const I *k, const I *v, const float *mask, int B, int S, int A,     \
-        int D, int ld, float scale) {                                                              \
-        attention_forward_mma<T, I>(out, q, k, v, mask, B, S, A, D, ld, scale);                    \
+        O *out, const I *q, const I *k, const I *v, const float *mask, int B, int S, int A, int D, \
+        int ld, float scale) {                                                                     \
+        attention_forward_mma<T, I, O>(out, q, k, v, mask, B, S, A, D, ld, scale);                 \
     }
 
-ATTENTION_MMA(attention_forward_mma_bf16, bf16, float)
-ATTENTION_MMA(attention_forward_mma_f16, f16, float)
-ATTENTION_MMA(attention_forward_mma_bf16_from_bf16, bf16, bf16) // q, k, v stored as bf16
-ATTENTION_MMA(attention_forward_mma_f16_from_f16, f16, f16)
+ATTENTION_MMA(attention_forward_mma_bf16, bf16, float, float)
+ATTENTION_MMA(attention_forward_mma_f16, f16, float, float)
+ATTENTION_MMA(attention_forward_mma_bf16_from_bf16, bf16, bf16, float) // q, k, v stored as bf16
+ATTENTION_MMA(attention_forward_mma_f16_from_f16, f16, f16, float)
+// out stored as T too: the output projection rounds it to T as it stages it (bit-identical).
+ATTENTION_MMA(attention_forward_mma_bf16_from_bf16_to_bf16, bf16, bf16, bf16)
+ATTENTION_MMA(attention_forward_mma_f16_from_f16_to_f16, f16, f16, f16)
 
 #endif // sm_80+

@@ -68,11 +68,34 @@ __device__ __forceinline__ void stage_tile(unsigned short (*buf)[MMA_BK + MMA_PA
     }
 }
 
-// The epilogue's store: f32, or rounded to T (the "_to_" kernels: q, k, v for attention_mma.cu,
-// which would round them to T on its loads anyway, so the results are bit-identical).
-__device__ __forceinline__ void store_out(float *p, float v) { *p = v; }
-__device__ __forceinline__ void store_out(bf16 *p, float v) { p->bits = to_bits<bf16>(v); }
-__device__ __forceinline__ void store_out(f16 *p, float v) { p->bits = to_bits<f16>(v); }
+// The epilogue: out = act(acc + bias) for this thread's 4x4 mma tiles of the block's 128x128
+// tile. ACT >= 0 is the activation known at compile time; -1 takes `act` at run time.
+template <int ACT, typename O>
+__device__ __forceinline__ void store_tile(O *__restrict__ out, const float (&acc)[4][4][4],
+                                           const float *__restrict__ bias, int m0, int n0, int M,
+                                           int N, int act) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int group = lane >> 2, tig = lane & 3, warp_m = warp >> 2, warp_n = warp & 3;
+    const int a = ACT >= 0 ? ACT : act;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int m = m0 + warp_m * 64 + i * 16 + group + 8 * half;
+            if (m >= M) continue;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+#pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    const int n = n0 + warp_n * 32 + j * 8 + 2 * tig + c;
+                    if (n >= N) continue;
+                    const float v = acc[i][j][2 * half + c] + (bias ? bias[n] : 0.0f);
+                    store_out(&out[(long long)m * N + n], apply_activation(v, a));
+                }
+            }
+        }
+    }
+}
 
 // I: the activation's storage, float (rounded to T through registers) or T (cp.async).
 template <typename T, typename O, typename I>
@@ -86,7 +109,6 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
     __shared__ __align__(16) unsigned short As[a_async ? S : 1][MMA_BM][MMA_BK + MMA_PAD]; // 10 KB each
     __shared__ __align__(16) unsigned short Ws[S][MMA_BN][MMA_BK + MMA_PAD];               // 10 KB each
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int group = lane >> 2, tig = lane & 3;
     const int warp_m = warp >> 2, warp_n = warp & 3; // 2 x 4 warps
     const int m0 = blockIdx.y * MMA_BM, n0 = blockIdx.x * MMA_BN;
     const unsigned short *wbits = reinterpret_cast<const unsigned short *>(weight);
@@ -178,23 +200,15 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
     }
     cp_async_wait<0>(); // only empty groups can be left; keeps the rule "no copy outlives us"
 
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            const int m = m0 + warp_m * 64 + i * 16 + group + 8 * half;
-            if (m >= M) continue;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-#pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const int n = n0 + warp_n * 32 + j * 8 + 2 * tig + c;
-                    if (n >= N) continue;
-                    const float v = acc[i][j][2 * half + c] + (bias ? bias[n] : 0.0f);
-                    store_out(&out[(long long)m * N + n], apply_activation(v, act));
-                }
-            }
-        }
+    // The activation is chosen once, outside the unrolled stores: inlined per element behind a
+    // runtime switch, 64 copies of every activation made the epilogue 43k instructions (360 KB
+    // of code) and each block paid ~26 us of instruction-cache misses in it (ncu on an H200,
+    // notes/gpu.md v1.9). ALBERT's activations get their own copy; the rest share the switch.
+    switch (act) {
+    case ACT_NONE: store_tile<ACT_NONE>(out, acc, bias, m0, n0, M, N, act); break;
+    case ACT_GELU: store_tile<ACT_GELU>(out, acc, bias, m0, n0, M, N, act); break;
+    case ACT_GELU_TANH: store_tile<ACT_GELU_TANH>(out, acc, bias, m0, n0, M, N, act); break;
+    default: store_tile<-1>(out, acc, bias, m0, n0, M, N, act); break;
     }
 }
 
@@ -210,5 +224,7 @@ LINEAR_MMA(linear_forward_mma_bf16_to_bf16, bf16, bf16, float)   // out [M, N] a
 LINEAR_MMA(linear_forward_mma_f16_to_f16, f16, f16, float)
 LINEAR_MMA(linear_forward_mma_bf16_from_bf16, bf16, float, bf16) // inp [M, K] as bf16
 LINEAR_MMA(linear_forward_mma_f16_from_f16, f16, float, f16)
+LINEAR_MMA(linear_forward_mma_bf16_from_bf16_to_bf16, bf16, bf16, bf16) // both stored as bf16
+LINEAR_MMA(linear_forward_mma_f16_from_f16_to_f16, f16, f16, f16)
 
 #endif // sm_80+

@@ -44,6 +44,13 @@ template <> __device__ __forceinline__ unsigned short to_bits<bf16>(float x) {
 }
 template <> __device__ __forceinline__ unsigned short to_bits<f16>(float x) { return f16_bits(x); }
 
+// An activation's store: f32, or rounded to T (RNE), the rounding every tensor-core consumer
+// applies as it stages an f32 activation: storing it as T changes no result, only bytes
+// (the "_to_" kernels).
+__device__ __forceinline__ void store_out(float *p, float v) { *p = v; }
+__device__ __forceinline__ void store_out(bf16 *p, float v) { p->bits = to_bits<bf16>(v); }
+__device__ __forceinline__ void store_out(f16 *p, float v) { p->bits = to_bits<f16>(v); }
+
 // cp.async (sm_80): 16 bytes global -> shared without a register round trip, cached in L2 only
 // (.cg); the bytes past src_bytes (0..16) are zero-filled. Both addresses 16-byte aligned.
 // A thread's copies are grouped by cp_async_commit(); cp_async_wait<N>() returns when at most N

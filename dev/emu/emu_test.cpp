@@ -234,6 +234,23 @@ static void test_embeddings(void (*kernel)(float *, const int *, const int *, co
 
 // ---- layernorm_forward / residual_layernorm_forward ----------------------------------------------
 // alias: 0 none, 1 out == residual (the in-place add & norm the header comment allows), 2 out == inp.
+// A kernel's T output against its f32 counterpart's output rounded to T (RNE): bit for bit, and
+// every element written (T buffers start as 0xffff, which no rounding of these outputs gives).
+template <typename T>
+static void record_rounded(const std::string &name, const std::string &sh, const std::vector<T> &got,
+                           const float *f32_out, size_t n, bool ok) {
+    OutBuf widened(n);
+    std::vector<double> want(n);
+    size_t unwritten = 0;
+    for (size_t i = 0; i < n; i++) {
+        unwritten += got[i].bits == 0xffff;
+        widened.ptr()[i] = load(got[i]);
+        want[i] = round_operand<T>(f32_out[i]);
+    }
+    if (unwritten) emu::report(name + ": " + std::to_string(unwritten) + " T elements unwritten");
+    record(name + " == round(f32 out)", sh, widened, want, ok, 0.0);
+}
+
 static void test_layernorm(bool residual, int M, int C, float offset, int alias = 0) {
     const float eps = 1e-12f;
     std::vector<float> inp = rand_vec(size_t(M) * C), res = rand_vec(size_t(M) * C);
@@ -261,6 +278,32 @@ static void test_layernorm(bool residual, int M, int C, float offset, int alias 
     std::string name = residual ? "residual_layernorm_forward" : "layernorm_forward";
     if (alias) name += alias == 1 ? " out=residual" : " out=inp";
     record(name, shape({{"M", M}, {"C", C}, {"offset", long(offset)}}), out, ref, ok);
+}
+
+// residual_layernorm_forward_to_T: the f32 output bit for bit the plain kernel's, and the T copy
+// its rounding; `in_place` writes the f32 output over the residual, as the scheduler does.
+template <typename T>
+static void test_layernorm_to(void (*kernel)(float *, T *, const float *, const float *,
+                                             const float *, const float *, int, int, float),
+                              int M, int C, bool in_place) {
+    const float eps = 1e-12f;
+    std::vector<float> inp = rand_vec(size_t(M) * C), res = rand_vec(size_t(M) * C);
+    std::vector<float> lw = rand_vec(C, 0.5f, 1.5f), lb = rand_vec(C, -0.5f, 0.5f);
+    const size_t n = size_t(M) * C, smem = size_t(C) * 4;
+    OutBuf want(n), out(n);
+    bool ok = emu::launch(residual_layernorm_forward, dim3(M), dim3(ROW_THREADS), smem, want.ptr(),
+                          inp.data(), res.data(), lw.data(), lb.data(), M, C, eps);
+    const float *pres = res.data();
+    if (in_place) std::copy_n(res.data(), n, out.ptr()), pres = out.ptr();
+    std::vector<T> out_t(n, T{0xffff});
+    ok &= emu::launch(kernel, dim3(M), dim3(ROW_THREADS), smem, out.ptr(), out_t.data(), inp.data(),
+                      pres, lw.data(), lb.data(), M, C, eps);
+    const std::string name = std::string("residual_layernorm_forward_to_") + tname<T>();
+    const std::string sh = shape({{"M", M}, {"C", C}}) + (in_place ? " out=residual" : "");
+    std::vector<double> same(n);
+    for (size_t i = 0; i < n; i++) same[i] = want[i];
+    record_rounded(name, sh, out_t, want.ptr(), n, ok);
+    record(name + " f32 out == residual_layernorm_forward", sh, out, same, true, 0.0);
 }
 
 // ---- attention_forward ---------------------------------------------------------------------------
@@ -350,6 +393,8 @@ static void test_attention_mma(void (*kernel)(float *, const float *, const floa
                                               const float *, int, int, int, int, int, float),
                                void (*kernel_from)(float *, const T *, const T *, const T *,
                                                    const float *, int, int, int, int, int, float),
+                               void (*kernel_from_to)(T *, const T *, const T *, const T *,
+                                                      const float *, int, int, int, int, int, float),
                                int S, int A, const std::vector<SeqMask> &seqs) {
     const int B = int(seqs.size()), D = 64, H = A * D;
     const size_t n = size_t(B) * S * H;
@@ -447,14 +492,22 @@ static void test_attention_mma(void (*kernel)(float *, const float *, const floa
     std::vector<double> same(n);
     for (size_t i = 0; i < n; i++) same[i] = out[i];
     record(name + "_from_" + tname<T>() + " == f32-input", sh, from_t, same, ok_t, 0.0);
+    // The _from_ _to_ kernel: its output stored as T (what the output projection reads).
+    std::vector<T> to_t(n, T{0xffff});
+    const bool ok_to = emu::launch(kernel_from_to, grid, dim3(128), 0, to_t.data(), qkv_t.data(),
+                                   qkv_t.data() + H, qkv_t.data() + 2 * H, mask.data(), B, S, A, D,
+                                   3 * H, fscale);
+    record_rounded(name + "_from_" + tname<T>() + "_to_" + tname<T>(), sh, to_t, out.ptr(), n, ok_to);
 }
 
 static void test_attention_mma_all(bool quick) {
     for (int t = 0; t < 2; t++) {
         auto run = [&](int S, int A, const std::vector<SeqMask> &seqs) {
             if (t == 0)
-                test_attention_mma<bf16>(attention_forward_mma_bf16, attention_forward_mma_bf16_from_bf16, S, A, seqs);
-            else test_attention_mma<f16>(attention_forward_mma_f16, attention_forward_mma_f16_from_f16, S, A, seqs);
+                test_attention_mma<bf16>(attention_forward_mma_bf16, attention_forward_mma_bf16_from_bf16,
+                                         attention_forward_mma_bf16_from_bf16_to_bf16, S, A, seqs);
+            else test_attention_mma<f16>(attention_forward_mma_f16, attention_forward_mma_f16_from_f16,
+                                         attention_forward_mma_f16_from_f16_to_f16, S, A, seqs);
         };
         run(1, 1, {{'f', 0}});
         run(37, 2, {{'f', 0}, {'l', 20}, {'n', 0}});   // B*A = 6, one partial query block
@@ -799,6 +852,31 @@ static void test_linear_from_t(void (*f32_in)(float *, const float *, const T *,
     record(name + " == f32-input kernel", sh, out, f32_bits, ok && ok32, 0.0);
 }
 
+// linear_forward_mma_*_from_*_to_*: both activations stored as T (every encoder product when the
+// LayerNorms and the attention keep T copies): the _from_ kernel's f32 output, rounded.
+template <typename T>
+static void test_linear_from_to_t(void (*t_in)(float *, const T *, const T *, const float *, int,
+                                               int, int, int),
+                                  void (*t_in_out)(T *, const T *, const T *, const float *, int,
+                                                   int, int, int),
+                                  int M, int K, int N, int act) {
+    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
+    std::vector<T> inp(size_t(M) * K), w(size_t(N) * K);
+    for (auto &x : inp) x = store<T>(uni(-2.0f, 2.0f));
+    for (auto &x : w) x = store<T>(uni(-ws, ws));
+    std::vector<float> bias = rand_vec(N, -0.5f, 0.5f);
+    const dim3 grid((N + MMA_TILE - 1) / MMA_TILE, (M + MMA_TILE - 1) / MMA_TILE, 1);
+    OutBuf f32_out(size_t(M) * N);
+    bool ok = emu::launch(t_in, grid, dim3(LINEAR_THREADS), 0, f32_out.ptr(), inp.data(), w.data(),
+                          bias.data(), M, K, N, act);
+    std::vector<T> got(size_t(M) * N, T{0xffff});
+    ok &= emu::launch(t_in_out, grid, dim3(LINEAR_THREADS), 0, got.data(), inp.data(), w.data(),
+                      bias.data(), M, K, N, act);
+    const std::string name = std::string("linear_forward_mma_") + tname<T>() + "_from_" + tname<T>() + "_to_" + tname<T>();
+    record_rounded(name, shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}}), got, f32_out.ptr(),
+                   size_t(M) * N, ok);
+}
+
 static void test_mma(bool quick) {
     test_mma_unit<bf16>(true);
     test_mma_unit<f16>(true);
@@ -833,6 +911,11 @@ static void test_mma(bool quick) {
     test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 3, 77, 7, 2);
     test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 1, 1, 1, 0);
     test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 5, 0, 3, 1); // K = 0
+    // Both sides T; act 2 (gelu_new, ALBERT's) and 1 take the epilogue's compile-time copies,
+    // 12 the run-time switch.
+    test_linear_from_to_t<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma_bf16_from_bf16_to_bf16, 130, 136, 200, 2);
+    test_linear_from_to_t<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma_f16_from_f16_to_f16, 33, 40, 129, 12);
+    test_linear_from_to_t<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma_bf16_from_bf16_to_bf16, 3, 77, 7, 1);
     if (quick) return;
     test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 257, 200, 130, 12);
     test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 17, 1000, 70, 0); // long K
@@ -896,6 +979,8 @@ int main(int argc, char **argv) {
     test_layernorm(false, 2, 1000, 1000.0f); // large mean: the f64 statistics
     test_layernorm(true, 3, 768, 0.0f, 1);   // in place: out aliases residual
     test_layernorm(true, 3, 768, 0.0f, 2);   // out aliases inp
+    test_layernorm_to<bf16>(residual_layernorm_forward_to_bf16, 3, 768, true);
+    test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 1000, false);
     }
 
     if (want("attention"))

@@ -10,6 +10,14 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::model::config::AlbertConfig;
 
+/// How the arena stores the activations the products read (f32, or the operand type T).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Storage {
+    pub qkv: DType,
+    pub ffn: DType,
+    pub t: Option<DType>,
+}
+
 /// Encoder activations for up to `capacity` token rows (M = R*S).
 pub(super) struct Arena {
     pub capacity: usize,
@@ -28,28 +36,36 @@ pub(super) struct Arena {
     /// products write and read it (linear_t.rs: they round it to T anyway), else f32. The
     /// largest activation: half its bytes is ~25 MB less traffic per layer application at M = 4096.
     pub ffn: DeviceMatrix,
+    /// T copies of the activations the products read, when every encoder product runs on
+    /// tensor cores with T activations (`CudaDevice::encoder_keeps_t`); else None.
+    pub t: Option<TCopies>,
+}
+
+/// The activations stored as T (bf16/f16) for the tensor-core products, next to the f32 ones
+/// the residuals and LayerNorms read. Each is its f32 counterpart rounded to T (RNE), the very
+/// rounding the products apply as they stage an f32 activation: no result changes.
+pub(super) struct TCopies {
+    pub hidden: DeviceMatrix, // [M, H]: the layer input (the QKV product's)
+    pub ctx: DeviceMatrix,    // [M, H]: the attention output (the output projection's input)
+    pub attn: DeviceMatrix,   // [M, H]: after the attention's LayerNorm (the FFN-in input)
 }
 
 impl Arena {
-    /// Bytes of an arena for `capacity` token rows, q/k/v stored as `qkv` and the FFN
-    /// intermediate as `ffn`.
-    pub fn bytes(cfg: &AlbertConfig, capacity: usize, qkv: DType, ffn: DType) -> usize {
+    /// Bytes of an arena for `capacity` token rows, q/k/v stored as `qkv`, the FFN
+    /// intermediate as `ffn`, and T copies of `t` (if any).
+    pub fn bytes(cfg: &AlbertConfig, capacity: usize, st: Storage) -> usize {
         let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
-        let per_row = 3 * 4 + 4 * e + 4 * h * 4 + qkv.size_of() * 3 * h + ffn.size_of() * i;
+        let copies = st.t.map_or(0, |t| 3 * t.size_of() * h);
+        let per_row =
+            3 * 4 + 4 * e + 4 * h * 4 + st.qkv.size_of() * 3 * h + st.ffn.size_of() * i + copies;
         capacity.saturating_mul(per_row)
     }
 
-    pub fn new(
-        dev: &CudaDevice,
-        cfg: &AlbertConfig,
-        capacity: usize,
-        qkv: DType,
-        ffn: DType,
-    ) -> Result<Self> {
+    pub fn new(dev: &CudaDevice, cfg: &AlbertConfig, capacity: usize, st: Storage) -> Result<Self> {
         let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
         // Refuse up front with the sizes in the message; a failed allocation below is still an
         // error (CUDA_ERROR_OUT_OF_MEMORY), never an abort.
-        let need = Self::bytes(cfg, capacity, qkv, ffn);
+        let need = Self::bytes(cfg, capacity, st);
         if let Ok((free, _total)) = dev.ctx.mem_get_info() {
             if need > free {
                 return Err(dev.err(
@@ -80,11 +96,19 @@ impl Arena {
             mask: f32s(capacity)?,
             x: f32s(capacity * e)?,
             hidden: f32s(capacity * h)?,
-            qkv: DeviceMatrix::zeros(dev, capacity * 3 * h, qkv)?,
+            qkv: DeviceMatrix::zeros(dev, capacity * 3 * h, st.qkv)?,
             ctx: f32s(capacity * h)?,
             proj: f32s(capacity * h)?,
             attn: f32s(capacity * h)?,
-            ffn: DeviceMatrix::zeros(dev, capacity * i, ffn)?,
+            ffn: DeviceMatrix::zeros(dev, capacity * i, st.ffn)?,
+            t: match st.t {
+                Some(t) => Some(TCopies {
+                    hidden: DeviceMatrix::zeros(dev, capacity * h, t)?,
+                    ctx: DeviceMatrix::zeros(dev, capacity * h, t)?,
+                    attn: DeviceMatrix::zeros(dev, capacity * h, t)?,
+                }),
+                None => None,
+            },
         })
     }
 }

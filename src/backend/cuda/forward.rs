@@ -9,10 +9,10 @@ use std::sync::Mutex;
 
 use cudarc::driver::CudaSlice;
 
-use super::arena::Arena;
+use super::arena::{Arena, Storage};
 use super::device::CudaDevice;
 use super::graphs::{self, ExecGraph, GraphCache, GraphKey, GraphStats, Plan, Staging};
-use super::weights::{DeviceLayer, DeviceLinear, DeviceMatrix, DeviceWeights};
+use super::weights::{DeviceLayer, DeviceLinear, DeviceMatrix, DeviceView, DeviceWeights};
 use crate::backend::cpu::reference::MASKED;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -133,15 +133,13 @@ impl CudaAlbert {
             graphs.arena(m);
             *staging = None;
             *arena = None;
-            let qkv = match dev.attention_uses_mma(self.dtype, d) {
-                true => self.dtype,
-                false => DType::F32,
+            let t_if = |yes: bool| if yes { self.dtype } else { DType::F32 };
+            let st = Storage {
+                qkv: t_if(dev.attention_uses_mma(self.dtype, d)),
+                ffn: t_if(dev.linear_keeps_t(self.dtype)),
+                t: dev.encoder_keeps_t(self.dtype, d).then_some(self.dtype),
             };
-            let ffn = match dev.linear_keeps_t(self.dtype) {
-                true => self.dtype,
-                false => DType::F32,
-            };
-            *arena = Some(Arena::new(dev, cfg, m, qkv, ffn)?);
+            *arena = Some(Arena::new(dev, cfg, m, st)?);
         }
         let ar = arena.as_mut().expect("allocated just above");
 
@@ -268,10 +266,17 @@ impl CudaAlbert {
         if let Some(rec) = record.as_deref_mut() {
             rec.push(self.download(&ar.hidden, m * h)?);
         }
+        // The first layer reads the projection's f32 output; each layer leaves a T copy of
+        // its output for the next one when the arena keeps T copies.
+        let mut first = true;
         for app in 0..cfg.num_hidden_layers {
             // The same device buffers for every application of the group.
             for layer in &w.groups[cfg.group_of_application(app)] {
-                self.layer_forward(ar, layer, rows, s, m, h, i, a, d, eps)?;
+                match ar.t.is_some() {
+                    true => self.layer_forward_t(ar, layer, rows, s, first)?,
+                    false => self.layer_forward(ar, layer, rows, s, m, h, i, a, d, eps)?,
+                }
+                first = false;
                 if let Some(rec) = record.as_deref_mut() {
                     rec.push(self.download(&ar.hidden, m * h)?);
                 }
@@ -387,6 +392,78 @@ impl CudaAlbert {
             Some(&ar.attn),
             &n.weight,
             &n.bias,
+            m,
+            h,
+            eps,
+        )
+    }
+
+    /// One AlbertLayer on `ar.hidden` [M, H], in place, with every product reading T
+    /// activations (`ar.t`): the same bits as `layer_forward` on tensor cores, as each T copy is
+    /// the rounding the product would apply to the f32 activation. `first`: the layer input's
+    /// T copy does not exist yet (the QKV product reads the f32 projection output).
+    fn layer_forward_t(
+        &self,
+        ar: &mut Arena,
+        w: &DeviceLayer,
+        rows: usize,
+        s: usize,
+        first: bool,
+    ) -> Result<()> {
+        let dev = &self.dev;
+        let cfg = &self.config;
+        let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        let (a, d, m) = (cfg.num_attention_heads, cfg.head_size(), rows * s);
+        let t = ar.t.as_mut().expect("layer_forward_t runs with T copies");
+        let (qkv, o) = (&w.qkv, &w.attn_output);
+        let f32_hidden = DeviceView::F32(ar.hidden.slice(..));
+        let hidden = match first {
+            true => &f32_hidden,
+            false => &t.hidden.view(..),
+        };
+        let qkv_out = (&mut ar.qkv).into();
+        dev.linear_forward_t(
+            qkv_out,
+            hidden,
+            &qkv.weight,
+            Some(&qkv.bias),
+            m,
+            h,
+            3 * h,
+            None,
+        )?;
+        let (q, k, v) = (ar.qkv.view(..), ar.qkv.view(h..), ar.qkv.view(2 * h..));
+        dev.attention_forward_to(&mut t.ctx, &q, &k, &v, &ar.mask, rows, s, a, d, 3 * h)?;
+        let ctx = &t.ctx.view(..);
+        dev.linear_forward_from(&mut ar.proj, ctx, &o.weight, Some(&o.bias), m, h, h, None)?;
+        let n = &w.attn_norm;
+        let (nw, nb) = (&n.weight, &n.bias);
+        dev.residual_layernorm_forward_to(
+            &mut ar.attn,
+            &mut t.attn,
+            &ar.proj,
+            &ar.hidden,
+            nw,
+            nb,
+            m,
+            h,
+            eps,
+        )?;
+        let act = Some(cfg.hidden_act);
+        let (f1, f2) = (&w.ffn, &w.ffn_output);
+        let (attn, ffn_out) = (&t.attn.view(..), (&mut ar.ffn).into());
+        dev.linear_forward_t(ffn_out, attn, &f1.weight, Some(&f1.bias), m, h, i, act)?;
+        let ffn = &ar.ffn.view(..);
+        dev.linear_forward_from(&mut ar.proj, ffn, &f2.weight, Some(&f2.bias), m, i, h, None)?;
+        let n = &w.output_norm;
+        let (nw, nb) = (&n.weight, &n.bias);
+        dev.residual_layernorm_forward_to(
+            &mut ar.hidden,
+            &mut t.hidden,
+            &ar.proj,
+            &ar.attn,
+            nw,
+            nb,
             m,
             h,
             eps,

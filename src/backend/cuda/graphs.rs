@@ -126,7 +126,11 @@ impl<G> GraphCache<G> {
     pub fn arena(&mut self, rows: usize) {
         if rows != self.arena_rows {
             self.stats.invalidated += self.graphs.len();
-            self.graphs.clear();
+            // A dropped graph's key ran before: it is warm, so its next pass re-captures.
+            let dropped: Vec<GraphKey> = self.graphs.drain(..).map(|c| c.key).collect();
+            for key in dropped {
+                self.mark_warm(key);
+            }
             self.arena_rows = rows;
         }
     }
@@ -147,6 +151,10 @@ impl<G> GraphCache<G> {
     /// A successful eager pass with `key`: its next pass captures.
     pub fn warmed(&mut self, key: GraphKey) {
         self.stats.eager += 1;
+        self.mark_warm(key);
+    }
+
+    fn mark_warm(&mut self, key: GraphKey) {
         if self.off.is_some() || self.warm.contains(&key) {
             return;
         }
@@ -458,8 +466,9 @@ mod tests {
         assert_eq!(c.stats.invalidated, 1);
         assert_eq!(c.plan(large), Plan::Eager);
         c.warmed(large);
-        // The small key was warmed before: it re-captures at once, now into the larger arena.
-        c.warmed(small);
+        // The small key ran before: it re-captures at once, now into the larger arena (the
+        // real flow calls no warmed() for it in between: a GPU run caught an earlier version
+        // that ran it eagerly once more).
         assert_eq!(c.plan(small), Plan::Capture);
         c.insert(small, 2);
         assert_eq!(c.get(small), Some(&2));

@@ -5,7 +5,7 @@
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 use super::device::CudaDevice;
-use super::weights::{DeviceMatrix, DeviceView};
+use super::weights::{DeviceMatrix, DeviceOut, DeviceView};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::model::activation::Activation;
@@ -247,14 +247,61 @@ impl CudaDevice {
         c: usize,
         eps: f32,
     ) -> Result<()> {
-        let k = if residual.is_some() {
-            "residual_layernorm_forward"
-        } else {
-            "layernorm_forward"
+        self.layernorm_launch(out, None, inp, residual, weight, bias, m, c, eps)
+    }
+
+    /// residual_layernorm_forward that also stores the result rounded to T (bf16/f16) in
+    /// `out_t`: the copy the next tensor-core products read (bit-identical to their rounding
+    /// of `out` as they stage it); `out` stays f32 for the next residual.
+    #[allow(clippy::too_many_arguments)]
+    pub fn residual_layernorm_forward_to(
+        &self,
+        out: &mut CudaSlice<f32>,  // [M, C]
+        out_t: &mut DeviceMatrix,  // [M, C] as T
+        inp: &CudaSlice<f32>,      // [M, C]
+        residual: &CudaSlice<f32>, // [M, C]
+        weight: &CudaSlice<f32>,   // [C]
+        bias: &CudaSlice<f32>,     // [C]
+        m: usize,
+        c: usize,
+        eps: f32,
+    ) -> Result<()> {
+        let out_t = Some(out_t.into());
+        self.layernorm_launch(out, out_t, inp, Some(residual), weight, bias, m, c, eps)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_launch(
+        &self,
+        out: &mut CudaSlice<f32>,          // [M, C]
+        out_t: Option<DeviceOut>,          // [M, C] as T
+        inp: &CudaSlice<f32>,              // [M, C]
+        residual: Option<&CudaSlice<f32>>, // [M, C]
+        weight: &CudaSlice<f32>,           // [C]
+        bias: &CudaSlice<f32>,             // [C]
+        m: usize,
+        c: usize,
+        eps: f32,
+    ) -> Result<()> {
+        let name = match (&out_t, residual) {
+            (Some(t), _) => format!("residual_layernorm_forward_to_{}", t.dtype().name()),
+            (None, Some(_)) => "residual_layernorm_forward".into(),
+            (None, None) => "layernorm_forward".into(),
         };
+        let k = name.as_str();
         self.check(
             k,
-            out.len() >= m * c && inp.len() >= m * c && residual.is_none_or(|r| r.len() >= m * c),
+            out_t.as_ref().is_none_or(|t| {
+                t.dtype() != DType::F32 && residual.is_some() && self.kernels.has(k)
+            }),
+            || "a T copy needs a 16-bit type, a residual and sm_80+".into(),
+        )?;
+        self.check(
+            k,
+            out.len() >= m * c
+                && inp.len() >= m * c
+                && residual.is_none_or(|r| r.len() >= m * c)
+                && out_t.as_ref().is_none_or(|t| t.len() >= m * c),
             || format!("buffers smaller than [{m}, {c}]"),
         )?;
         self.check(k, weight.len() == c && bias.len() == c, || {
@@ -274,12 +321,21 @@ impl CudaDevice {
         };
         let f = self.kernels.get(k);
         let mut b = self.stream.launch_builder(f);
-        b.arg(out).arg(inp);
+        b.arg(out);
+        match out_t {
+            Some(DeviceOut::BF16(t)) => b.arg(t),
+            Some(DeviceOut::F16(t)) => b.arg(t),
+            Some(DeviceOut::F32(t)) => b.arg(t), // refused above
+            None => &mut b,
+        };
+        b.arg(inp);
         if let Some(r) = residual {
             b.arg(r);
         }
         b.arg(weight).arg(bias).arg(&m_).arg(&c_).arg(&eps);
-        // SAFETY: arguments match (residual_)layernorm_forward in kernels/layernorm.cu; sizes checked.
+        // SAFETY: arguments match (residual_)layernorm_forward and
+        // residual_layernorm_forward_to_{bf16,f16} in kernels/layernorm.cu in type and order (the
+        // name is built from out_t's type); sizes checked.
         self.launched(k, unsafe { b.launch(cfg) })
     }
 
@@ -339,12 +395,64 @@ impl CudaDevice {
         operands: DType,
         mma: bool,
     ) -> Result<()> {
+        let out = DeviceOut::F32(out);
+        self.attention_launch(out, q, k, v, mask, b, s, a, d, ld, operands, mma)
+    }
+
+    /// attention_forward with q, k, v and the output all stored as T (the tensor-core kernel
+    /// only): the output projection reads it as T. The f32 kernel's output rounded to T.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_forward_to(
+        &self,
+        out: &mut DeviceMatrix, // [B, S, A*D] as T
+        q: &DeviceView,         // [B, S, ld] as T
+        k: &DeviceView,         // [B, S, ld] as T
+        v: &DeviceView,         // [B, S, ld] as T
+        mask: &CudaSlice<f32>,  // [B, S]
+        b: usize,
+        s: usize,
+        a: usize,
+        d: usize,
+        ld: usize,
+    ) -> Result<()> {
+        let operands = out.dtype();
+        let kn = "attention_forward_to";
+        self.check(kn, operands != DType::F32 && q.dtype() == operands, || {
+            format!(
+                "out stored as {operands} needs q, k, v stored as the same 16-bit type, got {}",
+                q.dtype()
+            )
+        })?;
+        let mma = self.tensor_cores;
+        self.attention_launch(out.into(), q, k, v, mask, b, s, a, d, ld, operands, mma)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_launch(
+        &self,
+        out: DeviceOut,        // [B, S, A*D]
+        q: &DeviceView,        // [B, S, ld]
+        k: &DeviceView,        // [B, S, ld]
+        v: &DeviceView,        // [B, S, ld]
+        mask: &CudaSlice<f32>, // [B, S]
+        b: usize,
+        s: usize,
+        a: usize,
+        d: usize,
+        ld: usize,
+        operands: DType,
+        mma: bool,
+    ) -> Result<()> {
         let storage = q.dtype();
         let t = operands.name();
+        let to = match out.dtype() {
+            DType::F32 => String::new(),
+            _ => format!("_to_{t}"),
+        };
         let mma_name = match (storage, operands) {
             (_, DType::F32) => None,
             (DType::F32, _) => Some(format!("attention_forward_mma_{t}")),
-            _ => Some(format!("attention_forward_mma_{t}_from_{t}")),
+            _ => Some(format!("attention_forward_mma_{t}_from_{t}{to}")),
         };
         let use_mma =
             mma && d == ATTENTION_MMA_D && mma_name.as_deref().is_some_and(|n| self.kernels.has(n));
@@ -357,6 +465,9 @@ impl CudaDevice {
         })?;
         self.check(kn, storage == DType::F32 || (use_mma && storage == operands), || {
             format!("q, k, v stored as {storage} need the tensor-core kernel at {storage} operands (D = 64, sm_80+, tensor cores on); got {operands} operands, D = {d}")
+        })?;
+        self.check(kn, out.dtype() == DType::F32 || use_mma, || {
+            format!("an output stored as {} needs the tensor-core kernel (D = 64, sm_80+, tensor cores on); D = {d}", out.dtype())
         })?;
         let h = a * d;
         let rows = b * s;
@@ -403,7 +514,11 @@ impl CudaDevice {
         };
         let f = self.kernels.get(kn);
         let mut l = self.stream.launch_builder(f);
-        l.arg(out);
+        match out {
+            DeviceOut::F32(o) => l.arg(o),
+            DeviceOut::BF16(o) => l.arg(o),
+            DeviceOut::F16(o) => l.arg(o),
+        };
         for x in [q, k, v] {
             match x {
                 DeviceView::F32(x) => l.arg(x),
@@ -420,7 +535,8 @@ impl CudaDevice {
             .arg(&scale);
         // SAFETY: arguments match attention_forward in kernels/attention.cu and
         // attention_forward_mma_* in kernels/attention_mma.cu in type and order (the element
-        // type of q, k, v is the kernel's: f32 for the first two, T for the _from_ kernels);
+        // type of q, k, v is the kernel's: f32 for the first two, T for the _from_ kernels; out
+        // is f32, or T for the _to_ kernels, whose name is built from its type);
         // every row the grid reads or writes is inside the buffers (checked above); the mma
         // kernels are only chosen for D = 64, the head size they are written for.
         self.launched(kn, unsafe { l.launch(cfg) })

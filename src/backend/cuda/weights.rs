@@ -135,6 +135,52 @@ impl DeviceView<'_> {
     }
 }
 
+/// A kernel's output buffer in one of the storage types: f32, or T for the activations the
+/// tensor-core kernels store as T (they would round them to T as they stage them anyway).
+pub enum DeviceOut<'a> {
+    F32(&'a mut CudaSlice<f32>),
+    BF16(&'a mut CudaSlice<bf16>),
+    F16(&'a mut CudaSlice<f16>),
+}
+
+impl DeviceOut<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            DeviceOut::F32(s) => s.len(),
+            DeviceOut::BF16(s) => s.len(),
+            DeviceOut::F16(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            DeviceOut::F32(_) => DType::F32,
+            DeviceOut::BF16(_) => DType::BF16,
+            DeviceOut::F16(_) => DType::F16,
+        }
+    }
+}
+
+impl<'a> From<&'a mut CudaSlice<f32>> for DeviceOut<'a> {
+    fn from(s: &'a mut CudaSlice<f32>) -> Self {
+        DeviceOut::F32(s)
+    }
+}
+
+impl<'a> From<&'a mut DeviceMatrix> for DeviceOut<'a> {
+    fn from(m: &'a mut DeviceMatrix) -> Self {
+        match m {
+            DeviceMatrix::F32(s) => DeviceOut::F32(s),
+            DeviceMatrix::BF16(s) => DeviceOut::BF16(s),
+            DeviceMatrix::F16(s) => DeviceOut::F16(s),
+        }
+    }
+}
+
 pub struct DeviceLinear {
     pub weight: DeviceMatrix, // [out, in]
     pub bias: CudaSlice<f32>, // [out]
