@@ -16,15 +16,16 @@
 // (6 instructions per warp and 16-k step instead of 24 32-bit loads); a 3-stage cp.async
 // pipeline for the weight tiles (two in flight while one is multiplied) and a register prefetch
 // of the next f32 activation tile (it must be rounded to T on the way, which cp.async cannot
-// do); one barrier pair per k tile. With a T activation both tiles go through cp.async, in 2
-// stages: 3 stages of both would need 60 KB, over the 48 KB of static shared memory.
+// do); one barrier pair per k tile. With a T activation both tiles go through cp.async, in 4
+// stages of dynamic shared memory (80 KB; ~95 registers: two blocks per SM). With 2 stages of
+// static memory, each k tile cost ~1,700 cycles on an H200 (ncu, notes/gpu.md v1.9): one block's
+// loads were not hidden behind its products.
 // Version 1 staged both tiles with plain loads and stalled on every tile.
 // Block tile 128x128x32, 8 warps in a 2 (M) x 4 (N) grid, each warp 64x32 = 4x4 mma tiles.
 // Shared tiles are K-contiguous rows padded by 8 elements (80 B): the 8 16-byte rows one
 // ldmatrix phase reads then start at banks 0, 20, 8, 28, 16, 4, 24, 12 (no conflict).
 // Fragment layout: mma.cuh. Here B = W^T, so b0 = W[n = group][k = 2tig..2tig+1].
-// Next: a wgmma + TMA version for sm_90a; 3 stages for the _from_ kernels in dynamic shared
-// memory (opt-in above 48 KB).
+// Next: a wgmma + TMA version for sm_90a.
 #include "mma.cuh"
 
 // mma.sync bf16/f16 needs sm_80; NVRTC compiling for an older device gets an empty module, and
@@ -37,7 +38,9 @@
 #define MMA_PAD 8
 #define MMA_THREADS 256
 #define MMA_STAGES 3   // W tiles in shared memory (f32 inp): two in flight while one is multiplied
-#define MMA_STAGES_T 2 // A and W tiles (T inp): one pair in flight while one is multiplied
+#define MMA_STAGES_T 4 // A and W tiles (T inp): three pairs in flight while one is multiplied
+// Dynamic shared memory of the T-input kernels (80 KB: the launcher opts in above 48 KB).
+#define MMA_T_SMEM_BYTES (2 * MMA_STAGES_T * MMA_BM * (MMA_BK + MMA_PAD) * 2)
 #define MMA_A_PER_THREAD ((MMA_BM * MMA_BK) / MMA_THREADS) // 16
 
 // Starts staging k tile t (k = 32t..32t+31) of rows r0..r0+127 of a [R, K] matrix of 16-bit
@@ -106,8 +109,18 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
                                    int M, int K, int N, int act) {
     constexpr bool a_async = sizeof(I) == 2; // T activations: staged like the weights
     constexpr int S = a_async ? MMA_STAGES_T : MMA_STAGES;
-    __shared__ __align__(16) unsigned short As[a_async ? S : 1][MMA_BM][MMA_BK + MMA_PAD]; // 10 KB each
-    __shared__ __align__(16) unsigned short Ws[S][MMA_BN][MMA_BK + MMA_PAD];               // 10 KB each
+    typedef unsigned short Tile[MMA_BM][MMA_BK + MMA_PAD]; // 10 KB
+    Tile *As, *Ws; // [a_async ? S : 1] and [S] tiles
+    if constexpr (a_async) { // S A tiles, then S W tiles: MMA_T_SMEM_BYTES, dynamic
+        extern __shared__ __align__(16) unsigned short mma_smem[];
+        As = reinterpret_cast<Tile *>(mma_smem);
+        Ws = As + S;
+    } else { // one A tile and S W tiles, 40 KB: static
+        __shared__ __align__(16) unsigned short As_static[1][MMA_BM][MMA_BK + MMA_PAD];
+        __shared__ __align__(16) unsigned short Ws_static[S][MMA_BN][MMA_BK + MMA_PAD];
+        As = As_static;
+        Ws = Ws_static;
+    }
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int warp_m = warp >> 2, warp_n = warp & 3; // 2 x 4 warps
     const int m0 = blockIdx.y * MMA_BM, n0 = blockIdx.x * MMA_BN;

@@ -41,6 +41,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <map>
 #include <vector>
 #if defined(__SANITIZE_ADDRESS__) // under ASan, reads of the guard bytes are reported too
 #include <sanitizer/asan_interface.h>
@@ -308,6 +309,22 @@ namespace emu {
 constexpr size_t kGuard = 4096;       // guard bytes on each side of dynamic shared memory
 constexpr unsigned char kPoison = 0xff; // 0xffffffff is a NaN as float and double
 
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes): the opt-in a
+// launch above 48 KB of dynamic shared memory needs (the engine sets it when it loads the kernel).
+// 99 KB is the smallest limit of the sm_80+ devices the tensor-core kernels run on (sm_86/89).
+inline std::map<const void *, size_t> &smem_opt_in() {
+    static std::map<const void *, size_t> m;
+    return m;
+}
+template <typename... P> bool opt_in_dynamic_smem(void (*kernel)(P...), size_t bytes) {
+    if (bytes > 99 * 1024) {
+        report("dynamic shared memory opt-in above 99 KB (sm_86/sm_89 refuse it)");
+        return false;
+    }
+    smem_opt_in()[reinterpret_cast<const void *>(kernel)] = bytes;
+    return true;
+}
+
 // Runs kernel<<<grid, block, smem_bytes>>>(args...): blocks in order x fastest, each with
 // block.x*block.y*block.z threads. Returns false (and reports) when CUDA would refuse the launch.
 template <typename... P, typename... A>
@@ -324,7 +341,8 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
         report("block size is not a multiple of 32");
         return false;
     }
-    if (smem_bytes > 48 * 1024) {
+    const auto opt = smem_opt_in().find(reinterpret_cast<const void *>(kernel));
+    if (smem_bytes > 48 * 1024 && (opt == smem_opt_in().end() || smem_bytes > opt->second)) {
         report("dynamic shared memory above 48 KB without opt-in");
         return false;
     }

@@ -17,6 +17,7 @@
 #include "embeddings.cu"
 #include "gather.cu"
 #include "layernorm.cu"
+#include "layernorm_t.cu"
 #include "linear_mma.cu"
 #include "attention_mma.cu"
 // common.cuh declares these two for host compilation (the device versions are PTX cvt asm):
@@ -834,7 +835,7 @@ static void test_linear_from_t(void (*f32_in)(float *, const float *, const T *,
         }
     const dim3 grid((N + MMA_TILE - 1) / MMA_TILE, (M + MMA_TILE - 1) / MMA_TILE, 1);
     OutBuf out(size_t(M) * N), same(size_t(M) * N);
-    const bool ok = emu::launch(t_in, grid, dim3(LINEAR_THREADS), 0, out.ptr(), inp_t.data() + offset,
+    const bool ok = emu::launch(t_in, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES, out.ptr(), inp_t.data() + offset,
                                 w.data(), bias.data(), M, K, N, act);
     const bool ok32 = emu::launch(f32_in, grid, dim3(LINEAR_THREADS), 0, same.ptr(), inp.data(),
                                   w.data(), bias.data(), M, K, N, act);
@@ -867,10 +868,10 @@ static void test_linear_from_to_t(void (*t_in)(float *, const T *, const T *, co
     std::vector<float> bias = rand_vec(N, -0.5f, 0.5f);
     const dim3 grid((N + MMA_TILE - 1) / MMA_TILE, (M + MMA_TILE - 1) / MMA_TILE, 1);
     OutBuf f32_out(size_t(M) * N);
-    bool ok = emu::launch(t_in, grid, dim3(LINEAR_THREADS), 0, f32_out.ptr(), inp.data(), w.data(),
+    bool ok = emu::launch(t_in, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES, f32_out.ptr(), inp.data(), w.data(),
                           bias.data(), M, K, N, act);
     std::vector<T> got(size_t(M) * N, T{0xffff});
-    ok &= emu::launch(t_in_out, grid, dim3(LINEAR_THREADS), 0, got.data(), inp.data(), w.data(),
+    ok &= emu::launch(t_in_out, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES, got.data(), inp.data(), w.data(),
                       bias.data(), M, K, N, act);
     const std::string name = std::string("linear_forward_mma_") + tname<T>() + "_from_" + tname<T>() + "_to_" + tname<T>();
     record_rounded(name, shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}}), got, f32_out.ptr(),
@@ -878,6 +879,11 @@ static void test_linear_from_to_t(void (*t_in)(float *, const T *, const T *, co
 }
 
 static void test_mma(bool quick) {
+    // As the engine does when it loads them (kernels.rs): the T-input products' 80 KB.
+    emu::opt_in_dynamic_smem(linear_forward_mma_bf16_from_bf16, MMA_T_SMEM_BYTES);
+    emu::opt_in_dynamic_smem(linear_forward_mma_f16_from_f16, MMA_T_SMEM_BYTES);
+    emu::opt_in_dynamic_smem(linear_forward_mma_bf16_from_bf16_to_bf16, MMA_T_SMEM_BYTES);
+    emu::opt_in_dynamic_smem(linear_forward_mma_f16_from_f16_to_f16, MMA_T_SMEM_BYTES);
     test_mma_unit<bf16>(true);
     test_mma_unit<f16>(true);
     test_mma_unit<bf16>(false);

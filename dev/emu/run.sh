@@ -5,7 +5,7 @@
 #   EMU_SAN=thread dev/emu/run.sh  with ThreadSanitizer (races between emulated threads)
 #   dev/emu/run.sh --quick         fewer activations at the large linear shapes, small mma shapes
 #   dev/emu/run.sh --only=GROUP    conversions, emulator, linear, mma, embeddings, layernorm, ...
-# Kernel sources are copied to dev/emu/build/kernels with one rewrite: `extern __shared__ T x[];`
+# Kernel sources are copied to dev/emu/build/kernels with one rewrite: `extern __shared__ [__align__(N)] T x[];`
 # becomes EMU_DYNAMIC_SHARED(T, x) (not expressible with a macro; see cuda_emu.h).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,7 +17,7 @@ build="$here/build/${EMU_KERNELS:+mutant-$$-}${san:-plain}"
 build="${build//,/_}"
 mkdir -p "$build/kernels"
 for f in "$src_dir"/*.cu "$src_dir"/*.cuh; do
-    sed -E 's/extern[[:space:]]+__shared__[[:space:]]+([A-Za-z_][A-Za-z_0-9]*)[[:space:]]+([A-Za-z_][A-Za-z_0-9]*)[[:space:]]*\[[[:space:]]*\][[:space:]]*;/EMU_DYNAMIC_SHARED(\1, \2);/' \
+    sed -E 's/extern[[:space:]]+__shared__[[:space:]]+(__align__\([0-9]+\)[[:space:]]+)?([A-Za-z_][A-Za-z_0-9]*( short| int)?)[[:space:]]+([A-Za-z_][A-Za-z_0-9]*)[[:space:]]*\[[[:space:]]*\][[:space:]]*;/EMU_DYNAMIC_SHARED(\2, \4);/' \
         "$f" > "$build/kernels/$(basename "$f")"
 done
 # -fno-strict-aliasing: CUDA code reads 16-bit shared arrays through 32-bit pointers (linear_mma.cu).

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{CudaContext, CudaFunction};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
@@ -31,6 +32,8 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "attention_forward_mma_f16",
             "attention_forward_mma_bf16_from_bf16",
             "attention_forward_mma_f16_from_f16",
+            "attention_forward_mma_bf16_from_bf16_to_bf16",
+            "attention_forward_mma_f16_from_f16_to_f16",
         ],
     ),
     (
@@ -45,6 +48,13 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
     (
         "layernorm",
         &["layernorm_forward", "residual_layernorm_forward"],
+    ),
+    (
+        "layernorm_t",
+        &[
+            "residual_layernorm_forward_to_bf16",
+            "residual_layernorm_forward_to_f16",
+        ],
     ),
     (
         "linear",
@@ -63,15 +73,27 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_mma_f16_to_f16",
             "linear_forward_mma_bf16_from_bf16",
             "linear_forward_mma_f16_from_f16",
+            "linear_forward_mma_bf16_from_bf16_to_bf16",
+            "linear_forward_mma_f16_from_f16_to_f16",
         ],
     ),
 ];
+
+/// The dynamic shared memory a kernel is launched with, where it is above the 48 KB a launch
+/// may use without opting in: the T-input tensor-core products (kernels/linear_mma.cu
+/// MMA_T_SMEM_BYTES: 4 stages of a 128x32 A tile and a 128x32 W tile, rows padded to 40).
+pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
+    (entry.starts_with("linear_forward_mma_") && entry.contains("_from_")).then_some(MMA_T_SMEM)
+}
+
+/// kernels/linear_mma.cu MMA_T_SMEM_BYTES.
+pub(super) const MMA_T_SMEM: usize = 2 * 4 * 128 * (32 + 8) * 2;
 
 /// Modules that need a minimum compute capability; below it they are not loaded and the
 /// launchers use the portable kernels.
 fn min_capability(module: &str) -> (i32, i32) {
     match module {
-        "linear_mma" | "attention_mma" => (8, 0),
+        "linear_mma" | "attention_mma" | "layernorm_t" => (8, 0),
         _ => (0, 0),
     }
 }
@@ -110,6 +132,16 @@ impl Kernels {
                         "kernel `{entry}` missing from module `{module_name}` ({how}): {e}"
                     ),
                 })?;
+                if let Some(bytes) = dynamic_smem(entry) {
+                    // Above 48 KB a kernel must opt in. A device that refuses (less shared
+                    // memory per block) goes without the kernel: `has` is false, and the
+                    // scheduler keeps those activations in f32.
+                    let attr =
+                        CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+                    if f.set_attribute(attr, bytes as i32).is_err() {
+                        continue;
+                    }
+                }
                 functions.insert(entry, f);
             }
             origin.push((module.name, how));

@@ -9,6 +9,7 @@
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 use super::device::CudaDevice;
+use super::kernels::dynamic_smem;
 use super::launch::{cuda_activation_id, LINEAR_THREADS, MMA_TILE};
 use super::weights::{DeviceMatrix, DeviceOut, DeviceView};
 use crate::dtype::DType;
@@ -98,7 +99,7 @@ impl CudaDevice {
         let cfg = LaunchConfig {
             grid_dim: (n.div_ceil(MMA_TILE) as u32, m.div_ceil(MMA_TILE) as u32, 1),
             block_dim: (LINEAR_THREADS, 1, 1),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: dynamic_smem(kn).unwrap_or(0) as u32,
         };
         let act = cuda_activation_id(act);
         Ok(Some(Checked { cfg, mkn, act }))
@@ -139,7 +140,9 @@ impl CudaDevice {
         n: usize,
         act: Option<Activation>,
     ) -> Result<()> {
-        self.check("linear_forward_from", inp.dtype() != DType::F32, || {
+        let t = weight.suffix();
+        let kn = format!("linear_forward_mma_{t}_from_{t}");
+        self.check(&kn, inp.dtype() != DType::F32, || {
             "the activation is f32: use linear_forward".into()
         })?;
         self.linear_forward_t(out.into(), inp, weight, bias, m, k, n, act)
