@@ -51,6 +51,15 @@ __device__ __forceinline__ void store_out(float *p, float v) { *p = v; }
 __device__ __forceinline__ void store_out(bf16 *p, float v) { p->bits = to_bits<bf16>(v); }
 __device__ __forceinline__ void store_out(f16 *p, float v) { p->bits = to_bits<f16>(v); }
 
+// Two adjacent elements (p[0] = lo, p[1] = hi) in one store; p aligned to two elements.
+__device__ __forceinline__ void store_pair(float *p, float lo, float hi) {
+    *reinterpret_cast<unsigned long long *>(p) =
+        (unsigned long long)__float_as_uint(lo) | ((unsigned long long)__float_as_uint(hi) << 32);
+}
+template <typename T> __device__ __forceinline__ void store_pair(T *p, float lo, float hi) {
+    *reinterpret_cast<unsigned *>(p) = (unsigned)to_bits<T>(lo) | ((unsigned)to_bits<T>(hi) << 16);
+}
+
 // cp.async (sm_80): 16 bytes global -> shared without a register round trip, cached in L2 only
 // (.cg); the bytes past src_bytes (0..16) are zero-filled. Both addresses 16-byte aligned.
 // A thread's copies are grouped by cp_async_commit(); cp_async_wait<N>() returns when at most N

@@ -1,5 +1,6 @@
 //! The cuBLAS baseline, only for benchmarks: times cuBLAS on the encoder's product shapes next to
-//! our linear_forward, with CUDA events on one stream. Nothing in the engine calls cuBLAS.
+//! our product (T activations in and out where the engine keeps them, else linear_forward), with
+//! CUDA events on one stream. Nothing in the engine calls cuBLAS.
 //!
 //! Row-major out[M, N] = inp[M, K] W[N, K]^T is, in cuBLAS's column-major terms,
 //! out^T[N, M] = W^T^T[N, K] inp^T[K, M]: gemm(T, N, m = N, n = M, k = K, A = W, B = inp).
@@ -80,9 +81,24 @@ pub fn compare_gemm(
     let weight = DeviceMatrix::upload(dev, &w_host, dtype)?;
     let mut out = s.alloc_zeros::<f32>(m * n).map_err(up)?;
     let (warmup, iters) = (3, 20);
-    let ours = time_us(dev, warmup, iters, || {
-        dev.linear_forward(&mut out, &inp, &weight, None, m, k, n, None)
-    })?;
+    // Ours as the scheduler runs it: with T activations in and out where the engine keeps
+    // them (every encoder product in bf16/f16 on sm_80+), the same bytes as cuBLAS's bf16/f16
+    // product; else f32 activations.
+    let t_kernel = format!("linear_forward_mma_{0}_from_{0}_to_{0}", dtype.name());
+    let ours = match dtype != DType::F32 && dev.linear_keeps_t(dtype) && dev.kernels.has(&t_kernel)
+    {
+        true => {
+            let a_t = DeviceMatrix::upload(dev, &inp_host, dtype)?;
+            let mut out_t = DeviceMatrix::zeros(dev, m * n, dtype)?;
+            time_us(dev, warmup, iters, || {
+                let a = a_t.view(..);
+                dev.linear_forward_t((&mut out_t).into(), &a, &weight, None, m, k, n, None)
+            })?
+        }
+        false => time_us(dev, warmup, iters, || {
+            dev.linear_forward(&mut out, &inp, &weight, None, m, k, n, None)
+        })?,
+    };
 
     let blas = CudaBlas::new(s.clone()).map_err(|e| dev.err("cuBLAS handle", e))?;
     let cfg = |alpha, beta| row_major_config(m, n, k, alpha, beta);
