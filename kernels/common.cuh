@@ -123,11 +123,12 @@ __device__ __forceinline__ double block_sum(double v, double *scratch) {
     return warp_sum(t);
 }
 
-// LayerNorm of the row in `row` (f32, length C, in shared memory) into out, statistics in f64.
-__device__ __forceinline__ void layernorm_row(float *__restrict__ out, const float *row,
-                                              const float *__restrict__ weight,
-                                              const float *__restrict__ bias, int C, float eps,
-                                              double *scratch) {
+// LayerNorm of the row in `row` (f32, length C, in shared memory), statistics in f64; each
+// element y goes to store(c, y) (the thread that computes it stores it).
+template <typename Store>
+__device__ __forceinline__ void layernorm_row_with(const float *row, const float *__restrict__ weight,
+                                                   const float *__restrict__ bias, int C, float eps,
+                                                   double *scratch, Store store) {
     double s = 0.0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) s += (double)row[c];
     const double mean = block_sum(s, scratch) / C;
@@ -139,5 +140,13 @@ __device__ __forceinline__ void layernorm_row(float *__restrict__ out, const flo
     const double var = block_sum(q, scratch) / C;
     const double rstd = 1.0 / sqrt(var + (double)eps);
     for (int c = threadIdx.x; c < C; c += blockDim.x)
-        out[c] = (float)(((double)row[c] - mean) * rstd * (double)weight[c] + (double)bias[c]);
+        store(c, (float)(((double)row[c] - mean) * rstd * (double)weight[c] + (double)bias[c]));
+}
+
+// The same into out[C].
+__device__ __forceinline__ void layernorm_row(float *__restrict__ out, const float *row,
+                                              const float *__restrict__ weight,
+                                              const float *__restrict__ bias, int C, float eps,
+                                              double *scratch) {
+    layernorm_row_with(row, weight, bias, C, eps, scratch, [&](int c, float y) { out[c] = y; });
 }

@@ -4,6 +4,11 @@
 // stage it, so the results are bit-identical, with half the bytes and cp.async staging; `out`
 // stays f32 for the next residual. sm_80+ like its readers (a module of its own, so older
 // devices load layernorm.cu without it).
+// inp holds `parts` consecutive [M, C] partial sums of a split-K product (linear_mma.cu), added
+// in order 0, 1, ... before the residual: ((p0 + p1) + p2) + residual. parts = 1 is the plain
+// residual LayerNorm. Both outputs are written from the same registers (out_t is not re-read).
+// round_to_{bf16,f16}: out_t[n] = inp[n] rounded to T, the T copy of the embedding projection's
+// output (the first layer's QKV product reads it).
 #include "layernorm.cuh"
 #include "mma.cuh"
 
@@ -11,20 +16,40 @@
 template <typename T>
 __device__ void residual_layernorm_to(float *out, T *out_t, const float *inp, const float *residual,
                                       const float *__restrict__ weight,
-                                      const float *__restrict__ bias, int M, int C, float eps) {
-    residual_layernorm(out, inp, residual, weight, bias, M, C, eps);
-    if ((int)blockIdx.x >= M) return;
-    // Each thread rounds the elements it wrote itself (layernorm_row's stride): no barrier.
-    const long long r0 = (long long)blockIdx.x * C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) store_out(&out_t[r0 + c], out[r0 + c]);
+                                      const float *__restrict__ bias, int M, int C, int parts,
+                                      float eps) {
+    extern __shared__ float row[]; // [C]
+    __shared__ double scratch[32];
+    const int m = blockIdx.x;
+    if (m >= M) return;
+    const long long r0 = (long long)m * C, part = (long long)M * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float x = inp[r0 + c];
+        for (int p = 1; p < parts; p++) x += inp[p * part + r0 + c];
+        row[c] = x + residual[r0 + c];
+    }
+    __syncthreads();
+    layernorm_row_with(row, weight, bias, C, eps, scratch, [&](int c, float y) {
+        out[r0 + c] = y;
+        store_out(&out_t[r0 + c], y);
+    });
 }
 
 #define RESIDUAL_LAYERNORM_TO(NAME, T)                                                             \
     extern "C" __global__ void NAME(float *out, T *out_t, const float *inp, const float *residual, \
                                     const float *weight, const float *bias, int M, int C,          \
-                                    float eps) {                                                   \
-        residual_layernorm_to<T>(out, out_t, inp, residual, weight, bias, M, C, eps);              \
+                                    int parts, float eps) {                                        \
+        residual_layernorm_to<T>(out, out_t, inp, residual, weight, bias, M, C, parts, eps);       \
     }
 RESIDUAL_LAYERNORM_TO(residual_layernorm_forward_to_bf16, bf16)
 RESIDUAL_LAYERNORM_TO(residual_layernorm_forward_to_f16, f16)
+
+#define ROUND_TO(NAME, T)                                                                          \
+    extern "C" __global__ void NAME(T *out_t, const float *inp, long long n) {                     \
+        for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;                \
+             i += (long long)gridDim.x * blockDim.x)                                               \
+            store_out(&out_t[i], inp[i]);                                                          \
+    }
+ROUND_TO(round_to_bf16, bf16)
+ROUND_TO(round_to_f16, f16)
 #endif // sm_80+

@@ -21,7 +21,15 @@
 // static memory, each k tile cost ~1,700 cycles on an H200 (ncu, notes/gpu.md v1.9): one block's
 // loads were not hidden behind its products.
 // Version 1 staged both tiles with plain loads and stalled on every tile.
-// Block tile 128x128x32, 8 warps in a 2 (M) x 4 (N) grid, each warp 64x32 = 4x4 mma tiles.
+// Block tiles (MmaTile): 128x128x32 with 8 warps in a 2 (M) x 4 (N) grid, each warp 64x32 = 4x4
+// mma tiles; for T activations also 64x64x32 with 4 warps of 32x32 (the _64 kernels: 4x as many
+// blocks, for small M, where a [128, 768] output had 6 blocks for 132 SMs).
+// Split-K (T-input kernels): gridDim.z blocks share an output tile, block z multiplying its own
+// consecutive share of the k tiles and storing an f32 partial sum at out + z * M * N (bias in
+// partial 0, no activation); the residual + LayerNorm kernel adds the partials in order z = 0, 1,
+// ... (layernorm_t.cu). The tile shape never changes an output's bits (each element is the same
+// chain of 16-k mma steps in the same order), the number of splits does: the scheduler picks it
+// from K alone, so a sequence's results do not depend on the batch it is in.
 // Shared tiles are K-contiguous rows padded by 8 elements (80 B): the 8 16-byte rows one
 // ldmatrix phase reads then start at banks 0, 20, 8, 28, 16, 4, 24, 12 (no conflict).
 // Fragment layout: mma.cuh. Here B = W^T, so b0 = W[n = group][k = 2tig..2tig+1].
@@ -32,76 +40,93 @@
 // the engine then uses linear.cu's kernels (the registry loads this module only on 8.0+).
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 
-#define MMA_BM 128
-#define MMA_BN 128
 #define MMA_BK 32
 #define MMA_PAD 8
-#define MMA_THREADS 256
 #define MMA_STAGES 3   // W tiles in shared memory (f32 inp): two in flight while one is multiplied
 #define MMA_STAGES_T 4 // A and W tiles (T inp): three pairs in flight while one is multiplied
-// Dynamic shared memory of the T-input kernels (80 KB: the launcher opts in above 48 KB).
-#define MMA_T_SMEM_BYTES (2 * MMA_STAGES_T * MMA_BM * (MMA_BK + MMA_PAD) * 2)
-#define MMA_A_PER_THREAD ((MMA_BM * MMA_BK) / MMA_THREADS) // 16
 
-// Starts staging k tile t (k = 32t..32t+31) of rows r0..r0+127 of a [R, K] matrix of 16-bit
+// A block tile of BM x BN outputs (k tiles of MMA_BK) computed by WARPS_M x WARPS_N warps, each
+// warp MI x NJ mma tiles of 16x8.
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_> struct MmaTile {
+    static constexpr int TILE_M = BM_, TILE_N = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_;
+    static constexpr int NTHREADS = 32 * WARPS_M * WARPS_N;
+    static constexpr int MI = TILE_M / WARPS_M / 16, NJ = TILE_N / WARPS_N / 8;
+    // Dynamic shared memory of the T-input kernels: S A tiles and S W tiles.
+    static constexpr int T_SMEM = 2 * MMA_STAGES_T * TILE_M * (MMA_BK + MMA_PAD) * 2;
+    static_assert(TILE_M == TILE_N, "stage_tile stages A and W tiles of the same shape");
+    static_assert(NJ % 2 == 0, "B fragments are loaded two n tiles per ldmatrix.x4");
+};
+typedef MmaTile<128, 128, 2, 4> TileLarge; // 256 threads, warp 64x32
+typedef MmaTile<64, 64, 2, 2> TileSmall;   // 128 threads, warp 32x32
+#define MMA_THREADS 256                    // TileLarge::NTHREADS (launch bounds)
+#define MMA_THREADS_SMALL 128              // TileSmall::NTHREADS
+// Dynamic shared memory of the T-input kernels (80 KB / 40 KB: the launcher opts in above 48 KB).
+#define MMA_T_SMEM_BYTES (2 * MMA_STAGES_T * 128 * (MMA_BK + MMA_PAD) * 2)
+#define MMA_T_SMEM_BYTES_SMALL (2 * MMA_STAGES_T * 64 * (MMA_BK + MMA_PAD) * 2)
+static_assert(MMA_T_SMEM_BYTES == TileLarge::T_SMEM && MMA_T_SMEM_BYTES_SMALL == TileSmall::T_SMEM,
+              "kernels.rs MMA_T_SMEM* mirror these");
+
+// Starts staging k tile t (k = 32t..32t+31) of rows r0..r0+ROWS-1 of a [R, K] matrix of 16-bit
 // elements (W, or a T activation) into `buf`. With `vec` (K a multiple of 8 and the matrix
 // 16-byte aligned: every real model) as cp.async 16-byte chunks, two per thread, zero-filled
 // outside the matrix; otherwise (ragged K) with plain element stores, which are complete at once.
 // Either way the caller commits a group after it.
-static_assert(MMA_BM == MMA_BN, "stage_tile stages A and W tiles of the same shape");
+template <int ROWS, int NT>
 __device__ __forceinline__ void stage_tile(unsigned short (*buf)[MMA_BK + MMA_PAD],
                                            const unsigned short *__restrict__ bits, int r0, int t,
                                            int K, int R, bool vec) {
+    static_assert((ROWS * MMA_BK / 8) % NT == 0, "whole 16-byte chunks per thread");
     const int tid = threadIdx.x, k0 = t * MMA_BK;
     if (vec) {
 #pragma unroll
-        for (int e = 0; e < (MMA_BN * MMA_BK / 8) / MMA_THREADS; e++) {
-            const int c = tid + e * MMA_THREADS, r = c / (MMA_BK / 8), kc = (c % (MMA_BK / 8)) * 8;
+        for (int e = 0; e < (ROWS * MMA_BK / 8) / NT; e++) {
+            const int c = tid + e * NT, r = c / (MMA_BK / 8), kc = (c % (MMA_BK / 8)) * 8;
             const int row = r0 + r, k = k0 + kc;
             const bool in = (row < R && k < K); // K % 8 == 0: the whole chunk is inside the row
             cp_async16(&buf[r][kc], in ? bits + (long long)row * K + k : bits, in ? 16 : 0);
         }
     } else {
 #pragma unroll 1 // ragged K only: unrolled, this path alone took the kernel from 183 to 255 registers
-        for (int e = 0; e < (MMA_BN * MMA_BK) / MMA_THREADS; e++) {
-            const int idx = tid + e * MMA_THREADS, r = idx / MMA_BK, kk = idx % MMA_BK;
+        for (int e = 0; e < (ROWS * MMA_BK) / NT; e++) {
+            const int idx = tid + e * NT, r = idx / MMA_BK, kk = idx % MMA_BK;
             const int row = r0 + r, k = k0 + kk;
             buf[r][kk] = (row < R && k < K) ? bits[(long long)row * K + k] : (unsigned short)0;
         }
     }
 }
 
-// The epilogue: out = act(acc + bias) for this thread's 4x4 mma tiles of the block's 128x128
-// tile. ACT >= 0 is the activation known at compile time; -1 takes `act` at run time.
-template <int ACT, typename O>
-__device__ __forceinline__ void store_tile(O *__restrict__ out, const float (&acc)[4][4][4],
+// The epilogue: out = act(acc + bias) for this thread's MI x NJ mma tiles of the block's tile.
+// ACT >= 0 is the activation known at compile time; -1 takes `act` at run time.
+template <typename C, int ACT, typename O>
+__device__ __forceinline__ void store_tile(O *__restrict__ out, const float (&acc)[C::MI][C::NJ][4],
                                            const float *__restrict__ bias, int m0, int n0, int M,
                                            int N, int act) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int group = lane >> 2, tig = lane & 3, warp_m = warp >> 2, warp_n = warp & 3;
+    const int group = lane >> 2, tig = lane & 3;
+    const int warp_m = warp / C::WARPS_N, warp_n = warp % C::WARPS_N;
     const int a = ACT >= 0 ? ACT : act;
-    // This thread's 8 columns (n, n + 1 for each j): bias read once, not once per row.
-    float bv[4][2];
+    // This thread's 2 NJ columns (n, n + 1 for each j): bias read once, not once per row.
+    float bv[C::NJ][2];
 #pragma unroll
-    for (int j = 0; j < 4; j++)
+    for (int j = 0; j < C::NJ; j++)
 #pragma unroll
         for (int c = 0; c < 2; c++) {
-            const int n = n0 + warp_n * 32 + j * 8 + 2 * tig + c;
+            const int n = n0 + warp_n * (C::NJ * 8) + j * 8 + 2 * tig + c;
             bv[j][c] = (bias && n < N) ? bias[n] : 0.0f;
         }
     // n is even: with N even and `out` aligned to two elements, (n, n + 1) is one aligned store
     // (ncu: 2-byte stores used 8 of every 32 bytes the memory system moved).
     const bool pairs = N % 2 == 0 && reinterpret_cast<unsigned long long>(out) % (2 * sizeof(O)) == 0;
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < C::MI; i++) {
 #pragma unroll
         for (int half = 0; half < 2; half++) {
-            const int m = m0 + warp_m * 64 + i * 16 + group + 8 * half;
+            const int m = m0 + warp_m * (C::MI * 16) + i * 16 + group + 8 * half;
             if (m >= M) continue;
             O *row = out + (long long)m * N;
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int n = n0 + warp_n * 32 + j * 8 + 2 * tig;
+            for (int j = 0; j < C::NJ; j++) {
+                const int n = n0 + warp_n * (C::NJ * 8) + j * 8 + 2 * tig;
                 if (n >= N) continue;
                 const float v0 = apply_activation(acc[i][j][2 * half] + bv[j][0], a);
                 const float v1 = apply_activation(acc[i][j][2 * half + 1] + bv[j][1], a);
@@ -117,66 +142,77 @@ __device__ __forceinline__ void store_tile(O *__restrict__ out, const float (&ac
 }
 
 // I: the activation's storage, float (rounded to T through registers) or T (cp.async).
-template <typename T, typename O, typename I>
-__device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
+// C: the block tile (MmaTile); f32 activations use TileLarge only.
+template <typename C, typename T, typename O, typename I>
+__device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z, M, N]
                                    const I *__restrict__ inp,      // [M, K]
                                    const T *__restrict__ weight,   // [N, K]
                                    const float *__restrict__ bias, // [N] or null
                                    int M, int K, int N, int act) {
     constexpr bool a_async = sizeof(I) == 2; // T activations: staged like the weights
     constexpr int S = a_async ? MMA_STAGES_T : MMA_STAGES;
-    typedef unsigned short Tile[MMA_BM][MMA_BK + MMA_PAD]; // 10 KB
+    constexpr int TM = C::TILE_M, TN = C::TILE_N, MI = C::MI, NJ = C::NJ, NT = C::NTHREADS;
+    static_assert(a_async || TM == 128, "f32 activations: the 128x128 tile only");
+    typedef unsigned short Tile[TM][MMA_BK + MMA_PAD]; // 10 KB (TM = 128)
     Tile *As, *Ws; // [a_async ? S : 1] and [S] tiles
-    if constexpr (a_async) { // S A tiles, then S W tiles: MMA_T_SMEM_BYTES, dynamic
+    if constexpr (a_async) { // S A tiles, then S W tiles: C::T_SMEM, dynamic
         extern __shared__ __align__(16) unsigned short mma_smem[];
         As = reinterpret_cast<Tile *>(mma_smem);
         Ws = As + S;
     } else { // one A tile and S W tiles, 40 KB: static
-        __shared__ __align__(16) unsigned short As_static[1][MMA_BM][MMA_BK + MMA_PAD];
-        __shared__ __align__(16) unsigned short Ws_static[S][MMA_BN][MMA_BK + MMA_PAD];
+        __shared__ __align__(16) unsigned short As_static[1][TM][MMA_BK + MMA_PAD];
+        __shared__ __align__(16) unsigned short Ws_static[S][TN][MMA_BK + MMA_PAD];
         As = As_static;
         Ws = Ws_static;
     }
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int warp_m = warp >> 2, warp_n = warp & 3; // 2 x 4 warps
-    const int m0 = blockIdx.y * MMA_BM, n0 = blockIdx.x * MMA_BN;
+    const int warp_m = warp / C::WARPS_N, warp_n = warp % C::WARPS_N;
+    const int m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
     const unsigned short *wbits = reinterpret_cast<const unsigned short *>(weight);
     const unsigned short *abits = reinterpret_cast<const unsigned short *>(inp); // a_async only
-    const int tiles = (K + MMA_BK - 1) / MMA_BK;
+    // Split-K: this block's k tiles are t0 .. t1-1 (possibly none: it stores zeros), its
+    // output partial z; the bias goes into partial 0 only.
+    const int all_tiles = (K + MMA_BK - 1) / MMA_BK, per = (all_tiles + gridDim.z - 1) / gridDim.z;
+    const int z = blockIdx.z, t0 = all_tiles < z * per ? all_tiles : z * per;
+    const int t1 = all_tiles < t0 + per ? all_tiles : t0 + per;
+    const int tiles = t1 - t0;
+    out += (long long)blockIdx.z * M * N;
+    if (blockIdx.z > 0) bias = nullptr;
     const bool vec_w = K % 8 == 0 && (reinterpret_cast<unsigned long long>(weight) & 15) == 0;
     const bool vec_a = K % 8 == 0 && (reinterpret_cast<unsigned long long>(inp) & 15) == 0;
 
-    float acc[4][4][4];
+    float acc[MI][NJ][4];
 #pragma unroll
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < NJ; j++)
 #pragma unroll
             for (int c = 0; c < 4; c++) acc[i][j][c] = 0.0f;
 
     // An f32 A tile goes through registers, rounded to T on the way: tile t + 1 is loaded while
     // tile t is multiplied and stored after. 16 elements per thread; consecutive threads read
-    // consecutive k of a row. Out-of-range elements are zero.
-    float a_next[MMA_A_PER_THREAD];
+    // consecutive k of a row. Out-of-range elements are zero. (t counts from t0 here and below.)
+    constexpr int A_PER_THREAD = TM * MMA_BK / NT;
+    float a_next[a_async ? 1 : A_PER_THREAD];
     auto load_a = [&](int t) {
 #pragma unroll
-        for (int e = 0; e < MMA_A_PER_THREAD; e++) {
-            const int idx = tid + e * MMA_THREADS, r = idx / MMA_BK, kk = idx % MMA_BK;
-            const int m = m0 + r, k = t * MMA_BK + kk;
+        for (int e = 0; e < A_PER_THREAD; e++) {
+            const int idx = tid + e * NT, r = idx / MMA_BK, kk = idx % MMA_BK;
+            const int m = m0 + r, k = (t0 + t) * MMA_BK + kk;
             a_next[e] = (m < M && k < K) ? to_f32(inp[(long long)m * K + k]) : 0.0f;
         }
     };
     auto store_a = [&]() {
 #pragma unroll
-        for (int e = 0; e < MMA_A_PER_THREAD; e++) {
-            const int idx = tid + e * MMA_THREADS;
+        for (int e = 0; e < A_PER_THREAD; e++) {
+            const int idx = tid + e * NT;
             As[0][idx / MMA_BK][idx % MMA_BK] = to_bits<T>(a_next[e]);
         }
     };
     // Tile t's copies: W, and a T activation's A tile in the same group.
     auto stage = [&](int t) {
-        stage_tile(Ws[t % S], wbits, n0, t, K, N, vec_w);
-        if constexpr (a_async) stage_tile(As[t % S], abits, m0, t, K, M, vec_a);
+        stage_tile<TN, NT>(Ws[t % S], wbits, n0, t0 + t, K, N, vec_w);
+        if constexpr (a_async) stage_tile<TM, NT>(As[t % S], abits, m0, t0 + t, K, M, vec_a);
     };
 
     // Prologue: tiles 0 .. S-2 in flight; an f32 A tile 0 in shared memory.
@@ -186,8 +222,10 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
         cp_async_commit();
     }
     if constexpr (!a_async) {
-        load_a(0);
-        store_a();
+        if (tiles > 0) {
+            load_a(0);
+            store_a();
+        }
     }
 
     for (int t = 0; t < tiles; t++) {
@@ -207,21 +245,21 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
             // A: matrices (rows 0-7, k lo), (rows 8-15, k lo), (rows 0-7, k hi), (rows 8-15, k hi)
             //    = registers a0..a3. B (rows of W): (n-tile j, k lo), (j, k hi), (j+1, k lo),
             //    (j+1, k hi) = b[j][0], b[j][1], b[j+1][0], b[j+1][1].
-            unsigned a[4][4], b[4][2];
+            unsigned a[MI][4], b[NJ][2];
             const int lmat = lane >> 3, lrow = lane & 7;
 #pragma unroll
-            for (int i = 0; i < 4; i++)
-                ldmatrix_x4(a[i], &As[sa][warp_m * 64 + i * 16 + 8 * (lmat & 1) + lrow][kk + 8 * (lmat >> 1)]);
+            for (int i = 0; i < MI; i++)
+                ldmatrix_x4(a[i], &As[sa][warp_m * (MI * 16) + i * 16 + 8 * (lmat & 1) + lrow][kk + 8 * (lmat >> 1)]);
 #pragma unroll
-            for (int j = 0; j < 4; j += 2) {
+            for (int j = 0; j < NJ; j += 2) {
                 unsigned r[4];
-                ldmatrix_x4(r, &Ws[st][warp_n * 32 + (j + (lmat >> 1)) * 8 + lrow][kk + 8 * (lmat & 1)]);
+                ldmatrix_x4(r, &Ws[st][warp_n * (NJ * 8) + (j + (lmat >> 1)) * 8 + lrow][kk + 8 * (lmat & 1)]);
                 b[j][0] = r[0], b[j][1] = r[1], b[j + 1][0] = r[2], b[j + 1][1] = r[3];
             }
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < MI; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) mma_m16n8k16<T>(acc[i][j], a[i], b[j]);
+                for (int j = 0; j < NJ; j++) mma_m16n8k16<T>(acc[i][j], a[i], b[j]);
         }
         __syncthreads(); // As and this W stage are free again
         if constexpr (!a_async)
@@ -234,18 +272,20 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [M, N]
     // of code) and each block paid ~26 us of instruction-cache misses in it (ncu on an H200,
     // notes/gpu.md v1.9). ALBERT's activations get their own copy; the rest share the switch.
     switch (act) {
-    case ACT_NONE: store_tile<ACT_NONE>(out, acc, bias, m0, n0, M, N, act); break;
-    case ACT_GELU: store_tile<ACT_GELU>(out, acc, bias, m0, n0, M, N, act); break;
-    case ACT_GELU_TANH: store_tile<ACT_GELU_TANH>(out, acc, bias, m0, n0, M, N, act); break;
-    default: store_tile<-1>(out, acc, bias, m0, n0, M, N, act); break;
+    case ACT_NONE: store_tile<C, ACT_NONE>(out, acc, bias, m0, n0, M, N, act); break;
+    case ACT_GELU: store_tile<C, ACT_GELU>(out, acc, bias, m0, n0, M, N, act); break;
+    case ACT_GELU_TANH: store_tile<C, ACT_GELU_TANH>(out, acc, bias, m0, n0, M, N, act); break;
+    default: store_tile<C, -1>(out, acc, bias, m0, n0, M, N, act); break;
     }
 }
 
-#define LINEAR_MMA(NAME, T, O, I)                                                                  \
-    extern "C" __global__ void __launch_bounds__(MMA_THREADS) NAME(                                \
+#define LINEAR_MMA_TILED(NAME, C, THREADS, T, O, I)                                                \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                    \
         O *out, const I *inp, const T *weight, const float *bias, int M, int K, int N, int act) {  \
-        linear_forward_mma<T, O, I>(out, inp, weight, bias, M, K, N, act);                         \
+        linear_forward_mma<C, T, O, I>(out, inp, weight, bias, M, K, N, act);                      \
     }
+#define LINEAR_MMA(NAME, T, O, I) LINEAR_MMA_TILED(NAME, TileLarge, MMA_THREADS, T, O, I)
+#define LINEAR_MMA64(NAME, T, O, I) LINEAR_MMA_TILED(NAME, TileSmall, MMA_THREADS_SMALL, T, O, I)
 
 LINEAR_MMA(linear_forward_mma_bf16, bf16, float, float)
 LINEAR_MMA(linear_forward_mma_f16, f16, float, float)
@@ -255,5 +295,10 @@ LINEAR_MMA(linear_forward_mma_bf16_from_bf16, bf16, float, bf16) // inp [M, K] a
 LINEAR_MMA(linear_forward_mma_f16_from_f16, f16, float, f16)
 LINEAR_MMA(linear_forward_mma_bf16_from_bf16_to_bf16, bf16, bf16, bf16) // both stored as bf16
 LINEAR_MMA(linear_forward_mma_f16_from_f16_to_f16, f16, f16, f16)
+// 64x64 tiles (4 warps), T activations: small M, where 128x128 tiles leave most SMs idle.
+LINEAR_MMA64(linear_forward_mma64_bf16_from_bf16, bf16, float, bf16)
+LINEAR_MMA64(linear_forward_mma64_f16_from_f16, f16, float, f16)
+LINEAR_MMA64(linear_forward_mma64_bf16_from_bf16_to_bf16, bf16, bf16, bf16)
+LINEAR_MMA64(linear_forward_mma64_f16_from_f16_to_f16, f16, f16, f16)
 
 #endif // sm_80+

@@ -17,6 +17,6 @@ for (b, s, dt), r in sorted(ours.items()):
     ratio = lambda v: f"{v / r['p50_ms']:8.2f}" if v is not None else f"{'-':>8}"
     print(f"{b:>5} {s:>4} {dt:>5} {r['p50_ms']:9.3f} {r['gflops'] / 1e3:8.2f} {fmt(eager)} {ratio(eager)} {fmt(sdpa)} {ratio(sdpa)}")
 if gemms:
-    print(f"\n{'product':>12} {'M':>6} {'N':>6} {'K':>6} {'dtype':>5} {'ours us':>9} {'cuBLAS us':>10} {'cuBLAS/ours':>11}")
+    print(f"\n{'product':>12} {'M':>6} {'N':>6} {'K':>6} {'dtype':>5} {'splits':>6} {'ours us':>9} {'cuBLAS us':>10} {'cuBLAS/ours':>11}")
     for g in gemms:
-        print(f"{g['name']:>12} {g['m']:>6} {g['n']:>6} {g['k']:>6} {g['dtype']:>5} {g['ours_us']:9.1f} {g['cublas_us']:10.1f} {1 / g['ratio']:11.2f}")
+        print(f"{g['name']:>12} {g['m']:>6} {g['n']:>6} {g['k']:>6} {g['dtype']:>5} {g.get('splits', 1):>6} {g['ours_us']:9.1f} {g['cublas_us']:10.1f} {1 / g['ratio']:11.2f}")

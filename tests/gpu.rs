@@ -147,6 +147,7 @@ mod tests {
             ),
             ("fill_mask_on_gpu_matches_cpu", fill_mask_on_gpu_matches_cpu),
             ("repeated_runs_are_identical", repeated_runs_are_identical),
+            ("batch_invariance_on_gpu", batch_invariance_on_gpu),
             ("out_of_memory_is_an_error", out_of_memory_is_an_error),
             ("threads_share_one_gpu_model", threads_share_one_gpu_model),
             ("graph_replay_matches_eager", graph_replay_matches_eager),
@@ -376,6 +377,29 @@ mod tests {
                     down(dev, &f32_in),
                     "{what}: not the f32-input kernel's bits"
                 );
+                // Split-K (no activation): 3 f32 partials, the bias in the first; their
+                // in-order sum is the product.
+                if act.is_none() {
+                    let splits = 3;
+                    let mut parts = poisoned(dev, splits * m * n);
+                    let view = inp_t.view(skew..);
+                    dev.linear_forward_split(
+                        &mut parts,
+                        &view,
+                        &wd,
+                        Some(&bias_d),
+                        m,
+                        k,
+                        n,
+                        splits,
+                    )
+                    .unwrap();
+                    let p = down(dev, &parts);
+                    let sum: Vec<f32> = (0..m * n)
+                        .map(|e| (1..splits).fold(p[e], |acc, z| acc + p[z * m * n + e]))
+                        .collect();
+                    check(&format!("{what} split-K x{splits}"), &sum, &want, 1e-5);
+                }
             }
         }
     }
@@ -837,6 +861,67 @@ mod tests {
                 b.get("last_hidden_state"),
                 "{dtype}: two runs differ"
             );
+        }
+    }
+
+    /// albert-base sizes (random weights): a 20-token sentence alone ([1, 20]: 64x64 product
+    /// tiles, one key tile) and as row 3 of a [32, 128] batch of longer ones (128x128 tiles,
+    /// padded keys): every hidden state over its 20 positions bit for bit, in each dtype. The
+    /// products' tile shape changes no bits and the split-K count depends on K alone
+    /// (linear_t.rs `output_splits`); a mutated comparison (row 4) must differ.
+    fn batch_invariance_on_gpu(_dev: &Ctx) {
+        let cfg = albert::AlbertConfig::base_v2();
+        let model = Albert::synthetic(cfg, albert::Head::Model, 11);
+        let (len, rows, s, at) = (20usize, 32usize, 128usize, 3usize);
+        let mut rng = Rng::new(5);
+        let mut token = || 5 + (rng.next_u64() % 29000) as i64;
+        let sentence: Vec<i64> = (0..len).map(|_| token()).collect();
+        let mut ids = Vec::with_capacity(rows * s);
+        let mut mask = Vec::with_capacity(rows * s);
+        for r in 0..rows {
+            let n = if r == at { len } else { s - (r % 7) };
+            for p in 0..s {
+                ids.push(match (r == at, p < n) {
+                    (true, true) => sentence[p],
+                    (false, true) => token(),
+                    (_, false) => 0,
+                });
+                mask.push((p < n) as i64);
+            }
+        }
+        let alone = albert::Inputs::new(sentence.clone(), None, None, &[1, len]).unwrap();
+        let batch = albert::Inputs::new(ids, Some(mask), None, &[rows, s]).unwrap();
+        let opts = ForwardOptions {
+            hidden_states: true,
+        };
+        for dtype in DTYPES {
+            let gpu = CudaAlbert::new(&model, 0, dtype).unwrap();
+            let a = gpu.forward(&alone, opts).unwrap();
+            let b = gpu.forward(&batch, opts).unwrap();
+            let h = 768;
+            let mut compared = 0;
+            for (name, ta) in &a.tensors {
+                if ta.shape.len() != 3 {
+                    continue; // pooler_output is [B, H]: its first token is in the hidden states
+                }
+                let tb = b.get(name).unwrap();
+                let row = |t: &Tensor, r: usize| {
+                    let st = t.shape[1] * h;
+                    t.data[r * st..r * st + len * h].to_vec()
+                };
+                assert_eq!(
+                    row(ta, 0),
+                    row(tb, at),
+                    "{dtype} {name}: the sentence alone and in a batch differ"
+                );
+                assert_ne!(row(ta, 0), row(tb, at + 1), "{dtype} {name}: mutated row");
+                compared += 1;
+            }
+            assert!(
+                compared >= 13,
+                "{dtype}: only {compared} hidden-state tensors compared"
+            );
+            println!("  {dtype}: {compared} tensors bit-identical alone and in a batch of {rows}");
         }
     }
 

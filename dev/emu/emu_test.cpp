@@ -281,30 +281,47 @@ static void test_layernorm(bool residual, int M, int C, float offset, int alias 
     record(name, shape({{"M", M}, {"C", C}, {"offset", long(offset)}}), out, ref, ok);
 }
 
-// residual_layernorm_forward_to_T: the f32 output bit for bit the plain kernel's, and the T copy
-// its rounding; `in_place` writes the f32 output over the residual, as the scheduler does.
+// residual_layernorm_forward_to_T: the f32 output bit for bit the plain kernel's on the partials'
+// in-order sum ((p0 + p1) + p2 ..., as f32), and the T copy its rounding; `in_place` writes the f32
+// output over the residual, as the scheduler does.
 template <typename T>
 static void test_layernorm_to(void (*kernel)(float *, T *, const float *, const float *,
-                                             const float *, const float *, int, int, float),
-                              int M, int C, bool in_place) {
+                                             const float *, const float *, int, int, int, float),
+                              int M, int C, bool in_place, int parts = 1) {
     const float eps = 1e-12f;
-    std::vector<float> inp = rand_vec(size_t(M) * C), res = rand_vec(size_t(M) * C);
-    std::vector<float> lw = rand_vec(C, 0.5f, 1.5f), lb = rand_vec(C, -0.5f, 0.5f);
     const size_t n = size_t(M) * C, smem = size_t(C) * 4;
+    std::vector<float> inp = rand_vec(n * parts), res = rand_vec(n);
+    std::vector<float> lw = rand_vec(C, 0.5f, 1.5f), lb = rand_vec(C, -0.5f, 0.5f);
+    std::vector<float> summed(inp.begin(), inp.begin() + n);
+    for (int p = 1; p < parts; p++)
+        for (size_t i = 0; i < n; i++) summed[i] += inp[p * n + i];
     OutBuf want(n), out(n);
     bool ok = emu::launch(residual_layernorm_forward, dim3(M), dim3(ROW_THREADS), smem, want.ptr(),
-                          inp.data(), res.data(), lw.data(), lb.data(), M, C, eps);
+                          summed.data(), res.data(), lw.data(), lb.data(), M, C, eps);
     const float *pres = res.data();
     if (in_place) std::copy_n(res.data(), n, out.ptr()), pres = out.ptr();
     std::vector<T> out_t(n, T{0xffff});
     ok &= emu::launch(kernel, dim3(M), dim3(ROW_THREADS), smem, out.ptr(), out_t.data(), inp.data(),
-                      pres, lw.data(), lb.data(), M, C, eps);
+                      pres, lw.data(), lb.data(), M, C, parts, eps);
     const std::string name = std::string("residual_layernorm_forward_to_") + tname<T>();
-    const std::string sh = shape({{"M", M}, {"C", C}}) + (in_place ? " out=residual" : "");
+    const std::string sh = shape({{"M", M}, {"C", C}, {"parts", parts}}) + (in_place ? " out=residual" : "");
     std::vector<double> same(n);
     for (size_t i = 0; i < n; i++) same[i] = want[i];
     record_rounded(name, sh, out_t, want.ptr(), n, ok);
     record(name + " f32 out == residual_layernorm_forward", sh, out, same, true, 0.0);
+}
+
+// round_to_T: every element rounded (RNE), none past n written.
+template <typename T>
+static void test_round_to(void (*kernel)(T *, const float *, long long), long long n) {
+    std::vector<float> inp = rand_vec(size_t(n), -3.0f, 3.0f);
+    std::vector<T> got(size_t(n) + GUARD, T{0xffff});
+    const bool ok = emu::launch(kernel, dim3(2), dim3(64), 0, got.data(), inp.data(), n);
+    size_t past = 0;
+    for (size_t i = size_t(n); i < got.size(); i++) past += got[i].bits != 0xffff;
+    if (past) emu::report("round_to: " + std::to_string(past) + " elements written past n");
+    got.resize(size_t(n));
+    record_rounded(std::string("round_to_") + tname<T>(), shape({{"n", long(n)}}), got, inp.data(), size_t(n), ok);
 }
 
 // ---- attention_forward ---------------------------------------------------------------------------
@@ -878,6 +895,65 @@ static void test_linear_from_to_t(void (*t_in)(float *, const T *, const T *, co
                    size_t(M) * N, ok);
 }
 
+// The 64x64-tile T-input kernels (linear_forward_mma64_*, 128 threads, 40 KB) and split-K
+// (gridDim.z > 1, either tile): launched as linear_t.rs does.
+//  * the 64x64 kernels give the 128x128 kernels' bits (each output is the same chain of mma
+//    steps), for f32 and T outputs;
+//  * split-K stores `splits` f32 partials (bias in the first); their in-order f32 sum is the
+//    product within f32 rounding of the float64 reference, and both tiles give the same partials.
+template <typename T>
+static void test_linear_tiles(void (*large)(float *, const T *, const T *, const float *, int, int, int, int),
+                              void (*small)(float *, const T *, const T *, const float *, int, int, int, int),
+                              void (*small_to)(T *, const T *, const T *, const float *, int, int, int, int),
+                              int M, int K, int N, int act, int splits) {
+    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
+    std::vector<T> inp(size_t(M) * K), w(size_t(N) * K);
+    for (auto &x : inp) x = store<T>(uni(-2.0f, 2.0f));
+    for (auto &x : w) x = store<T>(uni(-ws, ws));
+    std::vector<float> bias = rand_vec(N, -0.5f, 0.5f);
+    const size_t mn = size_t(M) * N;
+    auto grid = [&](int tile, int z) { return dim3((N + tile - 1) / tile, (M + tile - 1) / tile, z); };
+    const std::string t = tname<T>(), sh = shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}});
+    OutBuf want(mn), got(mn);
+    bool ok = emu::launch(large, grid(128, 1), dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES, want.ptr(),
+                          inp.data(), w.data(), bias.data(), M, K, N, act);
+    ok &= emu::launch(small, grid(64, 1), dim3(MMA_THREADS_SMALL), MMA_T_SMEM_BYTES_SMALL, got.ptr(),
+                      inp.data(), w.data(), bias.data(), M, K, N, act);
+    std::vector<double> same(mn);
+    for (size_t i = 0; i < mn; i++) same[i] = want[i];
+    record("linear_forward_mma64_" + t + "_from_" + t + " == 128x128 tiles", sh, got, same, ok, 0.0);
+    std::vector<T> got_t(mn, T{0xffff});
+    const bool ok_t = emu::launch(small_to, grid(64, 1), dim3(MMA_THREADS_SMALL), MMA_T_SMEM_BYTES_SMALL,
+                                  got_t.data(), inp.data(), w.data(), bias.data(), M, K, N, act);
+    record_rounded("linear_forward_mma64_" + t + "_from_" + t + "_to_" + t, sh, got_t, want.ptr(), mn, ok && ok_t);
+    if (splits < 2 || act != 0) return;
+    // Split-K: partials [splits, M, N].
+    const std::string ssh = sh + " splits " + std::to_string(splits);
+    OutBuf parts(mn * splits), parts64(mn * splits);
+    bool oks = emu::launch(large, grid(128, splits), dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES, parts.ptr(),
+                           inp.data(), w.data(), bias.data(), M, K, N, 0);
+    oks &= emu::launch(small, grid(64, splits), dim3(MMA_THREADS_SMALL), MMA_T_SMEM_BYTES_SMALL,
+                       parts64.ptr(), inp.data(), w.data(), bias.data(), M, K, N, 0);
+    OutBuf sum(mn);
+    std::vector<double> ref(mn), same_parts(mn * splits);
+    for (size_t i = 0; i < mn; i++) {
+        float s = parts[i];
+        for (int p = 1; p < splits; p++) s += parts[p * mn + i];
+        sum.ptr()[i] = s;
+    }
+    for (size_t i = 0; i < mn * splits; i++) same_parts[i] = parts[i];
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = bias[n];
+            for (int k = 0; k < K; k++)
+                s += double(load(inp[size_t(m) * K + k])) * double(load(w[size_t(n) * K + k]));
+            ref[size_t(m) * N + n] = s;
+        }
+    record("linear_forward_mma_" + t + "_from_" + t + " split-K (sum of partials)", ssh, sum, ref, oks);
+    record("linear_forward_mma64_" + t + "_from_" + t + " split-K partials == 128x128 tiles'", ssh,
+           parts64, same_parts, oks, 0.0);
+}
+
 static void test_mma(bool quick) {
     // As the engine does when it loads them (kernels.rs): the T-input products' 80 KB.
     emu::opt_in_dynamic_smem(linear_forward_mma_bf16_from_bf16, MMA_T_SMEM_BYTES);
@@ -922,6 +998,19 @@ static void test_mma(bool quick) {
     test_linear_from_to_t<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma_bf16_from_bf16_to_bf16, 130, 136, 200, 2);
     test_linear_from_to_t<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma_f16_from_f16_to_f16, 33, 40, 129, 12);
     test_linear_from_to_t<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma_bf16_from_bf16_to_bf16, 3, 77, 7, 1);
+    // 64x64 tiles and split-K: M, N ragged and over one tile (2-3 block rows/columns of 64);
+    // K = 136: 5 k tiles in 2 splits (3 + 2); K = 40 in 4 splits: 2 tiles, so two splits have
+    // none and store zeros; K = 77: plain stores; act 2 and 12 take the epilogue's two paths.
+    test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
+                            linear_forward_mma64_bf16_from_bf16_to_bf16, 130, 136, 200, 0, 2);
+    test_linear_tiles<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma64_f16_from_f16,
+                           linear_forward_mma64_f16_from_f16_to_f16, 70, 40, 129, 0, 4);
+    test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
+                            linear_forward_mma64_bf16_from_bf16_to_bf16, 65, 77, 66, 2, 1);
+    test_linear_tiles<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma64_f16_from_f16,
+                           linear_forward_mma64_f16_from_f16_to_f16, 3, 200, 7, 12, 1);
+    test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
+                            linear_forward_mma64_bf16_from_bf16_to_bf16, 33, 77, 70, 0, 3);
     if (quick) return;
     test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 257, 200, 130, 12);
     test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 17, 1000, 70, 0); // long K
@@ -987,6 +1076,10 @@ int main(int argc, char **argv) {
     test_layernorm(true, 3, 768, 0.0f, 2);   // out aliases inp
     test_layernorm_to<bf16>(residual_layernorm_forward_to_bf16, 3, 768, true);
     test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 1000, false);
+    test_layernorm_to<bf16>(residual_layernorm_forward_to_bf16, 3, 768, true, 4); // split-K partials
+    test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 100, false, 3);
+    test_round_to<bf16>(round_to_bf16, 1000);
+    test_round_to<f16>(round_to_f16, 77);
     }
 
     if (want("attention"))

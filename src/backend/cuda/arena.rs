@@ -29,8 +29,10 @@ pub(super) struct Arena {
     /// [M, 3H]: q, k, v side by side (the fused product's output); stored as T when the
     /// tensor-core attention reads it (which rounds them to T anyway), else f32.
     pub qkv: DeviceMatrix,
-    pub ctx: CudaSlice<f32>,  // [M, H]
-    pub proj: CudaSlice<f32>, // [M, H]
+    pub ctx: CudaSlice<f32>, // [M, H]
+    /// [splits, M, H]: the attention output and FFN output products (with T copies: their
+    /// split-K partial sums, `CudaDevice::output_splits`; else splits = 1).
+    pub proj: CudaSlice<f32>,
     pub attn: CudaSlice<f32>, // [M, H]
     /// [M, I]: the FFN intermediate, act(attn W1^T + b1); stored as T when the tensor-core
     /// products write and read it (linear_t.rs: they round it to T anyway), else f32. The
@@ -56,9 +58,23 @@ impl Arena {
     pub fn bytes(cfg: &AlbertConfig, capacity: usize, st: Storage) -> usize {
         let (e, h, i) = (cfg.embedding_size, cfg.hidden_size, cfg.intermediate_size);
         let copies = st.t.map_or(0, |t| 3 * t.size_of() * h);
-        let per_row =
-            3 * 4 + 4 * e + 4 * h * 4 + st.qkv.size_of() * 3 * h + st.ffn.size_of() * i + copies;
+        let splits = Self::splits(cfg, st);
+        let per_row = 3 * 4
+            + 4 * e
+            + 4 * h * (3 + splits)
+            + st.qkv.size_of() * 3 * h
+            + st.ffn.size_of() * i
+            + copies;
         capacity.saturating_mul(per_row)
+    }
+
+    /// The partial sums `proj` holds per row and column: the most either split product makes.
+    fn splits(cfg: &AlbertConfig, st: Storage) -> usize {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        match st.t {
+            Some(_) => CudaDevice::output_splits(h).max(CudaDevice::output_splits(i)),
+            None => 1,
+        }
     }
 
     pub fn new(dev: &CudaDevice, cfg: &AlbertConfig, capacity: usize, st: Storage) -> Result<Self> {
@@ -98,7 +114,7 @@ impl Arena {
             hidden: f32s(capacity * h)?,
             qkv: DeviceMatrix::zeros(dev, capacity * 3 * h, st.qkv)?,
             ctx: f32s(capacity * h)?,
-            proj: f32s(capacity * h)?,
+            proj: f32s(capacity * h * Self::splits(cfg, st))?,
             attn: f32s(capacity * h)?,
             ffn: DeviceMatrix::zeros(dev, capacity * i, st.ffn)?,
             t: match st.t {

@@ -27,6 +27,9 @@ pub struct GemmTiming {
     pub n: usize,
     pub k: usize,
     pub dtype: DType,
+    /// Split-K partials our product wrote (f32, reduced by the LayerNorm that follows in the
+    /// engine, not timed here); 1: one output in the activations' type.
+    pub splits: usize,
     pub ours_us: f64,
     pub cublas_us: f64,
     /// ours / cuBLAS time: below 1 is faster than cuBLAS.
@@ -64,13 +67,14 @@ fn time_us(
 }
 
 /// Times one product shape [M, K] x [N, K]^T in `dtype`, ours and cuBLAS's, on random data.
+/// `splits` > 1: ours as the engine runs a product that feeds a LayerNorm, split over K into
+/// f32 partial sums (`CudaDevice::linear_forward_split`).
 pub fn compare_gemm(
     dev: &CudaDevice,
     name: &'static str,
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     dtype: DType,
+    splits: usize,
 ) -> Result<GemmTiming> {
     let mut rng = Rng::new(7);
     let inp_host = rng.vec(m * k, 1.0);
@@ -85,8 +89,17 @@ pub fn compare_gemm(
     // them (every encoder product in bf16/f16 on sm_80+), the same bytes as cuBLAS's bf16/f16
     // product; else f32 activations.
     let t_kernel = format!("linear_forward_mma_{0}_from_{0}_to_{0}", dtype.name());
-    let ours = match dtype != DType::F32 && dev.linear_keeps_t(dtype) && dev.kernels.has(&t_kernel)
-    {
+    let keeps_t = dtype != DType::F32 && dev.linear_keeps_t(dtype) && dev.kernels.has(&t_kernel);
+    let splits = if keeps_t { splits.max(1) } else { 1 };
+    let ours = match keeps_t {
+        true if splits > 1 => {
+            let a_t = DeviceMatrix::upload(dev, &inp_host, dtype)?;
+            let mut parts = s.alloc_zeros::<f32>(splits * m * n).map_err(up)?;
+            time_us(dev, warmup, iters, || {
+                let a = a_t.view(..);
+                dev.linear_forward_split(&mut parts, &a, &weight, None, m, k, n, splits)
+            })?
+        }
         true => {
             let a_t = DeviceMatrix::upload(dev, &inp_host, dtype)?;
             let mut out_t = DeviceMatrix::zeros(dev, m * n, dtype)?;
@@ -136,6 +149,7 @@ pub fn compare_gemm(
         n,
         k,
         dtype,
+        splits,
         ours_us: ours,
         cublas_us: cublas,
         ratio: ours / cublas,

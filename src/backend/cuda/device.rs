@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaStream};
 
 use super::kernels::Kernels;
@@ -19,6 +20,9 @@ pub struct CudaDevice {
     /// Use the tensor-core products for bf16/f16 (default; ALBERT_NO_TENSOR_CORES=1 turns them
     /// off, to compare with the portable kernels).
     pub tensor_cores: bool,
+    /// Streaming multiprocessors: the products pick 64x64 tiles when 128x128 ones would not
+    /// give every SM a block (linear_t.rs).
+    pub sm_count: usize,
 }
 
 /// Why CUDA cannot be used here, or `Ok` with the number of devices.
@@ -64,6 +68,10 @@ impl CudaDevice {
             .new_stream()
             .map_err(|e| fail(format!("cannot create a stream: {e}")))?;
         let tensor_cores = std::env::var_os("ALBERT_NO_TENSOR_CORES").is_none();
+        let sm_count = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| fail(format!("cannot read the SM count: {e}")))?
+            .max(1) as usize;
         Ok(CudaDevice {
             ctx,
             stream,
@@ -72,6 +80,7 @@ impl CudaDevice {
             name,
             compute_capability,
             tensor_cores,
+            sm_count,
         })
     }
 

@@ -12,7 +12,7 @@ use cudarc::driver::CudaSlice;
 use super::arena::{Arena, Storage};
 use super::device::CudaDevice;
 use super::graphs::{self, ExecGraph, GraphCache, GraphKey, GraphStats, Plan, Staging};
-use super::weights::{DeviceLayer, DeviceLinear, DeviceMatrix, DeviceView, DeviceWeights};
+use super::weights::{DeviceLayer, DeviceLinear, DeviceMatrix, DeviceWeights};
 use crate::backend::cpu::reference::MASKED;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -262,21 +262,23 @@ impl CudaAlbert {
             h,
             None,
         )?;
+        // With T copies, the first layer's QKV product reads the projection's output as T
+        // like every later one (the f32-input kernel stages it at ~2x the time per tile);
+        // each layer leaves a T copy of its output for the next.
+        if let Some(t) = ar.t.as_mut() {
+            dev.round_to(&mut t.hidden, &ar.hidden, m * h)?;
+        }
         let mut record = record;
         if let Some(rec) = record.as_deref_mut() {
             rec.push(self.download(&ar.hidden, m * h)?);
         }
-        // The first layer reads the projection's f32 output; each layer leaves a T copy of
-        // its output for the next one when the arena keeps T copies.
-        let mut first = true;
         for app in 0..cfg.num_hidden_layers {
             // The same device buffers for every application of the group.
             for layer in &w.groups[cfg.group_of_application(app)] {
                 match ar.t.is_some() {
-                    true => self.layer_forward_t(ar, layer, rows, s, first)?,
+                    true => self.layer_forward_t(ar, layer, rows, s)?,
                     false => self.layer_forward(ar, layer, rows, s, m, h, i, a, d, eps)?,
                 }
-                first = false;
                 if let Some(rec) = record.as_deref_mut() {
                     rec.push(self.download(&ar.hidden, m * h)?);
                 }
@@ -399,74 +401,52 @@ impl CudaAlbert {
     }
 
     /// One AlbertLayer on `ar.hidden` [M, H], in place, with every product reading T
-    /// activations (`ar.t`): the same bits as `layer_forward` on tensor cores, as each T copy is
-    /// the rounding the product would apply to the f32 activation. `first`: the layer input's
-    /// T copy does not exist yet (the QKV product reads the f32 projection output).
+    /// activations (`ar.t`, the layer input's T copy included). Each T copy is the rounding the
+    /// product would apply to the f32 activation, so the products are `layer_forward`'s on
+    /// tensor cores; the two products that feed a residual + LayerNorm are split over K
+    /// (`output_splits`, a function of K alone: batch-invariant) and their partial sums added
+    /// in order by the LayerNorm kernel.
     fn layer_forward_t(
         &self,
         ar: &mut Arena,
         w: &DeviceLayer,
         rows: usize,
         s: usize,
-        first: bool,
     ) -> Result<()> {
         let dev = &self.dev;
         let cfg = &self.config;
         let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
         let (a, d, m) = (cfg.num_attention_heads, cfg.head_size(), rows * s);
+        let (split_o, split_f) = (CudaDevice::output_splits(h), CudaDevice::output_splits(i));
         let t = ar.t.as_mut().expect("layer_forward_t runs with T copies");
         let (qkv, o) = (&w.qkv, &w.attn_output);
-        let f32_hidden = DeviceView::F32(ar.hidden.slice(..));
-        let hidden = match first {
-            true => &f32_hidden,
-            false => &t.hidden.view(..),
-        };
+        let hidden = &t.hidden.view(..);
         let qkv_out = (&mut ar.qkv).into();
-        dev.linear_forward_t(
-            qkv_out,
-            hidden,
-            &qkv.weight,
-            Some(&qkv.bias),
-            m,
-            h,
-            3 * h,
-            None,
-        )?;
+        let (qw, qb) = (&qkv.weight, Some(&qkv.bias));
+        dev.linear_forward_t(qkv_out, hidden, qw, qb, m, h, 3 * h, None)?;
         let (q, k, v) = (ar.qkv.view(..), ar.qkv.view(h..), ar.qkv.view(2 * h..));
         dev.attention_forward_to(&mut t.ctx, &q, &k, &v, &ar.mask, rows, s, a, d, 3 * h)?;
         let ctx = &t.ctx.view(..);
-        dev.linear_forward_from(&mut ar.proj, ctx, &o.weight, Some(&o.bias), m, h, h, None)?;
+        let parts = &mut ar.proj; // [splits, M, H] partial sums
+        dev.linear_forward_split(parts, ctx, &o.weight, Some(&o.bias), m, h, h, split_o)?;
         let n = &w.attn_norm;
         let (nw, nb) = (&n.weight, &n.bias);
+        let (attn, attn_t) = (&mut ar.attn, &mut t.attn);
         dev.residual_layernorm_forward_to(
-            &mut ar.attn,
-            &mut t.attn,
-            &ar.proj,
-            &ar.hidden,
-            nw,
-            nb,
-            m,
-            h,
-            eps,
+            attn, attn_t, &ar.proj, split_o, &ar.hidden, nw, nb, m, h, eps,
         )?;
         let act = Some(cfg.hidden_act);
         let (f1, f2) = (&w.ffn, &w.ffn_output);
         let (attn, ffn_out) = (&t.attn.view(..), (&mut ar.ffn).into());
         dev.linear_forward_t(ffn_out, attn, &f1.weight, Some(&f1.bias), m, h, i, act)?;
         let ffn = &ar.ffn.view(..);
-        dev.linear_forward_from(&mut ar.proj, ffn, &f2.weight, Some(&f2.bias), m, i, h, None)?;
+        let parts = &mut ar.proj;
+        dev.linear_forward_split(parts, ffn, &f2.weight, Some(&f2.bias), m, i, h, split_f)?;
         let n = &w.output_norm;
         let (nw, nb) = (&n.weight, &n.bias);
+        let (hidden, hidden_t) = (&mut ar.hidden, &mut t.hidden);
         dev.residual_layernorm_forward_to(
-            &mut ar.hidden,
-            &mut t.hidden,
-            &ar.proj,
-            &ar.attn,
-            nw,
-            nb,
-            m,
-            h,
-            eps,
+            hidden, hidden_t, &ar.proj, split_f, &ar.attn, nw, nb, m, h, eps,
         )
     }
 

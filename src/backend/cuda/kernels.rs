@@ -54,6 +54,8 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         &[
             "residual_layernorm_forward_to_bf16",
             "residual_layernorm_forward_to_f16",
+            "round_to_bf16",
+            "round_to_f16",
         ],
     ),
     (
@@ -75,19 +77,29 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_mma_f16_from_f16",
             "linear_forward_mma_bf16_from_bf16_to_bf16",
             "linear_forward_mma_f16_from_f16_to_f16",
+            "linear_forward_mma64_bf16_from_bf16",
+            "linear_forward_mma64_f16_from_f16",
+            "linear_forward_mma64_bf16_from_bf16_to_bf16",
+            "linear_forward_mma64_f16_from_f16_to_f16",
         ],
     ),
 ];
 
-/// The dynamic shared memory a kernel is launched with, where it is above the 48 KB a launch
-/// may use without opting in: the T-input tensor-core products (kernels/linear_mma.cu
-/// MMA_T_SMEM_BYTES: 4 stages of a 128x32 A tile and a 128x32 W tile, rows padded to 40).
+/// The dynamic shared memory a kernel is launched with, opted in at load where it is above the
+/// 48 KB a launch may use without: the T-input tensor-core products (kernels/linear_mma.cu
+/// MMA_T_SMEM_BYTES[_SMALL]: 4 stages of an A tile and a W tile of 128 (or 64) rows x 32,
+/// rows padded to 40).
 pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
-    (entry.starts_with("linear_forward_mma_") && entry.contains("_from_")).then_some(MMA_T_SMEM)
+    if entry.starts_with("linear_forward_mma64_") {
+        Some(MMA_T_SMEM_SMALL)
+    } else {
+        (entry.starts_with("linear_forward_mma_") && entry.contains("_from_")).then_some(MMA_T_SMEM)
+    }
 }
 
-/// kernels/linear_mma.cu MMA_T_SMEM_BYTES.
+/// kernels/linear_mma.cu MMA_T_SMEM_BYTES and MMA_T_SMEM_BYTES_SMALL.
 pub(super) const MMA_T_SMEM: usize = 2 * 4 * 128 * (32 + 8) * 2;
+pub(super) const MMA_T_SMEM_SMALL: usize = 2 * 4 * 64 * (32 + 8) * 2;
 
 /// Modules that need a minimum compute capability; below it they are not loaded and the
 /// launchers use the portable kernels.

@@ -247,18 +247,21 @@ impl CudaDevice {
         c: usize,
         eps: f32,
     ) -> Result<()> {
-        self.layernorm_launch(out, None, inp, residual, weight, bias, m, c, eps)
+        self.layernorm_launch(out, None, (inp, 1), residual, weight, bias, m, c, eps)
     }
 
     /// residual_layernorm_forward that also stores the result rounded to T (bf16/f16) in
     /// `out_t`: the copy the next tensor-core products read (bit-identical to their rounding
-    /// of `out` as they stage it); `out` stays f32 for the next residual.
+    /// of `out` as they stage it); `out` stays f32 for the next residual. `inp` holds `parts`
+    /// partial sums of a split-K product (`linear_forward_split`), added in order before the
+    /// residual; parts = 1 is one plain input.
     #[allow(clippy::too_many_arguments)]
     pub fn residual_layernorm_forward_to(
         &self,
-        out: &mut CudaSlice<f32>,  // [M, C]
-        out_t: &mut DeviceMatrix,  // [M, C] as T
-        inp: &CudaSlice<f32>,      // [M, C]
+        out: &mut CudaSlice<f32>, // [M, C]
+        out_t: &mut DeviceMatrix, // [M, C] as T
+        inp: &CudaSlice<f32>,     // [parts, M, C]
+        parts: usize,
         residual: &CudaSlice<f32>, // [M, C]
         weight: &CudaSlice<f32>,   // [C]
         bias: &CudaSlice<f32>,     // [C]
@@ -267,18 +270,60 @@ impl CudaDevice {
         eps: f32,
     ) -> Result<()> {
         let out_t = Some(out_t.into());
+        let inp = (inp, parts);
         self.layernorm_launch(out, out_t, inp, Some(residual), weight, bias, m, c, eps)
+    }
+
+    /// out_t[n] = inp[n] rounded to T (bf16/f16, RNE): the T copy of the embedding projection's
+    /// output that the first layer's QKV product reads (the rounding it would apply itself).
+    pub fn round_to(
+        &self,
+        out_t: &mut DeviceMatrix, // [n] as T
+        inp: &CudaSlice<f32>,     // [n]
+        n: usize,
+    ) -> Result<()> {
+        let name = format!("round_to_{}", out_t.dtype().name());
+        let k = name.as_str();
+        self.check(
+            k,
+            out_t.dtype() != DType::F32 && self.kernels.has(k),
+            || "a T copy needs a 16-bit type and sm_80+".into(),
+        )?;
+        self.check(k, out_t.len() >= n && inp.len() >= n, || {
+            format!("buffers smaller than [{n}]")
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        let n_ = n as i64;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(256 * 4).min(65535) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let f = self.kernels.get(k);
+        let mut b = self.stream.launch_builder(f);
+        match out_t {
+            DeviceMatrix::BF16(t) => b.arg(t),
+            DeviceMatrix::F16(t) => b.arg(t),
+            DeviceMatrix::F32(t) => b.arg(t), // refused above
+        };
+        b.arg(inp).arg(&n_);
+        // SAFETY: arguments match round_to_{bf16,f16} in kernels/layernorm_t.cu (T*, const
+        // float*, long long); the name follows out_t's type; both hold n elements (checked); the
+        // kernel's grid-stride loop covers any n with any grid.
+        self.launched(k, unsafe { b.launch(cfg) })
     }
 
     #[allow(clippy::too_many_arguments)]
     fn layernorm_launch(
         &self,
-        out: &mut CudaSlice<f32>,          // [M, C]
-        out_t: Option<DeviceOut>,          // [M, C] as T
-        inp: &CudaSlice<f32>,              // [M, C]
-        residual: Option<&CudaSlice<f32>>, // [M, C]
-        weight: &CudaSlice<f32>,           // [C]
-        bias: &CudaSlice<f32>,             // [C]
+        out: &mut CudaSlice<f32>,               // [M, C]
+        out_t: Option<DeviceOut>,               // [M, C] as T
+        (inp, parts): (&CudaSlice<f32>, usize), // [parts, M, C]
+        residual: Option<&CudaSlice<f32>>,      // [M, C]
+        weight: &CudaSlice<f32>,                // [C]
+        bias: &CudaSlice<f32>,                  // [C]
         m: usize,
         c: usize,
         eps: f32,
@@ -296,10 +341,13 @@ impl CudaDevice {
             }),
             || "a T copy needs a 16-bit type, a residual and sm_80+".into(),
         )?;
+        self.check(k, parts >= 1 && (parts == 1 || out_t.is_some()), || {
+            format!("{parts} partial inputs: only the T-copy kernel adds partials (at least one)")
+        })?;
         self.check(
             k,
             out.len() >= m * c
-                && inp.len() >= m * c
+                && inp.len() >= parts * m * c
                 && residual.is_none_or(|r| r.len() >= m * c)
                 && out_t.as_ref().is_none_or(|t| t.len() >= m * c),
             || format!("buffers smaller than [{m}, {c}]"),
@@ -314,11 +362,13 @@ impl CudaDevice {
             return Ok(());
         }
         let (m_, c_) = (self.dim(k, "M", m)?, self.dim(k, "C", c)?);
+        let parts_ = self.dim(k, "parts", parts)?;
         let cfg = LaunchConfig {
             grid_dim: (m as u32, 1, 1),
             block_dim: (ROW_THREADS, 1, 1),
             shared_mem_bytes: (c * 4) as u32,
         };
+        let out_t_kernel = out_t.is_some();
         let f = self.kernels.get(k);
         let mut b = self.stream.launch_builder(f);
         b.arg(out);
@@ -332,10 +382,15 @@ impl CudaDevice {
         if let Some(r) = residual {
             b.arg(r);
         }
-        b.arg(weight).arg(bias).arg(&m_).arg(&c_).arg(&eps);
-        // SAFETY: arguments match (residual_)layernorm_forward and
-        // residual_layernorm_forward_to_{bf16,f16} in kernels/layernorm.cu in type and order (the
-        // name is built from out_t's type); sizes checked.
+        b.arg(weight).arg(bias).arg(&m_).arg(&c_);
+        if out_t_kernel {
+            b.arg(&parts_);
+        }
+        b.arg(&eps);
+        // SAFETY: arguments match (residual_)layernorm_forward in kernels/layernorm.cu and
+        // residual_layernorm_forward_to_{bf16,f16} in kernels/layernorm_t.cu (which alone takes
+        // `parts`) in type and order (the name is built from out_t's type); sizes checked, inp
+        // for all parts.
         self.launched(k, unsafe { b.launch(cfg) })
     }
 

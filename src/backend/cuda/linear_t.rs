@@ -11,6 +11,15 @@ use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use super::device::CudaDevice;
 use super::kernels::dynamic_smem;
 use super::launch::{cuda_activation_id, LINEAR_THREADS, MMA_TILE};
+
+/// kernels/linear_mma.cu TileSmall: 64x64 output tiles, 128 threads (T activations only).
+const MMA_TILE_SMALL: usize = 64;
+const MMA_THREADS_SMALL: u32 = 128;
+
+/// K per split of a split-K product: 24 k tiles of 32 keep each block's pipeline busy.
+const K_PER_SPLIT: usize = 768;
+/// At most this many partial sums (the LayerNorm reads them all).
+const MAX_SPLITS: usize = 4;
 use super::weights::{DeviceMatrix, DeviceOut, DeviceView};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -65,6 +74,7 @@ impl CudaDevice {
         bias: Option<&CudaSlice<f32>>,
         (m, k, n): (usize, usize, usize),
         act: Option<Activation>,
+        (tile, splits): (usize, usize),
     ) -> Result<Option<Checked>> {
         self.check(
             kn,
@@ -76,8 +86,8 @@ impl CudaDevice {
                 )
             },
         )?;
-        self.check(kn, out_len >= m * n && inp_len >= m * k, || {
-            format!("buffers smaller than [{m}, {k}] -> [{m}, {n}]")
+        self.check(kn, out_len >= splits * m * n && inp_len >= m * k, || {
+            format!("buffers smaller than [{m}, {k}] -> [{splits}, {m}, {n}]")
         })?;
         self.check(kn, weight.len() == n * k, || {
             format!("weight has {} elements, expected [{n}, {k}]", weight.len())
@@ -93,12 +103,21 @@ impl CudaDevice {
         if m == 0 || n == 0 {
             return Ok(None); // a zero-sized grid is a launch error; there is nothing to do
         }
-        self.check(kn, m.div_ceil(MMA_TILE) <= 65535, || {
-            format!("M = {m} rows exceed the grid")
+        self.check(kn, m.div_ceil(tile) <= 65535 && splits <= 65535, || {
+            format!("M = {m} rows or {splits} splits exceed the grid")
         })?;
+        let threads = if tile == MMA_TILE {
+            LINEAR_THREADS
+        } else {
+            MMA_THREADS_SMALL
+        };
         let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(MMA_TILE) as u32, m.div_ceil(MMA_TILE) as u32, 1),
-            block_dim: (LINEAR_THREADS, 1, 1),
+            grid_dim: (
+                n.div_ceil(tile) as u32,
+                m.div_ceil(tile) as u32,
+                splits as u32,
+            ),
+            block_dim: (threads, 1, 1),
             shared_mem_bytes: dynamic_smem(kn).unwrap_or(0) as u32,
         };
         let act = cuda_activation_id(act);
@@ -148,10 +167,20 @@ impl CudaDevice {
         self.linear_forward_t(out.into(), inp, weight, bias, m, k, n, act)
     }
 
+    /// How many k shares (f32 partial sums) the products that feed a residual + LayerNorm
+    /// split K into (`linear_forward_split`): a function of K alone, so that a sequence's
+    /// results do not depend on the batch it runs in (a different number of partials would
+    /// change the summation order). albert-base: 1 for the attention output (K = 768), 4 for
+    /// the FFN output (K = 3072). At M = 128 the [M, 768] output has 24 64x64 tiles: the split
+    /// gives 96 blocks of 24 k tiles instead of 24 blocks of 96.
+    pub fn output_splits(k: usize) -> usize {
+        (k / K_PER_SPLIT).clamp(1, MAX_SPLITS)
+    }
+
     /// The tensor-core product with either side stored as the weight's type T (bf16/f16) and
-    /// the other f32, or both T: `linear_forward_mma_{t}[_from_{t}][_to_{t}]`. Every element
-    /// is bit-identical to the f32-storage path's (rounded to T where it is stored as T). Both
-    /// sides f32 is linear_forward's job: refused here.
+    /// the other f32, or both T: `linear_forward_mma{,64}_{t}[_from_{t}][_to_{t}]`. Every element
+    /// is bit-identical to the f32-storage path's (rounded to T where it is stored as T), with
+    /// either tile shape. Both sides f32 is linear_forward's job: refused here.
     #[allow(clippy::too_many_arguments)]
     pub fn linear_forward_t(
         &self,
@@ -164,6 +193,54 @@ impl CudaDevice {
         n: usize,
         act: Option<Activation>,
     ) -> Result<()> {
+        self.linear_t_launch(out, inp, weight, bias, (m, k, n), act, 1)
+    }
+
+    /// A split-K product on a T activation: parts[z] = inp[:, share z of K] @ weight[:, share
+    /// z]^T, plus the bias in parts[0]; the consumer adds them in order z = 0, 1, ...
+    /// (`residual_layernorm_forward_to` with `parts = splits`). No activation: it would not
+    /// distribute over the sum.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_forward_split(
+        &self,
+        parts: &mut CudaSlice<f32>,    // [splits, M, N]
+        inp: &DeviceView,              // [M, K] as T
+        weight: &DeviceMatrix,         // [N, K]
+        bias: Option<&CudaSlice<f32>>, // [N]
+        m: usize,
+        k: usize,
+        n: usize,
+        splits: usize,
+    ) -> Result<()> {
+        let t = weight.suffix();
+        let kn = format!("linear_forward_mma_{t}_from_{t}");
+        self.check(&kn, inp.dtype() != DType::F32 && splits >= 1, || {
+            format!("split-K needs a T activation and at least one split (got {splits})")
+        })?;
+        self.linear_t_launch(parts.into(), inp, weight, bias, (m, k, n), None, splits)
+    }
+
+    /// 64x64 tiles (T activations) where 128x128 ones would leave SMs without a block: the
+    /// tile shape changes no bits (kernels/linear_mma.cu).
+    fn product_tile(&self, inp: DType, (m, n): (usize, usize), splits: usize) -> usize {
+        let blocks = m.div_ceil(MMA_TILE) * n.div_ceil(MMA_TILE) * splits;
+        match inp != DType::F32 && blocks < self.sm_count {
+            true => MMA_TILE_SMALL,
+            false => MMA_TILE,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn linear_t_launch(
+        &self,
+        out: DeviceOut,                // [splits, M, N], f32 or T (T: splits = 1)
+        inp: &DeviceView,              // [M, K], f32 or T
+        weight: &DeviceMatrix,         // [N, K]
+        bias: Option<&CudaSlice<f32>>, // [N]
+        (m, k, n): (usize, usize, usize),
+        act: Option<Activation>,
+        splits: usize,
+    ) -> Result<()> {
         let t = weight.suffix();
         let from = match inp.dtype() {
             DType::F32 => String::new(),
@@ -173,11 +250,18 @@ impl CudaDevice {
             DType::F32 => String::new(),
             _ => format!("_to_{t}"),
         };
-        let name = format!("linear_forward_mma_{t}{from}{to}");
+        let tile = self.product_tile(inp.dtype(), (m, n), splits);
+        let size = if tile == MMA_TILE { "" } else { "64" };
+        let name = format!("linear_forward_mma{size}_{t}{from}{to}");
         let kn = name.as_str();
         self.check(kn, !(from.is_empty() && to.is_empty()), || {
             "both sides are f32: use linear_forward".into()
         })?;
+        self.check(
+            kn,
+            splits == 1 || (out.dtype() == DType::F32 && act.is_none()),
+            || "split-K partials are f32, without an activation".into(),
+        )?;
         let stored = match out.dtype() {
             DType::F32 => inp.dtype(),
             o => o,
@@ -188,7 +272,10 @@ impl CudaDevice {
             || format!("input stored as {}, output as {stored}", inp.dtype()),
         )?;
         let lens = (out.len(), inp.len());
-        let Some(c) = self.check_linear_t(kn, stored, lens, weight, bias, (m, k, n), act)? else {
+        let shape = (m, k, n);
+        let Some(c) =
+            self.check_linear_t(kn, stored, lens, weight, bias, shape, act, (tile, splits))?
+        else {
             return Ok(());
         };
         let null: u64 = 0;
@@ -214,10 +301,12 @@ impl CudaDevice {
             None => b.arg(&null),
         };
         b.arg(&c.mkn.0).arg(&c.mkn.1).arg(&c.mkn.2).arg(&c.act);
-        // SAFETY: arguments match linear_forward_mma_{t}[_from_{t}][_to_{t}] in
+        // SAFETY: arguments match linear_forward_mma{,64}_{t}[_from_{t}][_to_{t}] in
         // kernels/linear_mma.cu in type and order: the name is built from the storage types of
         // out and inp, each T side has the weight's type (checked above and by check_linear_t),
-        // a null bias is a 64-bit zero pointer, which the kernel tests; sizes checked there too.
+        // a null bias is a 64-bit zero pointer, which the kernel tests; sizes checked there too,
+        // out for all `splits` partials (grid z). The 64 kernels exist for T inputs only, which
+        // product_tile requires; block size and dynamic shared memory follow the tile.
         // A T view that is not 16-byte aligned is legal: the kernel then stages A with plain
         // loads.
         self.launched(kn, unsafe { b.launch(c.cfg) })

@@ -105,32 +105,44 @@ fn cublas_table(engine: &Engine, args: &BenchArgs) -> Result<()> {
     if !args.json {
         println!("\nproducts vs cuBLAS ({}):", m.dtype);
         println!(
-            "{:>12} {:>6} {:>6} {:>6} {:>10} {:>10} {:>7} {:>9} {:>9}",
-            "op", "M", "N", "K", "ours us", "cuBLAS us", "ratio", "ours TF/s", "cuBLAS TF/s"
+            "{:>12} {:>6} {:>6} {:>6} {:>6} {:>10} {:>10} {:>7} {:>9} {:>9}",
+            "op",
+            "M",
+            "N",
+            "K",
+            "splits",
+            "ours us",
+            "cuBLAS us",
+            "ratio",
+            "ours TF/s",
+            "cuBLAS TF/s"
         );
     }
     for &s in &args.seq {
         for &b in &args.batch {
             let rows = b * s;
+            // The two products that feed a LayerNorm run split over K in the engine.
+            let split = albert::backend::cuda::CudaDevice::output_splits;
             let shapes = [
-                ("projection", rows, h, e),
-                ("qkv", rows, 3 * h, h), // the fused [3H, H] product
-                ("attn_output", rows, h, h),
-                ("ffn", rows, i, h),
-                ("ffn_output", rows, h, i),
+                ("projection", rows, h, e, 1),
+                ("qkv", rows, 3 * h, h, 1), // the fused [3H, H] product
+                ("attn_output", rows, h, h, split(h)),
+                ("ffn", rows, i, h, 1),
+                ("ffn_output", rows, h, i, split(i)),
             ];
-            for (name, mm, n, k) in shapes {
-                let t =
-                    albert::backend::cuda::cublas::compare_gemm(&m.dev, name, mm, n, k, m.dtype)?;
+            for (name, mm, n, k, splits) in shapes {
+                use albert::backend::cuda::cublas::compare_gemm;
+                let t = compare_gemm(&m.dev, name, (mm, n, k), m.dtype, splits)?;
                 if args.json {
                     println!("{}", serde_json::to_string(&t)?);
                 } else {
                     println!(
-                        "{:>12} {:>6} {:>6} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>9.1} {:>9.1}",
+                        "{:>12} {:>6} {:>6} {:>6} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>9.1} {:>9.1}",
                         t.name,
                         t.m,
                         t.n,
                         t.k,
+                        t.splits,
                         t.ours_us,
                         t.cublas_us,
                         t.ratio,
