@@ -55,6 +55,39 @@ template <typename T, typename I> __device__ __forceinline__ unsigned pair_of(co
     return bits_of<T>(p[0]) | (bits_of<T>(p[1]) << 16);
 }
 
+// Stages the key tile j0..j0+63 of T inputs with 16-byte rows: K as 4 16-byte copies per thread
+// (8 elements = 4 words of Ks), V as 2 (key pair, 8 d) items per thread, each two 16-byte loads
+// (rows 2p, 2p + 1) interleaved into 8 words (V[2p][d] low, V[2p+1][d] high). The same words
+// the element-wise staging stores; zero past the length L.
+template <typename I>
+__device__ __forceinline__ void stage_kv_vec(unsigned (*Ks)[FA_KROW], unsigned (*Vs)[FA_VROW],
+                                             const I *kb, const I *vb, int j0, int L, int ld) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int e = 0; e < (FA_BK * FA_D / 8) / (FA_WARPS * 32); e++) { // 4
+        const int idx = tid + e * FA_WARPS * 32, key = idx >> 3, ch = idx & 7, j = j0 + key;
+        uint4 x = make_uint4(0u, 0u, 0u, 0u);
+        if (j < L) x = *reinterpret_cast<const uint4 *>(kb + (long long)j * ld + 8 * ch);
+        *reinterpret_cast<uint4 *>(&Ks[key][4 * ch]) = x;
+    }
+#pragma unroll
+    for (int e = 0; e < (FA_BK / 2 * FA_D / 8) / (FA_WARPS * 32); e++) { // 2
+        const int idx = tid + e * FA_WARPS * 32, p = idx >> 3, ch = idx & 7, j = j0 + 2 * p;
+        uint4 lo = make_uint4(0u, 0u, 0u, 0u), hi = lo;
+        if (j < L) lo = *reinterpret_cast<const uint4 *>(vb + (long long)j * ld + 8 * ch);
+        if (j + 1 < L) hi = *reinterpret_cast<const uint4 *>(vb + (long long)(j + 1) * ld + 8 * ch);
+        const unsigned l[4] = {lo.x, lo.y, lo.z, lo.w}, u[4] = {hi.x, hi.y, hi.z, hi.w};
+        unsigned w[8];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            w[2 * i] = (l[i] & 0xffffu) | (u[i] << 16);         // d = 8ch + 2i
+            w[2 * i + 1] = (l[i] >> 16) | (u[i] & 0xffff0000u); // d = 8ch + 2i + 1
+        }
+        *reinterpret_cast<uint4 *>(&Vs[p][8 * ch]) = make_uint4(w[0], w[1], w[2], w[3]);
+        *reinterpret_cast<uint4 *>(&Vs[p][8 * ch + 4]) = make_uint4(w[4], w[5], w[6], w[7]);
+    }
+}
+
 template <typename T, typename I, typename O>
 __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, A*64]
                                       const I *__restrict__ q,        // [B, S, ld]
@@ -87,16 +120,27 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
     // This warp's 16 query rows as A fragments, rounded to T: qa[kk] covers d = 16kk..16kk+15.
     const int r0 = blockIdx.x * FA_BQ + warp * 16 + group, r1 = r0 + 8;
     const long long seq = (long long)b * S;
+    // T inputs with 16-byte aligned rows (ld % 8 == 0: every fused QKV output) are read in
+    // 16-byte (K, V) and 4-byte (Q) loads: the 2-byte loads, 8 in flight per thread, made a
+    // tile cost ~8 L2 round trips (ncu at b1/s128 on an H200: 12.4 us for 24 blocks).
+    const bool vec = sizeof(I) == 2 && ld % 8 == 0 &&
+                     ((reinterpret_cast<unsigned long long>(q) | reinterpret_cast<unsigned long long>(k) |
+                       reinterpret_cast<unsigned long long>(v)) & 15) == 0;
     unsigned qa[4][4];
     {
         const I *q0 = q + (seq + r0) * ld + h * FA_D, *q1 = q + (seq + r1) * ld + h * FA_D;
+        auto pair = [&](const I *p) -> unsigned {
+            if constexpr (sizeof(I) == 2)
+                if (vec) return *reinterpret_cast<const unsigned *>(p); // 2 elements, low first
+            return pair_of<T>(p);
+        };
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
             const int c = 16 * kk + 2 * tig;
-            qa[kk][0] = r0 < S ? pair_of<T>(q0 + c) : 0u;
-            qa[kk][1] = r1 < S ? pair_of<T>(q1 + c) : 0u;
-            qa[kk][2] = r0 < S ? pair_of<T>(q0 + c + 8) : 0u;
-            qa[kk][3] = r1 < S ? pair_of<T>(q1 + c + 8) : 0u;
+            qa[kk][0] = r0 < S ? pair(q0 + c) : 0u;
+            qa[kk][1] = r1 < S ? pair(q1 + c) : 0u;
+            qa[kk][2] = r0 < S ? pair(q0 + c + 8) : 0u;
+            qa[kk][3] = r1 < S ? pair(q1 + c + 8) : 0u;
         }
     }
 
@@ -114,19 +158,28 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
         // each, unrolled 8 at a time: fully unrolled, the kernel took 168-186 registers (2-3
         // blocks per SM); this way 128 (4 blocks, 16 warps), with 16 loads still in flight.
         const I *kb = k + seq * ld + h * FA_D, *vb = v + seq * ld + h * FA_D;
-#pragma unroll 8
-        for (int e = 0; e < (FA_BK * FA_D / 2) / (FA_WARPS * 32); e++) {
-            const int idx = tid + e * FA_WARPS * 32;
-            const int key = idx >> 5, pair = idx & 31, j = j0 + key;
-            Ks[key][pair] = j < L ? pair_of<T>(kb + (long long)j * ld + 2 * pair) : 0u;
+        bool staged = false;
+        if constexpr (sizeof(I) == 2) {
+            if (vec) {
+                stage_kv_vec(Ks, Vs, kb, vb, j0, L, ld);
+                staged = true;
+            }
         }
+        if (!staged) {
 #pragma unroll 8
-        for (int e = 0; e < (FA_BK * FA_D / 2) / (FA_WARPS * 32); e++) {
-            const int idx = tid + e * FA_WARPS * 32;
-            const int p = idx >> 6, d = idx & 63, j = j0 + 2 * p;
-            const unsigned lo = j < L ? bits_of<T>(vb[(long long)j * ld + d]) : 0u;
-            const unsigned hi = j + 1 < L ? bits_of<T>(vb[(long long)(j + 1) * ld + d]) : 0u;
-            Vs[p][d] = lo | (hi << 16);
+            for (int e = 0; e < (FA_BK * FA_D / 2) / (FA_WARPS * 32); e++) {
+                const int idx = tid + e * FA_WARPS * 32;
+                const int key = idx >> 5, pair = idx & 31, j = j0 + key;
+                Ks[key][pair] = j < L ? pair_of<T>(kb + (long long)j * ld + 2 * pair) : 0u;
+            }
+#pragma unroll 8
+            for (int e = 0; e < (FA_BK * FA_D / 2) / (FA_WARPS * 32); e++) {
+                const int idx = tid + e * FA_WARPS * 32;
+                const int p = idx >> 6, d = idx & 63, j = j0 + 2 * p;
+                const unsigned lo = j < L ? bits_of<T>(vb[(long long)j * ld + d]) : 0u;
+                const unsigned hi = j + 1 < L ? bits_of<T>(vb[(long long)(j + 1) * ld + d]) : 0u;
+                Vs[p][d] = lo | (hi << 16);
+            }
         }
         if (tid < FA_BK) Ms[tid] = j0 + tid < L ? mrow[j0 + tid] : NEG_INF;
         __syncthreads(); // the tile is staged

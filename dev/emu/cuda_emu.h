@@ -73,6 +73,12 @@ extern "C" void AnnotateIgnoreSyncEnd(const char *file, int line);
 #define EMU_DYNAMIC_SHARED(T, name) T *name = static_cast<T *>(::emu::dynamic_shared())
 
 // ---- thread and block indices ------------------------------------------------------------------
+// CUDA's 16-byte vector type (16-byte aligned, as on the device) and its constructor.
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
+
 struct dim3 {
     unsigned x = 1, y = 1, z = 1;
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}

@@ -510,6 +510,15 @@ static void test_attention_mma(void (*kernel)(float *, const float *, const floa
     std::vector<double> same(n);
     for (size_t i = 0; i < n; i++) same[i] = out[i];
     record(name + "_from_" + tname<T>() + " == f32-input", sh, from_t, same, ok_t, 0.0);
+    // The same values one element off 16-byte alignment: the element-wise staging (above, the
+    // 16-byte loads of aligned rows), the same bits.
+    std::vector<T> skewed(qkv_t.size() + 1);
+    std::copy(qkv_t.begin(), qkv_t.end(), skewed.begin() + 1);
+    OutBuf from_skewed(n);
+    const bool ok_s = emu::launch(kernel_from, grid, dim3(128), 0, from_skewed.ptr(), skewed.data() + 1,
+                                  skewed.data() + 1 + H, skewed.data() + 1 + 2 * H, mask.data(), B, S,
+                                  A, D, 3 * H, fscale);
+    record(name + "_from_" + tname<T>() + " == f32-input", sh + " +1", from_skewed, same, ok_s, 0.0);
     // The _from_ _to_ kernel: its output stored as T (what the output projection reads).
     std::vector<T> to_t(n, T{0xffff});
     const bool ok_to = emu::launch(kernel_from_to, grid, dim3(128), 0, to_t.data(), qkv_t.data(),
