@@ -40,55 +40,61 @@
 // the engine then uses linear.cu's kernels (the registry loads this module only on 8.0+).
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 
-#define MMA_BK 32
+#define MMA_BK 32      // k per tile of the 128x128 kernels
+#define MMA_BK_SMALL 64 // k per tile of the 64x64 kernels: half the iterations (and barriers)
 #define MMA_PAD 8
 #define MMA_STAGES 3   // W tiles in shared memory (f32 inp): two in flight while one is multiplied
-#define MMA_STAGES_T 4 // A and W tiles (T inp): three pairs in flight while one is multiplied
+#define MMA_STAGES_T 4 // A and W tiles (T inp, 128x128): three pairs in flight while one is multiplied
+#define MMA_STAGES_SMALL 3 // A and W tiles (64x64, k 64): two pairs in flight
+#define MMA_SPLIT_K 64 // split-K shares are whole multiples of 64 k, whatever the tile's k
 
-// A block tile of BM x BN outputs (k tiles of MMA_BK) computed by WARPS_M x WARPS_N warps, each
-// warp MI x NJ mma tiles of 16x8.
-template <int BM_, int BN_, int WARPS_M_, int WARPS_N_> struct MmaTile {
+// A block tile of BM x BN outputs in k tiles of BK, computed by WARPS_M x WARPS_N warps, each
+// warp MI x NJ mma tiles of 16x8; STAGES_T tile pairs in shared memory with T activations.
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int BK_, int STAGES_T_> struct MmaTile {
     static constexpr int TILE_M = BM_, TILE_N = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_;
+    static constexpr int TILE_K = BK_, ROW = BK_ + MMA_PAD, STAGES_T = STAGES_T_;
     static constexpr int NTHREADS = 32 * WARPS_M * WARPS_N;
     static constexpr int MI = TILE_M / WARPS_M / 16, NJ = TILE_N / WARPS_N / 8;
     // Dynamic shared memory of the T-input kernels: S A tiles and S W tiles.
-    static constexpr int T_SMEM = 2 * MMA_STAGES_T * TILE_M * (MMA_BK + MMA_PAD) * 2;
+    static constexpr int T_SMEM = 2 * STAGES_T * TILE_M * ROW * 2;
     static_assert(TILE_M == TILE_N, "stage_tile stages A and W tiles of the same shape");
     static_assert(NJ % 2 == 0, "B fragments are loaded two n tiles per ldmatrix.x4");
+    static_assert(MMA_SPLIT_K % TILE_K == 0, "split-K shares are whole k tiles");
 };
-typedef MmaTile<128, 128, 2, 4> TileLarge; // 256 threads, warp 64x32
-typedef MmaTile<64, 64, 2, 2> TileSmall;   // 128 threads, warp 32x32
+typedef MmaTile<128, 128, 2, 4, MMA_BK, MMA_STAGES_T> TileLarge;           // 256 threads, warp 64x32
+typedef MmaTile<64, 64, 2, 2, MMA_BK_SMALL, MMA_STAGES_SMALL> TileSmall; // 128 threads, warp 32x32
 #define MMA_THREADS 256                    // TileLarge::NTHREADS (launch bounds)
 #define MMA_THREADS_SMALL 128              // TileSmall::NTHREADS
-// Dynamic shared memory of the T-input kernels (80 KB / 40 KB: the launcher opts in above 48 KB).
+// Dynamic shared memory of the T-input kernels (80 KB / 54 KB: the launcher opts in above 48 KB;
+// both fit the 99 KB a block may opt into on sm_86/89).
 #define MMA_T_SMEM_BYTES (2 * MMA_STAGES_T * 128 * (MMA_BK + MMA_PAD) * 2)
-#define MMA_T_SMEM_BYTES_SMALL (2 * MMA_STAGES_T * 64 * (MMA_BK + MMA_PAD) * 2)
+#define MMA_T_SMEM_BYTES_SMALL (2 * MMA_STAGES_SMALL * 64 * (MMA_BK_SMALL + MMA_PAD) * 2)
 static_assert(MMA_T_SMEM_BYTES == TileLarge::T_SMEM && MMA_T_SMEM_BYTES_SMALL == TileSmall::T_SMEM,
               "kernels.rs MMA_T_SMEM* mirror these");
 
-// Starts staging k tile t (k = 32t..32t+31) of rows r0..r0+ROWS-1 of a [R, K] matrix of 16-bit
-// elements (W, or a T activation) into `buf`. With `vec` (K a multiple of 8 and the matrix
-// 16-byte aligned: every real model) as cp.async 16-byte chunks, two per thread, zero-filled
-// outside the matrix; otherwise (ragged K) with plain element stores, which are complete at once.
-// Either way the caller commits a group after it.
-template <int ROWS, int NT>
-__device__ __forceinline__ void stage_tile(unsigned short (*buf)[MMA_BK + MMA_PAD],
+// Starts staging k tile t (k = TK t .. TK t + TK-1) of rows r0..r0+ROWS-1 of a [R, K] matrix of
+// 16-bit elements (W, or a T activation) into `buf`. With `vec` (K a multiple of 8 and the matrix
+// 16-byte aligned: every real model) as cp.async 16-byte chunks, zero-filled outside the matrix;
+// otherwise (ragged K) with plain element stores, which are complete at once. Either way the
+// caller commits a group after it.
+template <int ROWS, int TK, int NT>
+__device__ __forceinline__ void stage_tile(unsigned short (*buf)[TK + MMA_PAD],
                                            const unsigned short *__restrict__ bits, int r0, int t,
                                            int K, int R, bool vec) {
-    static_assert((ROWS * MMA_BK / 8) % NT == 0, "whole 16-byte chunks per thread");
-    const int tid = threadIdx.x, k0 = t * MMA_BK;
+    static_assert((ROWS * TK / 8) % NT == 0, "whole 16-byte chunks per thread");
+    const int tid = threadIdx.x, k0 = t * TK;
     if (vec) {
 #pragma unroll
-        for (int e = 0; e < (ROWS * MMA_BK / 8) / NT; e++) {
-            const int c = tid + e * NT, r = c / (MMA_BK / 8), kc = (c % (MMA_BK / 8)) * 8;
+        for (int e = 0; e < (ROWS * TK / 8) / NT; e++) {
+            const int c = tid + e * NT, r = c / (TK / 8), kc = (c % (TK / 8)) * 8;
             const int row = r0 + r, k = k0 + kc;
             const bool in = (row < R && k < K); // K % 8 == 0: the whole chunk is inside the row
             cp_async16(&buf[r][kc], in ? bits + (long long)row * K + k : bits, in ? 16 : 0);
         }
     } else {
 #pragma unroll 1 // ragged K only: unrolled, this path alone took the kernel from 183 to 255 registers
-        for (int e = 0; e < (ROWS * MMA_BK) / NT; e++) {
-            const int idx = tid + e * NT, r = idx / MMA_BK, kk = idx % MMA_BK;
+        for (int e = 0; e < (ROWS * TK) / NT; e++) {
+            const int idx = tid + e * NT, r = idx / TK, kk = idx % TK;
             const int row = r0 + r, k = k0 + kk;
             buf[r][kk] = (row < R && k < K) ? bits[(long long)row * K + k] : (unsigned short)0;
         }
@@ -150,18 +156,19 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
                                    const float *__restrict__ bias, // [N] or null
                                    int M, int K, int N, int act) {
     constexpr bool a_async = sizeof(I) == 2; // T activations: staged like the weights
-    constexpr int S = a_async ? MMA_STAGES_T : MMA_STAGES;
+    constexpr int S = a_async ? C::STAGES_T : MMA_STAGES;
     constexpr int TM = C::TILE_M, TN = C::TILE_N, MI = C::MI, NJ = C::NJ, NT = C::NTHREADS;
+    constexpr int TK = C::TILE_K, ROW = C::ROW;
     static_assert(a_async || TM == 128, "f32 activations: the 128x128 tile only");
-    typedef unsigned short Tile[TM][MMA_BK + MMA_PAD]; // 10 KB (TM = 128)
+    typedef unsigned short Tile[TM][ROW]; // 10 KB (128 x 32), 9 KB (64 x 64)
     Tile *As, *Ws; // [a_async ? S : 1] and [S] tiles
     if constexpr (a_async) { // S A tiles, then S W tiles: C::T_SMEM, dynamic
         extern __shared__ __align__(16) unsigned short mma_smem[];
         As = reinterpret_cast<Tile *>(mma_smem);
         Ws = As + S;
     } else { // one A tile and S W tiles, 40 KB: static
-        __shared__ __align__(16) unsigned short As_static[1][TM][MMA_BK + MMA_PAD];
-        __shared__ __align__(16) unsigned short Ws_static[S][TN][MMA_BK + MMA_PAD];
+        __shared__ __align__(16) unsigned short As_static[1][TM][ROW];
+        __shared__ __align__(16) unsigned short Ws_static[S][TN][ROW];
         As = As_static;
         Ws = Ws_static;
     }
@@ -171,8 +178,10 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
     const unsigned short *wbits = reinterpret_cast<const unsigned short *>(weight);
     const unsigned short *abits = reinterpret_cast<const unsigned short *>(inp); // a_async only
     // Split-K: this block's k tiles are t0 .. t1-1 (possibly none: it stores zeros), its
-    // output partial z; the bias goes into partial 0 only.
-    const int all_tiles = (K + MMA_BK - 1) / MMA_BK, per = (all_tiles + gridDim.z - 1) / gridDim.z;
+    // output partial z; the bias goes into partial 0 only. Shares are counted in 64-k chunks,
+    // so both tile shapes split K at the same places.
+    const int all_tiles = (K + TK - 1) / TK, chunks = (K + MMA_SPLIT_K - 1) / MMA_SPLIT_K;
+    const int per = (chunks + gridDim.z - 1) / gridDim.z * (MMA_SPLIT_K / TK);
     const int z = blockIdx.z, t0 = all_tiles < z * per ? all_tiles : z * per;
     const int t1 = all_tiles < t0 + per ? all_tiles : t0 + per;
     const int tiles = t1 - t0;
@@ -192,13 +201,13 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
     // An f32 A tile goes through registers, rounded to T on the way: tile t + 1 is loaded while
     // tile t is multiplied and stored after. 16 elements per thread; consecutive threads read
     // consecutive k of a row. Out-of-range elements are zero. (t counts from t0 here and below.)
-    constexpr int A_PER_THREAD = TM * MMA_BK / NT;
+    constexpr int A_PER_THREAD = TM * TK / NT;
     float a_next[a_async ? 1 : A_PER_THREAD];
     auto load_a = [&](int t) {
 #pragma unroll
         for (int e = 0; e < A_PER_THREAD; e++) {
-            const int idx = tid + e * NT, r = idx / MMA_BK, kk = idx % MMA_BK;
-            const int m = m0 + r, k = (t0 + t) * MMA_BK + kk;
+            const int idx = tid + e * NT, r = idx / TK, kk = idx % TK;
+            const int m = m0 + r, k = (t0 + t) * TK + kk;
             a_next[e] = (m < M && k < K) ? to_f32(inp[(long long)m * K + k]) : 0.0f;
         }
     };
@@ -206,13 +215,13 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
 #pragma unroll
         for (int e = 0; e < A_PER_THREAD; e++) {
             const int idx = tid + e * NT;
-            As[0][idx / MMA_BK][idx % MMA_BK] = to_bits<T>(a_next[e]);
+            As[0][idx / TK][idx % TK] = to_bits<T>(a_next[e]);
         }
     };
     // Tile t's copies: W, and a T activation's A tile in the same group.
     auto stage = [&](int t) {
-        stage_tile<TN, NT>(Ws[t % S], wbits, n0, t0 + t, K, N, vec_w);
-        if constexpr (a_async) stage_tile<TM, NT>(As[t % S], abits, m0, t0 + t, K, M, vec_a);
+        stage_tile<TN, TK, NT>(Ws[t % S], wbits, n0, t0 + t, K, N, vec_w);
+        if constexpr (a_async) stage_tile<TM, TK, NT>(As[t % S], abits, m0, t0 + t, K, M, vec_a);
     };
 
     // Prologue: tiles 0 .. S-2 in flight; an f32 A tile 0 in shared memory.
@@ -240,7 +249,7 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
         __syncthreads();        // everyone's, and an f32 A tile t
         const int st = t % S, sa = a_async ? st : 0;
 #pragma unroll
-        for (int kk = 0; kk < MMA_BK; kk += 16) {
+        for (int kk = 0; kk < TK; kk += 16) {
             // Fragments by ldmatrix.x4 (mma.cuh): this lane addresses row lrow of matrix lmat.
             // A: matrices (rows 0-7, k lo), (rows 8-15, k lo), (rows 0-7, k hi), (rows 8-15, k hi)
             //    = registers a0..a3. B (rows of W): (n-tile j, k lo), (j, k hi), (j+1, k lo),

@@ -969,6 +969,10 @@ static void test_mma(bool quick) {
     emu::opt_in_dynamic_smem(linear_forward_mma_f16_from_f16, MMA_T_SMEM_BYTES);
     emu::opt_in_dynamic_smem(linear_forward_mma_bf16_from_bf16_to_bf16, MMA_T_SMEM_BYTES);
     emu::opt_in_dynamic_smem(linear_forward_mma_f16_from_f16_to_f16, MMA_T_SMEM_BYTES);
+    emu::opt_in_dynamic_smem(linear_forward_mma64_bf16_from_bf16, MMA_T_SMEM_BYTES_SMALL);
+    emu::opt_in_dynamic_smem(linear_forward_mma64_f16_from_f16, MMA_T_SMEM_BYTES_SMALL);
+    emu::opt_in_dynamic_smem(linear_forward_mma64_bf16_from_bf16_to_bf16, MMA_T_SMEM_BYTES_SMALL);
+    emu::opt_in_dynamic_smem(linear_forward_mma64_f16_from_f16_to_f16, MMA_T_SMEM_BYTES_SMALL);
     test_mma_unit<bf16>(true);
     test_mma_unit<f16>(true);
     test_mma_unit<bf16>(false);
@@ -1020,6 +1024,12 @@ static void test_mma(bool quick) {
                            linear_forward_mma64_f16_from_f16_to_f16, 3, 200, 7, 12, 1);
     test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
                             linear_forward_mma64_bf16_from_bf16_to_bf16, 33, 77, 70, 0, 3);
+    // K = 3072 in 4 shares of 768 (the FFN output's split); K = 328: 6 chunks of 64 in 4 shares
+    // of 2 (the last empty), the last chunk partial.
+    test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
+                            linear_forward_mma64_bf16_from_bf16_to_bf16, 20, 3072, 72, 0, 4);
+    test_linear_tiles<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma64_f16_from_f16,
+                           linear_forward_mma64_f16_from_f16_to_f16, 70, 328, 65, 0, 4);
     if (quick) return;
     test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 257, 200, 130, 12);
     test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 17, 1000, 70, 0); // long K
