@@ -176,6 +176,23 @@ mod tests {
         up(dev, &vec![f32::NAN; n])
     }
 
+    /// A bf16/f16 device matrix, widened to f32.
+    fn down_t(dev: &Ctx, m: &DeviceMatrix) -> Vec<f32> {
+        let got: Vec<f32> = match m {
+            DeviceMatrix::BF16(x) => {
+                let v = dev.stream.clone_dtoh(x).unwrap();
+                v.iter().map(|e| e.to_f32()).collect()
+            }
+            DeviceMatrix::F16(x) => {
+                let v = dev.stream.clone_dtoh(x).unwrap();
+                v.iter().map(|e| e.to_f32()).collect()
+            }
+            DeviceMatrix::F32(x) => dev.stream.clone_dtoh(x).unwrap(),
+        };
+        dev.synchronize().unwrap();
+        got
+    }
+
     fn down(dev: &Ctx, v: &CudaSlice<f32>) -> Vec<f32> {
         let out = dev.stream.clone_dtoh(v).unwrap();
         dev.synchronize().unwrap();
@@ -288,18 +305,7 @@ mod tests {
                 let mut half = DeviceMatrix::upload(dev, &vec![f32::NAN; m * n], dtype).unwrap();
                 dev.linear_forward_to(&mut half, &inp_d, &wd, Some(&bias_d), m, k, n, None)
                     .unwrap();
-                let got: Vec<f32> = match &half {
-                    DeviceMatrix::BF16(x) => {
-                        let v = dev.stream.clone_dtoh(x).unwrap();
-                        v.iter().map(|e| e.to_f32()).collect()
-                    }
-                    DeviceMatrix::F16(x) => {
-                        let v = dev.stream.clone_dtoh(x).unwrap();
-                        v.iter().map(|e| e.to_f32()).collect()
-                    }
-                    DeviceMatrix::F32(_) => unreachable!(),
-                };
-                dev.synchronize().unwrap();
+                let got = down_t(dev, &half);
                 assert_eq!(got, want, "linear_forward_to {dtype} [{m},{k}]x[{n},{k}]");
             }
         }
@@ -496,6 +502,39 @@ mod tests {
                 &want,
                 1e-5,
             );
+            // With a T copy, on 3 split-K partials added in order (C <= 1024: the warp-per-row
+            // kernel; 4096: the block-per-row one).
+            if !dev.linear_keeps_t(DType::BF16) {
+                continue;
+            }
+            for dtype in [DType::BF16, DType::F16] {
+                let parts = 3;
+                let p = r.vec(parts * m * c, 1.0);
+                let summed: Vec<f32> = (0..m * c)
+                    .map(|e| p[e] + p[m * c + e] + p[2 * m * c + e])
+                    .collect();
+                cpu::residual_layernorm_forward(&mut want, &summed, &res, &w, &b, c, 1e-12);
+                let mut out = poisoned(dev, m * c);
+                let mut out_t = DeviceMatrix::zeros(dev, m * c, dtype).unwrap();
+                dev.residual_layernorm_forward_to(
+                    &mut out,
+                    &mut out_t,
+                    &up(dev, &p),
+                    parts,
+                    &up(dev, &res),
+                    &up(dev, &w),
+                    &up(dev, &b),
+                    m,
+                    c,
+                    1e-12,
+                )
+                .unwrap();
+                let got = down(dev, &out);
+                let what = format!("residual_layernorm_to {dtype} M={m} C={c} parts={parts}");
+                check(&what, &got, &want, 1e-5);
+                let rounded: Vec<f32> = got.iter().map(|&x| dtype.round(x)).collect();
+                assert_eq!(down_t(dev, &out_t), rounded, "{what}: T copy");
+            }
         }
     }
 
