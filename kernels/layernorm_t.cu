@@ -48,11 +48,12 @@ RESIDUAL_LAYERNORM_TO(residual_layernorm_forward_to_f16, f16)
 // (every ALBERT up to -large), one warp per row, LN_ROWS rows per block: the row lives in the
 // lane's registers (element c = lane + 32 i), the statistics are f64 warp sums (no shared memory,
 // no barrier). The block-per-row kernel above spent 5 barriers per 768-element row: ncu on an
-// H200 put it at 30.7 us per launch at M = 4096, 1.6x its memory floor with one partial and
-// ~1.5x with four. The sums run in another order than the block kernel's, so the two can differ
-// in the last bit of an output; which one runs depends on C alone.
+// H200 put it at 30.7 us per launch at M = 4096 (its floor: ~10 us with one partial, ~19 us
+// with four). The sums run in another order than the block kernel's, so the two can differ in
+// the last bit of an output; which one runs depends on C alone (and ALBERT_LN_ROWS=0, which
+// turns this kernel off to compare).
 #define LN_VPL 32 // elements per lane at most
-#define LN_ROWS 4 // rows (warps) per block
+#define LN_ROWS 2 // rows (warps) per block: 64 blocks at M = 128
 
 template <typename T>
 __device__ void residual_layernorm_rows_to(float *out, T *out_t, const float *inp,
@@ -62,19 +63,23 @@ __device__ void residual_layernorm_rows_to(float *out, T *out_t, const float *in
     const int lane = threadIdx.x & 31, m = blockIdx.x * LN_ROWS + (threadIdx.x >> 5);
     if (m >= M || C > 32 * LN_VPL) return; // whole warps: no shuffle partner has left
     const long long r0 = (long long)m * C, part = (long long)M * C;
+    // Partial by partial, every element's load of one partial in flight at once (a partials
+    // loop inside the element loop made (parts + 1) x 24 dependent round trips: 41 us per
+    // launch at M = 4096 on an H200); the sum order per element is still p0 + p1 + ... + residual.
     float x[LN_VPL];
+#pragma unroll
+    for (int i = 0; i < LN_VPL; i++) x[i] = lane + 32 * i < C ? inp[r0 + lane + 32 * i] : 0.0f;
+    for (int p = 1; p < parts; p++)
+#pragma unroll
+        for (int i = 0; i < LN_VPL; i++)
+            if (lane + 32 * i < C) x[i] += inp[p * part + r0 + lane + 32 * i];
     double s = 0.0;
 #pragma unroll
-    for (int i = 0; i < LN_VPL; i++) {
-        const int c = lane + 32 * i;
-        x[i] = 0.0f;
-        if (c < C) {
-            float v = inp[r0 + c];
-            for (int p = 1; p < parts; p++) v += inp[p * part + r0 + c];
-            x[i] = v + residual[r0 + c];
+    for (int i = 0; i < LN_VPL; i++)
+        if (lane + 32 * i < C) {
+            x[i] += residual[r0 + lane + 32 * i];
             s += (double)x[i];
         }
-    }
     const double mean = warp_sum(s) / C;
     double q = 0.0;
 #pragma unroll

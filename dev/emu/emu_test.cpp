@@ -338,7 +338,7 @@ static void test_layernorm_rows_to(void (*kernel)(float *, T *, const float *, c
     const float *pres = res.data();
     if (in_place) std::copy_n(res.data(), n, out.ptr()), pres = out.ptr();
     std::vector<T> out_t(n, T{0xffff});
-    const bool ok = emu::launch(kernel, dim3((M + 3) / 4), dim3(128), 0, out.ptr(), out_t.data(),
+    const bool ok = emu::launch(kernel, dim3((M + 1) / 2), dim3(64), 0, out.ptr(), out_t.data(),
                                 inp.data(), pres, lw.data(), lb.data(), M, C, parts, eps);
     const std::string name = std::string("residual_layernorm_rows_to_") + tname<T>();
     const std::string sh = shape({{"M", M}, {"C", C}, {"parts", parts}}) + (in_place ? " out=residual" : "");
@@ -1132,7 +1132,7 @@ int main(int argc, char **argv) {
     test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 1000, false);
     test_layernorm_to<bf16>(residual_layernorm_forward_to_bf16, 3, 768, true, 4); // split-K partials
     test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 100, false, 3);
-    // Warp per row: M not a multiple of the 4 rows per block; C = 1 (lane 0 alone), 768, 1000
+    // Warp per row: M not a multiple of the 2 rows per block; C = 1 (lane 0 alone), 768, 1000
     // (the last lane's last element unused), 1024 (every register).
     test_layernorm_rows_to<bf16>(residual_layernorm_rows_to_bf16, 5, 768, 4, true);
     test_layernorm_rows_to<f16>(residual_layernorm_rows_to_f16, 3, 1000, 1, false);

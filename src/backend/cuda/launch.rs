@@ -14,7 +14,7 @@ use crate::model::activation::Activation;
 const ROW_THREADS: u32 = 256;
 /// kernels/layernorm_t.cu: rows (warps) per block of the warp-per-row LayerNorm, and the longest
 /// row it takes (32 lanes x LN_VPL registers).
-const LN_ROWS: usize = 4;
+const LN_ROWS: usize = 2;
 const LN_ROWS_MAX_C: usize = 32 * 32;
 /// Query rows per block of attention_forward (WARPS in kernels/attention.cu); also the warps per
 /// block of attention_forward_mma (FA_WARPS in kernels/attention_mma.cu).
@@ -335,7 +335,7 @@ impl CudaDevice {
         // Rows of up to 1024 elements with a T copy: a warp per row (kernels/layernorm_t.cu).
         let rows_kernel = out_t.as_ref().map(|t| {
             let name = format!("residual_layernorm_rows_to_{}", t.dtype().name());
-            c <= LN_ROWS_MAX_C && self.kernels.has(&name)
+            self.ln_rows && c <= LN_ROWS_MAX_C && self.kernels.has(&name)
         }) == Some(true);
         let name = match (&out_t, residual) {
             (Some(t), _) if rows_kernel => {
