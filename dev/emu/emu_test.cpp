@@ -311,41 +311,6 @@ static void test_layernorm_to(void (*kernel)(float *, T *, const float *, const 
     record(name + " f32 out == residual_layernorm_forward", sh, out, same, true, 0.0);
 }
 
-// residual_layernorm_rows_to_T (warp per row, C <= 1024): the f32 output against float64 on the
-// partials' in-order f32 sum plus the residual, every row written and no other, and the T copy
-// the rounding of the f32 output.
-template <typename T>
-static void test_layernorm_rows_to(void (*kernel)(float *, T *, const float *, const float *,
-                                                  const float *, const float *, int, int, int, float),
-                                   int M, int C, int parts, bool in_place) {
-    const float eps = 1e-12f;
-    const size_t n = size_t(M) * C;
-    std::vector<float> inp = rand_vec(n * parts), res = rand_vec(n);
-    for (auto &x : inp) x += 3.0f; // a mean far from 0: the two-pass statistics
-    std::vector<float> lw = rand_vec(C, 0.5f, 1.5f), lb = rand_vec(C, -0.5f, 0.5f);
-    std::vector<double> ref(n);
-    for (int m = 0; m < M; m++) {
-        std::vector<double> x(C);
-        for (int c = 0; c < C; c++) {
-            const size_t i = size_t(m) * C + c;
-            float v = inp[i];
-            for (int p = 1; p < parts; p++) v += inp[p * n + i];
-            x[c] = double(v + res[i]);
-        }
-        layernorm_ref(&ref[size_t(m) * C], x, lw, lb, eps);
-    }
-    OutBuf out(n);
-    const float *pres = res.data();
-    if (in_place) std::copy_n(res.data(), n, out.ptr()), pres = out.ptr();
-    std::vector<T> out_t(n, T{0xffff});
-    const bool ok = emu::launch(kernel, dim3((M + 1) / 2), dim3(64), 0, out.ptr(), out_t.data(),
-                                inp.data(), pres, lw.data(), lb.data(), M, C, parts, eps);
-    const std::string name = std::string("residual_layernorm_rows_to_") + tname<T>();
-    const std::string sh = shape({{"M", M}, {"C", C}, {"parts", parts}}) + (in_place ? " out=residual" : "");
-    record_rounded(name, sh, out_t, out.ptr(), n, ok);
-    record(name, sh, out, ref, ok);
-}
-
 // round_to_T: every element rounded (RNE), none past n written.
 template <typename T>
 static void test_round_to(void (*kernel)(T *, const float *, long long), long long n) {
@@ -1132,13 +1097,6 @@ int main(int argc, char **argv) {
     test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 1000, false);
     test_layernorm_to<bf16>(residual_layernorm_forward_to_bf16, 3, 768, true, 4); // split-K partials
     test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 100, false, 3);
-    // Warp per row: M not a multiple of the 2 rows per block; C = 1 (lane 0 alone), 768, 1000
-    // (the last lane's last element unused), 1024 (every register).
-    test_layernorm_rows_to<bf16>(residual_layernorm_rows_to_bf16, 5, 768, 4, true);
-    test_layernorm_rows_to<f16>(residual_layernorm_rows_to_f16, 3, 1000, 1, false);
-    test_layernorm_rows_to<bf16>(residual_layernorm_rows_to_bf16, 2, 1024, 2, false);
-    test_layernorm_rows_to<f16>(residual_layernorm_rows_to_f16, 6, 1, 1, true);
-    test_layernorm_rows_to<bf16>(residual_layernorm_rows_to_bf16, 9, 100, 3, false);
     test_round_to<bf16>(round_to_bf16, 1000);
     test_round_to<f16>(round_to_f16, 77);
     }

@@ -23,9 +23,6 @@ pub struct CudaDevice {
     /// Streaming multiprocessors: the products pick 64x64 tiles when 128x128 ones would not
     /// give every SM a block (linear_t.rs).
     pub sm_count: usize,
-    /// LayerNorms with a T copy on rows up to 1024 take the warp-per-row kernel (default;
-    /// ALBERT_LN_ROWS=0 takes the block-per-row one, to compare).
-    pub ln_rows: bool,
 }
 
 /// Why CUDA cannot be used here, or `Ok` with the number of devices.
@@ -75,7 +72,6 @@ impl CudaDevice {
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| fail(format!("cannot read the SM count: {e}")))?
             .max(1) as usize;
-        let ln_rows = std::env::var_os("ALBERT_LN_ROWS").is_none_or(|v| v != "0");
         Ok(CudaDevice {
             ctx,
             stream,
@@ -85,7 +81,6 @@ impl CudaDevice {
             compute_capability,
             tensor_cores,
             sm_count,
-            ln_rows,
         })
     }
 

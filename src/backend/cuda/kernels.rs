@@ -54,8 +54,6 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         &[
             "residual_layernorm_forward_to_bf16",
             "residual_layernorm_forward_to_f16",
-            "residual_layernorm_rows_to_bf16",
-            "residual_layernorm_rows_to_f16",
             "round_to_bf16",
             "round_to_f16",
         ],

@@ -12,10 +12,6 @@ use crate::model::activation::Activation;
 
 /// Threads per block of the row kernels (embeddings, LayerNorm, gather).
 const ROW_THREADS: u32 = 256;
-/// kernels/layernorm_t.cu: rows (warps) per block of the warp-per-row LayerNorm, and the longest
-/// row it takes (32 lanes x LN_VPL registers).
-const LN_ROWS: usize = 2;
-const LN_ROWS_MAX_C: usize = 32 * 32;
 /// Query rows per block of attention_forward (WARPS in kernels/attention.cu); also the warps per
 /// block of attention_forward_mma (FA_WARPS in kernels/attention_mma.cu).
 const ATTENTION_WARPS: usize = 4;
@@ -332,15 +328,7 @@ impl CudaDevice {
         c: usize,
         eps: f32,
     ) -> Result<()> {
-        // Rows of up to 1024 elements with a T copy: a warp per row (kernels/layernorm_t.cu).
-        let rows_kernel = out_t.as_ref().map(|t| {
-            let name = format!("residual_layernorm_rows_to_{}", t.dtype().name());
-            self.ln_rows && c <= LN_ROWS_MAX_C && self.kernels.has(&name)
-        }) == Some(true);
         let name = match (&out_t, residual) {
-            (Some(t), _) if rows_kernel => {
-                format!("residual_layernorm_rows_to_{}", t.dtype().name())
-            }
             (Some(t), _) => format!("residual_layernorm_forward_to_{}", t.dtype().name()),
             (None, Some(_)) => "residual_layernorm_forward".into(),
             (None, None) => "layernorm_forward".into(),
@@ -375,17 +363,10 @@ impl CudaDevice {
         }
         let (m_, c_) = (self.dim(k, "M", m)?, self.dim(k, "C", c)?);
         let parts_ = self.dim(k, "parts", parts)?;
-        let cfg = match rows_kernel {
-            true => LaunchConfig {
-                grid_dim: (m.div_ceil(LN_ROWS) as u32, 1, 1),
-                block_dim: (32 * LN_ROWS as u32, 1, 1),
-                shared_mem_bytes: 0,
-            },
-            false => LaunchConfig {
-                grid_dim: (m as u32, 1, 1),
-                block_dim: (ROW_THREADS, 1, 1),
-                shared_mem_bytes: (c * 4) as u32,
-            },
+        let cfg = LaunchConfig {
+            grid_dim: (m as u32, 1, 1),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: (c * 4) as u32,
         };
         let out_t_kernel = out_t.is_some();
         let f = self.kernels.get(k);
@@ -407,9 +388,9 @@ impl CudaDevice {
         }
         b.arg(&eps);
         // SAFETY: arguments match (residual_)layernorm_forward in kernels/layernorm.cu and
-        // residual_layernorm_{forward,rows}_to_{bf16,f16} in kernels/layernorm_t.cu (which alone
-        // take `parts`) in type and order (the name is built from out_t's type); sizes checked,
-        // inp for all parts; the rows kernel only for C <= 1024 (it returns on longer rows).
+        // residual_layernorm_forward_to_{bf16,f16} in kernels/layernorm_t.cu (which alone takes
+        // `parts`) in type and order (the name is built from out_t's type); sizes checked, inp
+        // for all parts.
         self.launched(k, unsafe { b.launch(cfg) })
     }
 
