@@ -1014,22 +1014,23 @@ static void test_mma(bool quick) {
     // 64x64 tiles and split-K: M, N ragged and over one tile (2-3 block rows/columns of 64);
     // K = 136: 5 k tiles in 2 splits (3 + 2); K = 40 in 4 splits: 2 tiles, so two splits have
     // none and store zeros; K = 77: plain stores; act 2 and 12 take the epilogue's two paths.
-    test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
-                            linear_forward_mma64_bf16_from_bf16_to_bf16, 130, 136, 200, 0, 2);
-    test_linear_tiles<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma64_f16_from_f16,
-                           linear_forward_mma64_f16_from_f16_to_f16, 70, 40, 129, 0, 4);
-    test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
-                            linear_forward_mma64_bf16_from_bf16_to_bf16, 65, 77, 66, 2, 1);
-    test_linear_tiles<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma64_f16_from_f16,
-                           linear_forward_mma64_f16_from_f16_to_f16, 3, 200, 7, 12, 1);
-    test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
-                            linear_forward_mma64_bf16_from_bf16_to_bf16, 33, 77, 70, 0, 3);
+    auto tiles_bf16 = [](int M, int K, int N, int act, int splits) {
+        test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
+                                linear_forward_mma64_bf16_from_bf16_to_bf16, M, K, N, act, splits);
+    };
+    auto tiles_f16 = [](int M, int K, int N, int act, int splits) {
+        test_linear_tiles<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma64_f16_from_f16,
+                               linear_forward_mma64_f16_from_f16_to_f16, M, K, N, act, splits);
+    };
+    tiles_bf16(130, 136, 200, 0, 2);
+    tiles_f16(70, 40, 129, 0, 4);
+    tiles_bf16(65, 77, 66, 2, 1);
+    tiles_f16(3, 200, 7, 12, 1);
+    tiles_bf16(33, 77, 70, 0, 3);
     // K = 3072 in 4 shares of 768 (the FFN output's split); K = 328: 6 chunks of 64 in 4 shares
     // of 2 (the last empty), the last chunk partial.
-    test_linear_tiles<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma64_bf16_from_bf16,
-                            linear_forward_mma64_bf16_from_bf16_to_bf16, 20, 3072, 72, 0, 4);
-    test_linear_tiles<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma64_f16_from_f16,
-                           linear_forward_mma64_f16_from_f16_to_f16, 70, 328, 65, 0, 4);
+    tiles_bf16(20, 3072, 72, 0, 4);
+    tiles_f16(70, 328, 65, 0, 4);
     if (quick) return;
     test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 257, 200, 130, 12);
     test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 17, 1000, 70, 0); // long K
