@@ -57,7 +57,7 @@ template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int BK_, int STAGES_T_> 
     static constexpr int MI = TILE_M / WARPS_M / 16, NJ = TILE_N / WARPS_N / 8;
     // Dynamic shared memory of the T-input kernels: S A tiles and S W tiles.
     static constexpr int T_SMEM = 2 * STAGES_T * TILE_M * ROW * 2;
-    static_assert(TILE_M == TILE_N, "stage_tile stages A and W tiles of the same shape");
+    static_assert(TILE_M == TILE_N, "A and W tiles have the same shape (one stage layout)");
     static_assert(NJ % 2 == 0, "B fragments are loaded two n tiles per ldmatrix.x4");
     static_assert(MMA_SPLIT_K % TILE_K == 0, "split-K shares are whole k tiles");
 };
@@ -72,34 +72,60 @@ typedef MmaTile<64, 64, 2, 2, MMA_BK_SMALL, MMA_STAGES_SMALL> TileSmall; // 128 
 static_assert(MMA_T_SMEM_BYTES == TileLarge::T_SMEM && MMA_T_SMEM_BYTES_SMALL == TileSmall::T_SMEM,
               "kernels.rs MMA_T_SMEM* mirror these");
 
-// Starts staging k tile t (k = TK t .. TK t + TK-1) of rows r0..r0+ROWS-1 of a [R, K] matrix of
-// 16-bit elements (W, or a T activation) into `buf`. With `vec` (K a multiple of 8 and the matrix
-// 16-byte aligned: every real model) as cp.async 16-byte chunks, zero-filled outside the matrix;
-// otherwise (ragged K) with plain element stores, which are complete at once. Either way the
-// caller commits a group after it.
+// Stages k tile t (k = TK t .. TK t + TK-1) of rows r0..r0+ROWS-1 of a [R, K] matrix of 16-bit
+// elements (W, or a T activation) into `buf` with plain element stores, zero outside the
+// matrix: ragged K (K % 8 != 0) or a misaligned matrix, where 16-byte copies cannot be used
+// (ChunkStager below is the cp.async path of every real model). Complete at once; the caller
+// still commits a (then empty) group after it.
 template <int ROWS, int TK, int NT>
-__device__ __forceinline__ void stage_tile(unsigned short (*buf)[TK + MMA_PAD],
-                                           const unsigned short *__restrict__ bits, int r0, int t,
-                                           int K, int R, bool vec) {
-    static_assert((ROWS * TK / 8) % NT == 0, "whole 16-byte chunks per thread");
+__device__ __forceinline__ void stage_tile_ragged(unsigned short (*buf)[TK + MMA_PAD],
+                                                  const unsigned short *__restrict__ bits, int r0,
+                                                  int t, int K, int R) {
     const int tid = threadIdx.x, k0 = t * TK;
-    if (vec) {
-#pragma unroll
-        for (int e = 0; e < (ROWS * TK / 8) / NT; e++) {
-            const int c = tid + e * NT, r = c / (TK / 8), kc = (c % (TK / 8)) * 8;
-            const int row = r0 + r, k = k0 + kc;
-            const bool in = (row < R && k < K); // K % 8 == 0: the whole chunk is inside the row
-            cp_async16(&buf[r][kc], in ? bits + (long long)row * K + k : bits, in ? 16 : 0);
-        }
-    } else {
-#pragma unroll 1 // ragged K only: unrolled, this path alone took the kernel from 183 to 255 registers
-        for (int e = 0; e < (ROWS * TK) / NT; e++) {
-            const int idx = tid + e * NT, r = idx / TK, kk = idx % TK;
-            const int row = r0 + r, k = k0 + kk;
-            buf[r][kk] = (row < R && k < K) ? bits[(long long)row * K + k] : (unsigned short)0;
-        }
+#pragma unroll 1 // unrolled, this path alone took the kernel from 183 to 255 registers
+    for (int e = 0; e < (ROWS * TK) / NT; e++) {
+        const int idx = tid + e * NT, r = idx / TK, kk = idx % TK;
+        const int row = r0 + r, k = k0 + kk;
+        buf[r][kk] = (row < R && k < K) ? bits[(long long)row * K + k] : (unsigned short)0;
     }
 }
+
+// This thread's share of staging a ROWS x TK tile of a [R, K] matrix of 16-bit elements by
+// cp.async, worked out once per kernel: its chunks all sit in one k column (kc) of rows
+// r, r + RSTEP, ...; per k tile only the k offset and the k bound change. (Recomputing row, k and
+// the 64-bit address per chunk and tile was ~100 of the ~215 instructions per k tile of the
+// 128x128 kernel: ncu had the integer pipe the busiest, 46%, at ~10 instructions per mma.)
+template <int ROWS, int TK, int NT> struct ChunkStager {
+    static constexpr int CH = (ROWS * TK / 8) / NT, RSTEP = NT / (TK / 8);
+    static_assert(CH * NT == ROWS * TK / 8 && NT % (TK / 8) == 0, "whole chunks, one column");
+    const unsigned short *src; // row r's chunk at k tile 0 (the matrix itself if r >= R)
+    unsigned row_in;           // bit e: row r + e RSTEP is inside the matrix
+    int kc, soff;              // k within the tile; element offset of chunk 0 in a tile
+    long long rstride;         // RSTEP rows, in elements
+
+    __device__ __forceinline__ ChunkStager(const unsigned short *bits, int r0, int R, int K) {
+        const int tid = threadIdx.x, r = tid / (TK / 8);
+        kc = (tid % (TK / 8)) * 8;
+        soff = r * (TK + MMA_PAD) + kc;
+        rstride = (long long)RSTEP * K;
+        src = bits + (long long)(r0 + r) * K + kc;
+        row_in = 0;
+#pragma unroll
+        for (int e = 0; e < CH; e++) row_in |= (r0 + r + e * RSTEP < R ? 1u : 0u) << e;
+    }
+    // Copies of k tile t into `tile` (a [ROWS][TK + MMA_PAD] stage); zero-filled outside the
+    // matrix (K % 8 == 0: a chunk is all in or all out). `bits` is any valid address.
+    __device__ __forceinline__ void stage(unsigned short *tile, const unsigned short *bits, int t,
+                                          int K) const {
+        const bool k_in = t * TK + kc < K;
+#pragma unroll
+        for (int e = 0; e < CH; e++) {
+            const bool in = k_in && ((row_in >> e) & 1u);
+            const unsigned short *g = src + e * rstride + t * TK;
+            cp_async16(tile + soff + e * RSTEP * (TK + MMA_PAD), in ? g : bits, in ? 16 : 0);
+        }
+    }
+};
 
 // The epilogue: out = act(acc + bias) for this thread's MI x NJ mma tiles of the block's tile.
 // ACT >= 0 is the activation known at compile time; -1 takes `act` at run time.
@@ -219,9 +245,19 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
         }
     };
     // Tile t's copies: W, and a T activation's A tile in the same group.
+    const ChunkStager<TN, TK, NT> w_stager(wbits, n0, N, K);
+    const ChunkStager<TM, TK, NT> a_stager(abits, m0, M, K);
     auto stage = [&](int t) {
-        stage_tile<TN, TK, NT>(Ws[t % S], wbits, n0, t0 + t, K, N, vec_w);
-        if constexpr (a_async) stage_tile<TM, TK, NT>(As[t % S], abits, m0, t0 + t, K, M, vec_a);
+        if (vec_w)
+            w_stager.stage(&Ws[t % S][0][0], wbits, t0 + t, K);
+        else
+            stage_tile_ragged<TN, TK, NT>(Ws[t % S], wbits, n0, t0 + t, K, N);
+        if constexpr (a_async) {
+            if (vec_a)
+                a_stager.stage(&As[t % S][0][0], abits, t0 + t, K);
+            else
+                stage_tile_ragged<TM, TK, NT>(As[t % S], abits, m0, t0 + t, K, M);
+        }
     };
 
     // Prologue: tiles 0 .. S-2 in flight; an f32 A tile 0 in shared memory.
@@ -237,6 +273,13 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
         }
     }
 
+    // ldmatrix.x4 rows of this lane (mma.cuh): matrix lmat, row lrow. A: matrices (rows 0-7,
+    // k lo), (rows 8-15, k lo), (rows 0-7, k hi), (rows 8-15, k hi); B (rows of W): (n-tile j,
+    // k lo), (j, k hi), (j+1, k lo), (j+1, k hi).
+    const int lmat = lane >> 3, lrow = lane & 7;
+    const unsigned short *a_frag = &As[0][warp_m * (MI * 16) + 8 * (lmat & 1) + lrow][8 * (lmat >> 1)];
+    const unsigned short *b_frag = &Ws[0][warp_n * (NJ * 8) + (lmat >> 1) * 8 + lrow][8 * (lmat & 1)];
+
     for (int t = 0; t < tiles; t++) {
         if constexpr (!a_async)
             if (t + 1 < tiles) load_a(t + 1); // in flight during the products below
@@ -250,19 +293,18 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
         const int st = t % S, sa = a_async ? st : 0;
 #pragma unroll
         for (int kk = 0; kk < TK; kk += 16) {
-            // Fragments by ldmatrix.x4 (mma.cuh): this lane addresses row lrow of matrix lmat.
-            // A: matrices (rows 0-7, k lo), (rows 8-15, k lo), (rows 0-7, k hi), (rows 8-15, k hi)
-            //    = registers a0..a3. B (rows of W): (n-tile j, k lo), (j, k hi), (j+1, k lo),
-            //    (j+1, k hi) = b[j][0], b[j][1], b[j+1][0], b[j+1][1].
+            // Fragments by ldmatrix.x4: A = registers a0..a3; B = b[j][0], b[j][1], b[j+1][0],
+            // b[j+1][1].
+            // The lane's rows at stage 0, kk = 0 (a_frag, b_frag, above); the rest are constant
+            // offsets, so each ldmatrix is one register plus an immediate.
             unsigned a[MI][4], b[NJ][2];
-            const int lmat = lane >> 3, lrow = lane & 7;
 #pragma unroll
             for (int i = 0; i < MI; i++)
-                ldmatrix_x4(a[i], &As[sa][warp_m * (MI * 16) + i * 16 + 8 * (lmat & 1) + lrow][kk + 8 * (lmat >> 1)]);
+                ldmatrix_x4(a[i], a_frag + sa * (TM * ROW) + i * 16 * ROW + kk);
 #pragma unroll
             for (int j = 0; j < NJ; j += 2) {
                 unsigned r[4];
-                ldmatrix_x4(r, &Ws[st][warp_n * (NJ * 8) + (j + (lmat >> 1)) * 8 + lrow][kk + 8 * (lmat & 1)]);
+                ldmatrix_x4(r, b_frag + st * (TN * ROW) + j * 8 * ROW + kk);
                 b[j][0] = r[0], b[j][1] = r[1], b[j + 1][0] = r[2], b[j + 1][1] = r[3];
             }
 #pragma unroll

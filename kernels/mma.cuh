@@ -65,11 +65,11 @@ template <typename T> __device__ __forceinline__ void store_pair(T *p, float lo,
 // A thread's copies are grouped by cp_async_commit(); cp_async_wait<N>() returns when at most N
 // of its groups are still in flight. Other threads see the data only after a barrier.
 #ifdef __CUDA_ARCH__
-// A generic pointer into shared memory as a 32-bit .shared address.
+// A generic pointer into shared memory as a 32-bit .shared address. The intrinsic, not inline
+// asm: the compiler folds it into the address arithmetic of a pointer it knows is shared (the
+// asm version cost a conversion per cp.async and per ldmatrix in the main loop).
 __device__ __forceinline__ unsigned smem_u32(const void *p) {
-    unsigned s;
-    asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(p));
-    return s;
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
     const unsigned s = smem_u32(dst);
