@@ -29,7 +29,7 @@ pub const DEFAULT_MAX_TOKENS: usize = 128 * 512;
 impl Limits {
     /// Refuses a pass of `rows` x `seq` token positions above `max_tokens`.
     pub fn check_tokens(&self, rows: usize, seq: usize) -> Result<()> {
-        let tokens = rows.checked_mul(seq).unwrap_or(usize::MAX);
+        let tokens = rows.saturating_mul(seq);
         if tokens > self.max_tokens {
             return Err(Error::Input(format!(
                 "{rows} sequences x {seq} positions = {tokens} tokens is more than this engine's \

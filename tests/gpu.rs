@@ -919,14 +919,11 @@ mod tests {
         let mut mask = Vec::with_capacity(rows * s);
         for r in 0..rows {
             let n = if r == at { len } else { s - (r % 7) };
-            for p in 0..s {
-                ids.push(match (r == at, p < n) {
-                    (true, true) => sentence[p],
-                    (false, true) => token(),
-                    (_, false) => 0,
-                });
-                mask.push((p < n) as i64);
+            match r == at {
+                true => ids.extend(sentence.iter().copied().chain(std::iter::repeat(0)).take(s)),
+                false => ids.extend((0..s).map(|p| if p < n { token() } else { 0 })),
             }
+            mask.extend((0..s).map(|p| (p < n) as i64));
         }
         let alone = albert::Inputs::new(sentence.clone(), None, None, &[1, len]).unwrap();
         let batch = albert::Inputs::new(ids, Some(mask), None, &[rows, s]).unwrap();

@@ -120,8 +120,7 @@ fn a_header_claiming_a_huge_tensor_is_refused() {
     let err = match Checkpoint::from_bytes("huge.safetensors", bytes) {
         Err(e) => e,
         Ok(ckpt) => Weights::load(&ckpt, &micro(), Head::Model)
-            .err()
-            .expect("a 2^40-row tensor must not load"),
+            .expect_err("a 2^40-row tensor must not load"),
     };
     assert!(err.to_string().contains("huge.safetensors"), "{err}");
 }

@@ -187,7 +187,7 @@ impl AlbertConfig {
                 ),
             ));
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::config(
                 origin,
                 format!(

@@ -282,7 +282,6 @@ impl DeviceWeights {
             }),
             None => None,
         };
-        drop(linear);
         let mut mlm = mlm;
         if let (Some(dm), Some(m)) = (&mut mlm, &w.mlm) {
             dm.decoder = m.decoder.as_deref().map(&mut matrix).transpose()?;
