@@ -17,21 +17,22 @@
 // pipeline for the weight tiles (two in flight while one is multiplied) and a register prefetch
 // of the next f32 activation tile (it must be rounded to T on the way, which cp.async cannot
 // do); one barrier pair per k tile. With a T activation both tiles go through cp.async, in 4
-// stages of dynamic shared memory (80 KB; ~95 registers: two blocks per SM). With 2 stages of
+// stages of dynamic shared memory (80 KB; 124-126 registers: two blocks per SM). With 2 stages of
 // static memory, each k tile cost ~1,700 cycles on an H200 (ncu, notes/gpu.md v1.9): one block's
 // loads were not hidden behind its products.
 // Version 1 staged both tiles with plain loads and stalled on every tile.
 // Block tiles (MmaTile): 128x128x32 with 8 warps in a 2 (M) x 4 (N) grid, each warp 64x32 = 4x4
-// mma tiles; for T activations also 64x64x32 with 4 warps of 32x32 (the _64 kernels: 4x as many
-// blocks, for small M, where a [128, 768] output had 6 blocks for 132 SMs).
+// mma tiles; for T activations also 64x64x64 with 4 warps of 32x32 in 3 stages (54 KB; the
+// mma64 kernels: 4x as many blocks, for small M, where a [128, 768] output had 6 blocks for 132
+// SMs).
 // Split-K (T-input kernels): gridDim.z blocks share an output tile, block z multiplying its own
 // consecutive share of the k tiles and storing an f32 partial sum at out + z * M * N (bias in
 // partial 0, no activation); the residual + LayerNorm kernel adds the partials in order z = 0, 1,
 // ... (layernorm_t.cu). The tile shape never changes an output's bits (each element is the same
 // chain of 16-k mma steps in the same order), the number of splits does: the scheduler picks it
 // from K alone, so a sequence's results do not depend on the batch it is in.
-// Shared tiles are K-contiguous rows padded by 8 elements (80 B): the 8 16-byte rows one
-// ldmatrix phase reads then start at banks 0, 20, 8, 28, 16, 4, 24, 12 (no conflict).
+// Shared tiles are K-contiguous rows padded by 8 elements (80 B, or 144 B for k 64): the 8
+// 16-byte rows one ldmatrix phase reads then start at 8 distinct 4-bank groups (no conflict).
 // Fragment layout: mma.cuh. Here B = W^T, so b0 = W[n = group][k = 2tig..2tig+1].
 // Next: a wgmma + TMA version for sm_90a.
 #include "mma.cuh"
