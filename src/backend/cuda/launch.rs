@@ -63,6 +63,38 @@ impl CudaDevice {
         }
     }
 
+    /// The size checks of every product launcher: `out` holds `splits` [M, N] outputs, `inp`
+    /// [M, K], the weight [N, K], the bias [N]; M, K, N as the kernels' 32-bit ints.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn check_product(
+        &self,
+        kn: &str,
+        (out_len, inp_len): (usize, usize),
+        weight: &DeviceMatrix,
+        bias: Option<&CudaSlice<f32>>,
+        (m, k, n): (usize, usize, usize),
+        splits: usize,
+    ) -> Result<(i32, i32, i32)> {
+        self.check(kn, out_len >= splits * m * n && inp_len >= m * k, || {
+            let out = match splits {
+                1 => format!("[{m}, {n}]"),
+                _ => format!("[{splits}, {m}, {n}]"),
+            };
+            format!("buffers smaller than [{m}, {k}] -> {out}")
+        })?;
+        self.check(kn, weight.len() == n * k, || {
+            format!("weight has {} elements, expected [{n}, {k}]", weight.len())
+        })?;
+        self.check(kn, bias.is_none_or(|b| b.len() == n), || {
+            format!("bias is not [{n}]")
+        })?;
+        Ok((
+            self.dim(kn, "M", m)?,
+            self.dim(kn, "K", k)?,
+            self.dim(kn, "N", n)?,
+        ))
+    }
+
     pub(super) fn dim(&self, kernel: &str, name: &str, v: usize) -> Result<i32> {
         i32::try_from(v).map_err(|_| Error::Device {
             device: self.label.clone(),
@@ -188,20 +220,8 @@ impl CudaDevice {
             false => (format!("linear_forward_{}", weight.suffix()), LINEAR_TILE),
         };
         let kn = name.as_str();
-        self.check(kn, out.len() >= m * n && inp.len() >= m * k, || {
-            format!("buffers smaller than [{m}, {k}] -> [{m}, {n}]")
-        })?;
-        self.check(kn, weight.len() == n * k, || {
-            format!("weight has {} elements, expected [{n}, {k}]", weight.len())
-        })?;
-        self.check(kn, bias.is_none_or(|b| b.len() == n), || {
-            format!("bias is not [{n}]")
-        })?;
-        let (m_, k_, n_) = (
-            self.dim(kn, "M", m)?,
-            self.dim(kn, "K", k)?,
-            self.dim(kn, "N", n)?,
-        );
+        let lens = (out.len(), inp.len());
+        let (m_, k_, n_) = self.check_product(kn, lens, weight, bias, (m, k, n), 1)?;
         if m == 0 || n == 0 {
             return Ok(());
         }

@@ -62,8 +62,9 @@ impl CudaDevice {
             .all(|k| self.kernels.has(k))
     }
 
-    /// The checks shared by the two launchers: `stored` (the T side) has the weight's 16-bit
-    /// type and the kernel exists, buffers hold [M, K] and [M, N], weight [N, K], bias [N].
+    /// The checks before a T-activation product: `stored` (the T side) has the weight's 16-bit
+    /// type and the kernel exists, then `check_product`'s sizes; the launch grid for `tile`
+    /// and `splits`, or None when the output is empty.
     #[allow(clippy::too_many_arguments)]
     fn check_linear_t(
         &self,
@@ -86,20 +87,8 @@ impl CudaDevice {
                 )
             },
         )?;
-        self.check(kn, out_len >= splits * m * n && inp_len >= m * k, || {
-            format!("buffers smaller than [{m}, {k}] -> [{splits}, {m}, {n}]")
-        })?;
-        self.check(kn, weight.len() == n * k, || {
-            format!("weight has {} elements, expected [{n}, {k}]", weight.len())
-        })?;
-        self.check(kn, bias.is_none_or(|b| b.len() == n), || {
-            format!("bias is not [{n}]")
-        })?;
-        let mkn = (
-            self.dim(kn, "M", m)?,
-            self.dim(kn, "K", k)?,
-            self.dim(kn, "N", n)?,
-        );
+        let lens = (out_len, inp_len);
+        let mkn = self.check_product(kn, lens, weight, bias, (m, k, n), splits)?;
         if m == 0 || n == 0 {
             return Ok(None); // a zero-sized grid is a launch error; there is nothing to do
         }
