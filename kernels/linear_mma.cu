@@ -31,148 +31,13 @@
 // ... (layernorm_t.cu). The tile shape never changes an output's bits (each element is the same
 // chain of 16-k mma steps in the same order), the number of splits does: the scheduler picks it
 // from K alone, so a sequence's results do not depend on the batch it is in.
-// Shared tiles are K-contiguous rows padded by 8 elements (80 B, or 144 B for k 64): the 8
-// 16-byte rows one ldmatrix phase reads then start at 8 distinct 4-bank groups (no conflict).
-// Fragment layout: mma.cuh. Here B = W^T, so b0 = W[n = group][k = 2tig..2tig+1].
+// Tiles, staging, the warp's mma step and the epilogue: mma_tile.cuh.
 // Next: a wgmma + TMA version for sm_90a.
-#include "mma.cuh"
+#include "mma_tile.cuh"
 
 // mma.sync bf16/f16 needs sm_80; NVRTC compiling for an older device gets an empty module, and
 // the engine then uses linear.cu's kernels (the registry loads this module only on 8.0+).
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-
-#define MMA_BK 32      // k per tile of the 128x128 kernels
-#define MMA_BK_SMALL 64 // k per tile of the 64x64 kernels: half the iterations (and barriers)
-#define MMA_PAD 8
-#define MMA_STAGES 3   // W tiles in shared memory (f32 inp): two in flight while one is multiplied
-#define MMA_STAGES_T 4 // A and W tiles (T inp, 128x128): three pairs in flight while one is multiplied
-#define MMA_STAGES_SMALL 3 // A and W tiles (64x64, k 64): two pairs in flight
-#define MMA_SPLIT_K 64 // split-K shares are whole multiples of 64 k, whatever the tile's k
-
-// A block tile of BM x BN outputs in k tiles of BK, computed by WARPS_M x WARPS_N warps, each
-// warp MI x NJ mma tiles of 16x8; STAGES_T tile pairs in shared memory with T activations.
-template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int BK_, int STAGES_T_> struct MmaTile {
-    static constexpr int TILE_M = BM_, TILE_N = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_;
-    static constexpr int TILE_K = BK_, ROW = BK_ + MMA_PAD, STAGES_T = STAGES_T_;
-    static constexpr int NTHREADS = 32 * WARPS_M * WARPS_N;
-    static constexpr int MI = TILE_M / WARPS_M / 16, NJ = TILE_N / WARPS_N / 8;
-    // Dynamic shared memory of the T-input kernels: S A tiles and S W tiles.
-    static constexpr int T_SMEM = 2 * STAGES_T * TILE_M * ROW * 2;
-    static_assert(TILE_M == TILE_N, "A and W tiles have the same shape (one stage layout)");
-    static_assert(NJ % 2 == 0, "B fragments are loaded two n tiles per ldmatrix.x4");
-    static_assert(MMA_SPLIT_K % TILE_K == 0, "split-K shares are whole k tiles");
-};
-typedef MmaTile<128, 128, 2, 4, MMA_BK, MMA_STAGES_T> TileLarge;           // 256 threads, warp 64x32
-typedef MmaTile<64, 64, 2, 2, MMA_BK_SMALL, MMA_STAGES_SMALL> TileSmall; // 128 threads, warp 32x32
-#define MMA_THREADS 256                    // TileLarge::NTHREADS (launch bounds)
-#define MMA_THREADS_SMALL 128              // TileSmall::NTHREADS
-// Dynamic shared memory of the T-input kernels (80 KB / 54 KB: the launcher opts in above 48 KB;
-// both fit the 99 KB a block may opt into on sm_86/89).
-#define MMA_T_SMEM_BYTES (2 * MMA_STAGES_T * 128 * (MMA_BK + MMA_PAD) * 2)
-#define MMA_T_SMEM_BYTES_SMALL (2 * MMA_STAGES_SMALL * 64 * (MMA_BK_SMALL + MMA_PAD) * 2)
-static_assert(MMA_T_SMEM_BYTES == TileLarge::T_SMEM && MMA_T_SMEM_BYTES_SMALL == TileSmall::T_SMEM,
-              "kernels.rs MMA_T_SMEM* mirror these");
-
-// Stages k tile t (k = TK t .. TK t + TK-1) of rows r0..r0+ROWS-1 of a [R, K] matrix of 16-bit
-// elements (W, or a T activation) into `buf` with plain element stores, zero outside the
-// matrix: ragged K (K % 8 != 0) or a misaligned matrix, where 16-byte copies cannot be used
-// (ChunkStager below is the cp.async path of every real model). Complete at once; the caller
-// still commits a (then empty) group after it.
-template <int ROWS, int TK, int NT>
-__device__ __forceinline__ void stage_tile_ragged(unsigned short (*buf)[TK + MMA_PAD],
-                                                  const unsigned short *__restrict__ bits, int r0,
-                                                  int t, int K, int R) {
-    const int tid = threadIdx.x, k0 = t * TK;
-#pragma unroll 1 // unrolled, this path alone took the kernel from 183 to 255 registers
-    for (int e = 0; e < (ROWS * TK) / NT; e++) {
-        const int idx = tid + e * NT, r = idx / TK, kk = idx % TK;
-        const int row = r0 + r, k = k0 + kk;
-        buf[r][kk] = (row < R && k < K) ? bits[(long long)row * K + k] : (unsigned short)0;
-    }
-}
-
-// This thread's share of staging a ROWS x TK tile of a [R, K] matrix of 16-bit elements by
-// cp.async, worked out once per kernel: its chunks all sit in one k column (kc) of rows
-// r, r + RSTEP, ...; per k tile only the k offset and the k bound change. (Recomputing row, k and
-// the 64-bit address per chunk and tile was ~100 of the ~215 instructions per k tile of the
-// 128x128 kernel: ncu had the integer pipe the busiest, 46%, at ~10 instructions per mma.)
-template <int ROWS, int TK, int NT> struct ChunkStager {
-    static constexpr int CH = (ROWS * TK / 8) / NT, RSTEP = NT / (TK / 8);
-    static_assert(CH * NT == ROWS * TK / 8 && NT % (TK / 8) == 0, "whole chunks, one column");
-    const unsigned short *src; // row r's chunk at k tile 0 (the matrix itself if r >= R)
-    unsigned row_in;           // bit e: row r + e RSTEP is inside the matrix
-    int kc, soff;              // k within the tile; element offset of chunk 0 in a tile
-    long long rstride;         // RSTEP rows, in elements
-
-    __device__ __forceinline__ ChunkStager(const unsigned short *bits, int r0, int R, int K) {
-        const int tid = threadIdx.x, r = tid / (TK / 8);
-        kc = (tid % (TK / 8)) * 8;
-        soff = r * (TK + MMA_PAD) + kc;
-        rstride = (long long)RSTEP * K;
-        src = bits + (long long)(r0 + r) * K + kc;
-        row_in = 0;
-#pragma unroll
-        for (int e = 0; e < CH; e++) row_in |= (r0 + r + e * RSTEP < R ? 1u : 0u) << e;
-    }
-    // Copies of k tile t into `tile` (a [ROWS][TK + MMA_PAD] stage); zero-filled outside the
-    // matrix (K % 8 == 0: a chunk is all in or all out). `bits` is any valid address.
-    __device__ __forceinline__ void stage(unsigned short *tile, const unsigned short *bits, int t,
-                                          int K) const {
-        const bool k_in = t * TK + kc < K;
-#pragma unroll
-        for (int e = 0; e < CH; e++) {
-            const bool in = k_in && ((row_in >> e) & 1u);
-            const unsigned short *g = src + e * rstride + t * TK;
-            cp_async16(tile + soff + e * RSTEP * (TK + MMA_PAD), in ? g : bits, in ? 16 : 0);
-        }
-    }
-};
-
-// The epilogue: out = act(acc + bias) for this thread's MI x NJ mma tiles of the block's tile.
-// ACT >= 0 is the activation known at compile time; -1 takes `act` at run time.
-template <typename C, int ACT, typename O>
-__device__ __forceinline__ void store_tile(O *__restrict__ out, const float (&acc)[C::MI][C::NJ][4],
-                                           const float *__restrict__ bias, int m0, int n0, int M,
-                                           int N, int act) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int group = lane >> 2, tig = lane & 3;
-    const int warp_m = warp / C::WARPS_N, warp_n = warp % C::WARPS_N;
-    const int a = ACT >= 0 ? ACT : act;
-    // This thread's 2 NJ columns (n, n + 1 for each j): bias read once, not once per row.
-    float bv[C::NJ][2];
-#pragma unroll
-    for (int j = 0; j < C::NJ; j++)
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            const int n = n0 + warp_n * (C::NJ * 8) + j * 8 + 2 * tig + c;
-            bv[j][c] = (bias && n < N) ? bias[n] : 0.0f;
-        }
-    // n is even: with N even and `out` aligned to two elements, (n, n + 1) is one aligned store
-    // (ncu: 2-byte stores used 8 of every 32 bytes the memory system moved).
-    const bool pairs = N % 2 == 0 && reinterpret_cast<unsigned long long>(out) % (2 * sizeof(O)) == 0;
-#pragma unroll
-    for (int i = 0; i < C::MI; i++) {
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            const int m = m0 + warp_m * (C::MI * 16) + i * 16 + group + 8 * half;
-            if (m >= M) continue;
-            O *row = out + (long long)m * N;
-#pragma unroll
-            for (int j = 0; j < C::NJ; j++) {
-                const int n = n0 + warp_n * (C::NJ * 8) + j * 8 + 2 * tig;
-                if (n >= N) continue;
-                const float v0 = apply_activation(acc[i][j][2 * half] + bv[j][0], a);
-                const float v1 = apply_activation(acc[i][j][2 * half + 1] + bv[j][1], a);
-                if (pairs) {
-                    store_pair(&row[n], v0, v1);
-                } else {
-                    store_out(&row[n], v0);
-                    if (n + 1 < N) store_out(&row[n + 1], v1);
-                }
-            }
-        }
-    }
-}
 
 // I: the activation's storage, float (rounded to T through registers) or T (cp.async).
 // C: the block tile (MmaTile); f32 activations use TileLarge only.
@@ -274,12 +139,9 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
         }
     }
 
-    // ldmatrix.x4 rows of this lane (mma.cuh): matrix lmat, row lrow. A: matrices (rows 0-7,
-    // k lo), (rows 8-15, k lo), (rows 0-7, k hi), (rows 8-15, k hi); B (rows of W): (n-tile j,
-    // k lo), (j, k hi), (j+1, k lo), (j+1, k hi).
-    const int lmat = lane >> 3, lrow = lane & 7;
-    const unsigned short *a_frag = &As[0][warp_m * (MI * 16) + 8 * (lmat & 1) + lrow][8 * (lmat >> 1)];
-    const unsigned short *b_frag = &Ws[0][warp_n * (NJ * 8) + (lmat >> 1) * 8 + lrow][8 * (lmat & 1)];
+    // The lane's ldmatrix rows at stage 0, k 0; stage and k are constant offsets from them.
+    const unsigned short *a_frag = a_frag_row<ROW>(As[0], warp_m * (MI * 16), lane);
+    const unsigned short *b_frag = b_frag_row<ROW>(Ws[0], warp_n * (NJ * 8), lane);
 
     for (int t = 0; t < tiles; t++) {
         if constexpr (!a_async)
@@ -293,26 +155,9 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
         __syncthreads();        // everyone's, and an f32 A tile t
         const int st = t % S, sa = a_async ? st : 0;
 #pragma unroll
-        for (int kk = 0; kk < TK; kk += 16) {
-            // Fragments by ldmatrix.x4: A = registers a0..a3; B = b[j][0], b[j][1], b[j+1][0],
-            // b[j+1][1].
-            // The lane's rows at stage 0, kk = 0 (a_frag, b_frag, above); the rest are constant
-            // offsets, so each ldmatrix is one register plus an immediate.
-            unsigned a[MI][4], b[NJ][2];
-#pragma unroll
-            for (int i = 0; i < MI; i++)
-                ldmatrix_x4(a[i], a_frag + sa * (TM * ROW) + i * 16 * ROW + kk);
-#pragma unroll
-            for (int j = 0; j < NJ; j += 2) {
-                unsigned r[4];
-                ldmatrix_x4(r, b_frag + st * (TN * ROW) + j * 8 * ROW + kk);
-                b[j][0] = r[0], b[j][1] = r[1], b[j + 1][0] = r[2], b[j + 1][1] = r[3];
-            }
-#pragma unroll
-            for (int i = 0; i < MI; i++)
-#pragma unroll
-                for (int j = 0; j < NJ; j++) mma_m16n8k16<T>(acc[i][j], a[i], b[j]);
-        }
+        for (int kk = 0; kk < TK; kk += 16)
+            warp_mma_k16<T, MI, NJ, ROW>(acc, a_frag + sa * (TM * ROW) + kk,
+                                         b_frag + st * (TN * ROW) + kk);
         __syncthreads(); // As and this W stage are free again
         if constexpr (!a_async)
             if (t + 1 < tiles) store_a();

@@ -99,7 +99,7 @@ mod tests {
     use super::common::{fixtures, model_dir, output_mask, rel_error};
     use super::{Ctx, TestFn};
     use albert::backend::cpu::reference as cpu;
-    use albert::backend::cuda::weights::{DeviceMatrix, DeviceView};
+    use albert::backend::cuda::weights::{DeviceLinear, DeviceMatrix, DeviceNorm, DeviceView};
     use albert::backend::cuda::CudaAlbert;
     use albert::model::activation::Activation;
     use albert::rng::Rng;
@@ -125,6 +125,10 @@ mod tests {
             (
                 "embeddings_forward_matches_reference",
                 embeddings_forward_matches_reference,
+            ),
+            (
+                "embeddings_project_matches_unfused",
+                embeddings_project_matches_unfused,
             ),
             (
                 "layernorm_forward_matches_reference",
@@ -453,6 +457,117 @@ mod tests {
                     1e-5,
                 );
             }
+        }
+    }
+
+    /// The fused embeddings + projection (kernels/embeddings_project.cu) against the three
+    /// launches it replaces: the f32 output bit for bit, and the T copy (also against the f32
+    /// output rounded on the host). E = 128; M = 70 (a ragged second block row), H = 200 (a
+    /// ragged fourth block column), S = 35 (two sequences); a non-128 E is refused by name.
+    fn embeddings_project_matches_unfused(dev: &Ctx) {
+        let mut r = Rng::new(12);
+        let (v, p, t, e, h) = (1000, 64, 2, 128, 200);
+        for dtype in [DType::BF16, DType::F16] {
+            if !dev.embeddings_project_fits(dtype, e) || !dev.linear_keeps_t(dtype) {
+                println!("  embeddings_project_{dtype}: not on this device, skipped");
+                continue;
+            }
+            let (rows, s) = (2, 35);
+            let m = rows * s;
+            let table =
+                |r: &mut Rng, n: usize| DeviceMatrix::upload(dev, &r.vec(n * e, 1.0), dtype);
+            let [word, pos, typ] = [v, p, t].map(|n| table(&mut r, n).unwrap());
+            let norm = DeviceNorm {
+                weight: up(dev, &r.vec(e, 1.0)),
+                bias: up(dev, &r.vec(e, 1.0)),
+            };
+            let proj = DeviceLinear {
+                weight: DeviceMatrix::upload(dev, &r.vec(h * e, 0.15), dtype).unwrap(),
+                bias: up(dev, &r.vec(h, 1.0)),
+                out_features: h,
+                in_features: e,
+            };
+            let ids: Vec<i32> = (0..m).map(|_| r.below(v as u64) as i32).collect();
+            let types: Vec<i32> = (0..m).map(|_| r.below(t as u64) as i32).collect();
+            let (ids, types) = (up_i32(dev, &ids), up_i32(dev, &types));
+            let tables = [&word, &pos, &typ];
+            // Unfused: embeddings (f32), the product (rounding x to T as it stages it), round_to.
+            let mut x = poisoned(dev, m * e);
+            dev.embeddings_forward(
+                &mut x,
+                &ids,
+                &types,
+                &word,
+                &pos,
+                &typ,
+                &norm.weight,
+                &norm.bias,
+                m,
+                s,
+                e,
+                1e-12,
+            )
+            .unwrap();
+            let mut want = poisoned(dev, m * h);
+            let bias = Some(&proj.bias);
+            dev.linear_forward(&mut want, &x, &proj.weight, bias, m, e, h, None)
+                .unwrap();
+            let mut want_t = DeviceMatrix::zeros(dev, m * h, dtype).unwrap();
+            dev.round_to(&mut want_t, &want, m * h).unwrap();
+            // Fused.
+            let mut got = poisoned(dev, m * h);
+            let mut got_t = DeviceMatrix::zeros(dev, m * h, dtype).unwrap();
+            dev.embeddings_project(
+                &mut got,
+                &mut got_t,
+                &ids,
+                &types,
+                tables,
+                &norm,
+                &proj,
+                (m, s),
+                1e-12,
+            )
+            .unwrap();
+            let what = format!("embeddings_project_{dtype} M={m} H={h}");
+            let (got, want) = (down(dev, &got), down(dev, &want));
+            check(&what, &got, &want, 1e-6);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{what}: not bit-identical to the unfused launches"
+            );
+            let (got_t, want_t) = (down_t(dev, &got_t), down_t(dev, &want_t));
+            let rounded: Vec<f32> = got.iter().map(|&x| dtype.round(x)).collect();
+            assert!(got_t == want_t && got_t == rounded, "{what}: T copy");
+            // E = 64: refused, naming the kernel and the size.
+            let small = DeviceLinear {
+                weight: DeviceMatrix::upload(dev, &vec![0.0; h * 64], dtype).unwrap(),
+                bias: up(dev, &vec![0.0; h]),
+                out_features: h,
+                in_features: 64,
+            };
+            let mut out = poisoned(dev, m * h);
+            let mut out_t = DeviceMatrix::zeros(dev, m * h, dtype).unwrap();
+            let err = dev
+                .embeddings_project(
+                    &mut out,
+                    &mut out_t,
+                    &ids,
+                    &types,
+                    tables,
+                    &norm,
+                    &small,
+                    (m, s),
+                    1e-12,
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("embeddings_project") && err.contains("E = 64"),
+                "{err}"
+            );
         }
     }
 

@@ -20,6 +20,7 @@
 #include "layernorm_t.cu"
 #include "linear_mma.cu"
 #include "attention_mma.cu"
+#include "embeddings_project.cu"
 // common.cuh declares these two for host compilation (the device versions are PTX cvt asm):
 // the emulator supplies them, with the exact RNE conversions of cuda_emu.h.
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
@@ -963,6 +964,84 @@ static void test_linear_tiles(void (*large)(float *, const T *, const T *, const
            parts64, same_parts, oks, 0.0);
 }
 
+// embeddings_project_{bf16,f16} (E = 128), launched as launch.rs does: grid (ceil(N/64),
+// ceil(M/64)), 128 threads, static shared memory. Checked against
+//  * the unfused chain the scheduler runs without it: embeddings_forward_T (f32 x), x rounded to
+//    T, the 64x64 T-input product: bit for bit. (x's f64 statistics are summed in another order;
+//    the two f32 x could differ only where an f64 value lies within ~1e-16 of an f32 rounding
+//    tie, and then change a product only if that moves a T rounding: not in these data.)
+//  * float64: LayerNorm in f64 of the same table values, x rounded to T, the product in f64;
+//  * out_t == out rounded to T, bit for bit.
+// M = 70: a ragged second block row; N = 200: a ragged 4th block column; S = 64 < M: positions
+// wrap as m % S. misalign: tables and weight one element past a 16-byte boundary (the kernel's
+// element-wise loads and staging).
+template <typename T>
+static void test_embeddings_project(void (*fused)(float *, T *, const int *, const int *, const T *,
+                                                  const T *, const T *, const float *, const float *,
+                                                  const T *, const float *, int, int, int, float),
+                                    void (*embed)(float *, const int *, const int *, const T *,
+                                                  const T *, const T *, const float *,
+                                                  const float *, int, int, int, float),
+                                    void (*product)(float *, const T *, const T *, const float *,
+                                                    int, int, int, int),
+                                    int M, int S, int N, bool misalign = false) {
+    const int E = EMB_E, V = 37, P = S + 3, TT = 2, off = misalign ? 1 : 0;
+    const float eps = 1e-12f;
+    auto table = [&](int rows, float scale) { // `off` elements of padding, then the table
+        std::vector<T> t(size_t(rows) * E + off);
+        for (auto &x : t) x = store<T>(uni(-scale, scale));
+        return t;
+    };
+    std::vector<T> word_s = table(V, 1.0f), pos_s = table(P, 0.5f), type_s = table(TT, 0.5f);
+    std::vector<T> w_s = table(N, std::sqrt(3.0f / E));
+    const T *word = word_s.data() + off, *pos = pos_s.data() + off, *type = type_s.data() + off;
+    const T *w = w_s.data() + off;
+    std::vector<int> ids(M), types(M);
+    for (int m = 0; m < M; m++) ids[m] = int(rng() % V), types[m] = int(rng() % TT);
+    std::vector<float> lw = rand_vec(E, 0.5f, 1.5f), lb = rand_vec(E, -0.5f, 0.5f);
+    std::vector<float> bias = rand_vec(N, -0.5f, 0.5f);
+    const size_t mn = size_t(M) * N;
+    const std::string t = tname<T>(),
+                      sh = shape({{"M", M}, {"S", S}, {"N", N}}) + (misalign ? " misaligned" : "");
+    // The unfused chain.
+    OutBuf x(size_t(M) * E), chain(mn);
+    bool ok = emu::launch(embed, dim3(M), dim3(ROW_THREADS), size_t(E) * 4, x.ptr(), ids.data(),
+                          types.data(), word, pos, type, lw.data(), lb.data(),
+                          M, S, E, eps);
+    std::vector<T> x_t(size_t(M) * E);
+    for (size_t i = 0; i < x_t.size(); i++) x_t[i] = store<T>(x[i]);
+    ok &= emu::launch(product, dim3((N + 63) / 64, (M + 63) / 64), dim3(MMA_THREADS_SMALL),
+                      MMA_T_SMEM_BYTES_SMALL, chain.ptr(), x_t.data(), w, bias.data(), M, E,
+                      N, 0);
+    // Fused.
+    OutBuf out(mn);
+    std::vector<T> out_t(mn, T{0xffff});
+    const bool okf = emu::launch(fused, dim3((N + 63) / 64, (M + 63) / 64), dim3(MMA_THREADS_SMALL), 0,
+                                 out.ptr(), out_t.data(), ids.data(), types.data(), word,
+                                 pos, type, lw.data(), lb.data(), w,
+                                 bias.data(), M, S, N, eps);
+    std::vector<double> same(mn), ref(mn);
+    for (size_t i = 0; i < mn; i++) same[i] = chain[i];
+    for (int m = 0; m < M; m++) {
+        std::vector<double> row(E), y(E);
+        for (int c = 0; c < E; c++)
+            row[c] = double(load(word[size_t(ids[m]) * E + c])) +
+                     double(load(type[size_t(types[m]) * E + c])) +
+                     double(load(pos[size_t(m % S) * E + c]));
+        layernorm_ref(y.data(), row, lw, lb, eps);
+        for (int n = 0; n < N; n++) {
+            double s = bias[n];
+            for (int c = 0; c < E; c++)
+                s += double(round_operand<T>(float(y[c]))) * double(load(w[size_t(n) * E + c]));
+            ref[size_t(m) * N + n] = s;
+        }
+    }
+    const std::string name = "embeddings_project_" + t;
+    record(name + " == unfused chain", sh, out, same, ok && okf, 0.0);
+    record(name, sh, out, ref, okf);
+    record_rounded(name + " out_t", sh, out_t, out.ptr(), mn, okf);
+}
+
 static void test_mma(bool quick) {
     // As the engine does when it loads them (kernels.rs): the T-input products' 80 KB.
     emu::opt_in_dynamic_smem(linear_forward_mma_bf16_from_bf16, MMA_T_SMEM_BYTES);
@@ -1031,6 +1110,12 @@ static void test_mma(bool quick) {
     // of 2 (the last empty), the last chunk partial.
     tiles_bf16(20, 3072, 72, 0, 4);
     tiles_f16(70, 328, 65, 0, 4);
+    test_embeddings_project<bf16>(embeddings_project_bf16, embeddings_forward_bf16,
+                                  linear_forward_mma64_bf16_from_bf16, 70, 64, 200);
+    test_embeddings_project<f16>(embeddings_project_f16, embeddings_forward_f16,
+                                 linear_forward_mma64_f16_from_f16, 3, 3, 64);
+    test_embeddings_project<bf16>(embeddings_project_bf16, embeddings_forward_bf16,
+                                  linear_forward_mma64_bf16_from_bf16, 9, 5, 72, true);
     if (quick) return;
     test_linear_from_t<bf16>(linear_forward_mma_bf16, linear_forward_mma_bf16_from_bf16, 257, 200, 130, 12);
     test_linear_from_t<f16>(linear_forward_mma_f16, linear_forward_mma_f16_from_f16, 17, 1000, 70, 0); // long K

@@ -237,36 +237,22 @@ impl CudaAlbert {
         let (a, d) = (cfg.num_attention_heads, cfg.head_size());
         let dev = &self.dev;
         let w = &self.weights;
-        dev.embeddings_forward(
-            &mut ar.x,
-            &ar.ids,
-            &ar.types,
-            &w.word,
-            &w.position,
-            &w.token_type,
-            &w.emb_norm.weight,
-            &w.emb_norm.bias,
-            m,
-            s,
-            e,
-            eps,
-        )?;
-        let p = &w.projection;
-        dev.linear_forward(
-            &mut ar.hidden,
-            &ar.x,
-            &p.weight,
-            Some(&p.bias),
-            m,
-            e,
-            h,
-            None,
-        )?;
-        // With T copies, the first layer's QKV product reads the projection's output as T
-        // like every later one (the f32-input kernel stages it at ~2x the time per tile);
-        // each layer leaves a T copy of its output for the next.
-        if let Some(t) = ar.t.as_mut() {
-            dev.round_to(&mut t.hidden, &ar.hidden, m * h)?;
+        let tables = [&w.word, &w.position, &w.token_type];
+        match ar.t.as_mut() {
+            // One kernel: embeddings, LayerNorm, projection, and the projection's T copy for
+            // the first layer's QKV product (the results of embeddings_unfused's three launches).
+            Some(t) if dev.embeddings_project_fits(w.word.dtype(), e) => dev.embeddings_project(
+                &mut ar.hidden,
+                &mut t.hidden,
+                &ar.ids,
+                &ar.types,
+                tables,
+                &w.emb_norm,
+                &w.projection,
+                (m, s),
+                eps,
+            )?,
+            _ => self.embeddings_unfused(ar, m, s)?,
         }
         let mut record = record;
         if let Some(rec) = record.as_deref_mut() {
@@ -285,6 +271,36 @@ impl CudaAlbert {
             }
         }
         Ok(())
+    }
+
+    /// The embeddings [M, E] into `ar.x`, their projection into `ar.hidden` [M, H], and with T
+    /// copies the projection's T copy (the first layer's QKV product reads it as T like every
+    /// later one: the f32-input kernel stages it at ~2x the time per tile).
+    fn embeddings_unfused(&self, ar: &mut Arena, m: usize, s: usize) -> Result<()> {
+        let cfg = &self.config;
+        let (e, h, eps) = (cfg.embedding_size, cfg.hidden_size, cfg.layer_norm_eps);
+        let (dev, w) = (&self.dev, &self.weights);
+        let n = &w.emb_norm;
+        let (word, position, token_type) = (&w.word, &w.position, &w.token_type);
+        dev.embeddings_forward(
+            &mut ar.x, &ar.ids, &ar.types, word, position, token_type, &n.weight, &n.bias, m, s, e,
+            eps,
+        )?;
+        let p = &w.projection;
+        dev.linear_forward(
+            &mut ar.hidden,
+            &ar.x,
+            &p.weight,
+            Some(&p.bias),
+            m,
+            e,
+            h,
+            None,
+        )?;
+        match ar.t.as_mut() {
+            Some(t) => dev.round_to(&mut t.hidden, &ar.hidden, m * h),
+            None => Ok(()),
+        }
     }
 
     /// One AlbertLayer on `ar.hidden` [M, H], in place.

@@ -44,6 +44,10 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "embeddings_forward_f16",
         ],
     ),
+    (
+        "embeddings_project",
+        &["embeddings_project_bf16", "embeddings_project_f16"],
+    ),
     ("gather", &["gather_rows"]),
     (
         "layernorm",
@@ -105,7 +109,7 @@ pub(super) const MMA_T_SMEM_SMALL: usize = 2 * 3 * 64 * (64 + 8) * 2;
 /// launchers use the portable kernels.
 fn min_capability(module: &str) -> (i32, i32) {
     match module {
-        "linear_mma" | "attention_mma" | "layernorm_t" => (8, 0),
+        "linear_mma" | "attention_mma" | "layernorm_t" | "embeddings_project" => (8, 0),
         _ => (0, 0),
     }
 }

@@ -1,11 +1,13 @@
 //! The CUDA backend: kernels/*.cu built to PTX by build.rs (registry in `kernels`), loaded with
 //! cudarc (driver loaded dynamically, so a machine without CUDA builds and runs on the CPU),
-//! typed launchers in `launch` (and `linear_t`, the products on activations stored as T), the weights resident on the device in `weights`, and the
+//! typed launchers in `launch` (and `linear_t`, the products on activations stored as T;
+//! `embeddings_t`, the fused embeddings + projection), the weights resident on the device in `weights`, and the
 //! scheduler that runs the forward pass in `forward`, replaying it as CUDA graphs (`graphs`).
 
 mod arena;
 pub mod cublas;
 pub mod device;
+mod embeddings_t;
 pub mod forward;
 pub mod graphs;
 pub mod kernels;
