@@ -22,6 +22,7 @@ attention_forward(float *__restrict__ out,      // [B, S, A*D]
                   const float *__restrict__ mask, // [B, S]
                   int B, int S, int A, int D, int ld, float scale) {
     extern __shared__ float smem[]; // [WARPS][S] scores, then [WARPS][D] query rows
+    grid_dependency_enter();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int h = blockIdx.y, b = blockIdx.z, i = blockIdx.x * WARPS + warp;
     if (i >= S || b >= B || h >= A) return; // warps are independent: no block barrier below

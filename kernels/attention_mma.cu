@@ -99,6 +99,7 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
     __shared__ __align__(16) unsigned Vs[FA_BK / 2][FA_VROW];
     __shared__ float Ms[FA_BK];       // the tile's mask; -inf past the length
     __shared__ float last_s[FA_WARPS]; // per warp: the last key above MASKED
+    grid_dependency_enter();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = lane >> 2, tig = lane & 3;
     const int h = blockIdx.y, b = blockIdx.z;

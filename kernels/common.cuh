@@ -65,6 +65,22 @@ float round_f16(float x);
 unsigned short f16_bits(float x);
 #endif
 
+// Programmatic dependent launch (PDL, sm_90+). The scheduler launches with the attribute only
+// where every loaded module has these instructions (ALBERT_CUDA_PDL=1, device.rs); otherwise,
+// and below sm_90, both are no-ops and kernels run strictly one after another.
+// grid_dependency_enter(): first lets the next kernel of the stream begin launching (effective
+// once every block of this grid has done so or exited; a block only runs it once resident, so
+// the next kernel's blocks take only SMs this grid no longer fills), then waits until the
+// previous kernel has completed with its writes visible. Every kernel calls it before its first
+// read of an activation and its first global write; only constant data (weights, biases,
+// LayerNorm parameters) may be read before it.
+__device__ __forceinline__ void grid_dependency_enter() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // Rounds an f32 activation to the operand type T and back: what a T x T tensor-core product sees.
 template <typename T> __device__ __forceinline__ float round_to(float x);
 template <> __device__ __forceinline__ float round_to<float>(float x) { return x; }

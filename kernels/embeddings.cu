@@ -16,6 +16,7 @@ __device__ void embeddings_forward(float *__restrict__ out,          // [M, E]
                                    int M, int S, int E, float eps) {
     extern __shared__ float row[]; // [E]
     __shared__ double scratch[32];
+    grid_dependency_enter();
     const int m = blockIdx.x;
     if (m >= M) return;
     const long long w0 = (long long)input_ids[m] * E;

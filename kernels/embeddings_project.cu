@@ -13,7 +13,8 @@
 // ties.
 //
 // A block computes a 64x64 tile of out (TileSmall's 4 warps of 32x32) with all E = 128 of k in
-// shared memory: it starts the cp.async copies of its 64 weight rows, computes its 64 rows of x
+// shared memory: it starts the cp.async copies of its 64 weight rows (constant, so before the
+// wait for the previous kernel: common.cuh grid_dependency_enter), computes its 64 rows of x
 // into the A tile meanwhile (every block of a block row recomputes them: 3 x 16 KB of table
 // reads, from L2), then runs 8 16-k mma steps per warp. 64x64 tiles at every M (one tile shape:
 // a row's results do not depend on its batch).
@@ -84,6 +85,7 @@ __device__ void embeddings_project(float *__restrict__ out,            // [M, N]
         stage_tile_ragged<C::TILE_N, EMB_E, C::NTHREADS>(Ws, wbits, n0, 0, EMB_E, N);
     }
     cp_async_commit();
+    grid_dependency_enter(); // the weights are constant; ids and the outputs are not
 
     // x: rows m0 + r, r = tid / 16 + 8 i; columns c0 .. c0 + 7.
     const int cc = tid % EMB_CHUNKS, c0 = 8 * cc, r0 = tid / EMB_CHUNKS;

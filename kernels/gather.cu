@@ -6,6 +6,7 @@ extern "C" __global__ void gather_rows(float *__restrict__ out,       // [N, C]
                                        const float *__restrict__ inp, // [M, C]
                                        const int *__restrict__ rows,  // [N], each < M
                                        int N, int C) {
+    grid_dependency_enter();
     const int n = blockIdx.x;
     if (n >= N) return;
     const long long src = (long long)rows[n] * C, dst = (long long)n * C;

@@ -9,6 +9,7 @@ __device__ void residual_layernorm(float *out, const float *inp, const float *re
                                    int M, int C, float eps) {
     extern __shared__ float row[]; // [C]
     __shared__ double scratch[32];
+    grid_dependency_enter();
     const int m = blockIdx.x;
     if (m >= M) return;
     const long long r0 = (long long)m * C;

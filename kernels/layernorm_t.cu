@@ -20,6 +20,7 @@ __device__ void residual_layernorm_to(float *out, T *out_t, const float *inp, co
                                       float eps) {
     extern __shared__ float row[]; // [C]
     __shared__ double scratch[32];
+    grid_dependency_enter();
     const int m = blockIdx.x;
     if (m >= M) return;
     const long long r0 = (long long)m * C, part = (long long)M * C;
@@ -46,6 +47,7 @@ RESIDUAL_LAYERNORM_TO(residual_layernorm_forward_to_f16, f16)
 
 #define ROUND_TO(NAME, T)                                                                          \
     extern "C" __global__ void NAME(T *out_t, const float *inp, long long n) {                     \
+        grid_dependency_enter();                                                                   \
         for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;                \
              i += (long long)gridDim.x * blockDim.x)                                               \
             store_out(&out_t[i], inp[i]);                                                          \

@@ -26,6 +26,7 @@ __device__ void linear_forward(float *__restrict__ out,        // [M, N]
     // +1 column: the transposing stores below hit 16 distinct banks instead of one.
     __shared__ float As[BK][BM + 1];
     __shared__ float Ws[BK][BN + 1];
+    grid_dependency_enter();
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
 

@@ -113,11 +113,13 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
     // Tile t's copies: W, and a T activation's A tile in the same group.
     const ChunkStager<TN, TK, NT> w_stager(wbits, n0, N, K);
     const ChunkStager<TM, TK, NT> a_stager(abits, m0, M, K);
-    auto stage = [&](int t) {
+    auto stage_w = [&](int t) {
         if (vec_w)
             w_stager.stage(&Ws[t % S][0][0], wbits, t0 + t, K);
         else
             stage_tile_ragged<TN, TK, NT>(Ws[t % S], wbits, n0, t0 + t, K, N);
+    };
+    auto stage_a = [&](int t) {
         if constexpr (a_async) {
             if (vec_a)
                 a_stager.stage(&As[t % S][0][0], abits, t0 + t, K);
@@ -126,10 +128,20 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
         }
     };
 
-    // Prologue: tiles 0 .. S-2 in flight; an f32 A tile 0 in shared memory.
+    // Prologue: tiles 0 .. S-2 in flight; an f32 A tile 0 in shared memory. The weight tiles are
+    // constant, so their copies start before the wait for the previous kernel, in one group of
+    // their own (common.cuh grid_dependency_enter); then the activation's, one group per tile.
+    // The extra group at the front keeps the main loop's count exact: when tile t is multiplied
+    // S + t + 1 groups were committed, at most S - 1 are pending, so the first t + 2 (the
+    // weights' group, then those of tiles 0 .. t) have landed.
+#pragma unroll
+    for (int t = 0; t < S - 1; t++)
+        if (t < tiles) stage_w(t);
+    cp_async_commit();
+    grid_dependency_enter();
 #pragma unroll
     for (int t = 0; t < S - 1; t++) {
-        if (t < tiles) stage(t);
+        if (t < tiles) stage_a(t);
         cp_async_commit();
     }
     if constexpr (!a_async) {
@@ -149,7 +161,10 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
         // Tile t + S - 1 goes into the stage tile t - 1 used: every warp finished with it before
         // the previous iteration's last barrier.
         const int tn = t + S - 1;
-        if (tn < tiles) stage(tn);
+        if (tn < tiles) {
+            stage_w(tn);
+            stage_a(tn);
+        }
         cp_async_commit();
         cp_async_wait<S - 1>(); // this thread's copies of tile t have landed
         __syncthreads();        // everyone's, and an f32 A tile t

@@ -34,6 +34,9 @@ pub struct BenchRow {
     /// "off (why)": ALBERT_CUDA_GRAPHS=0, or the CUDA error that turned them off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cuda_graphs: Option<String>,
+    /// On a GPU: whether kernels launched with programmatic dependent launch (ALBERT_CUDA_PDL=1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cuda_pdl: Option<bool>,
 }
 
 /// The process's peak resident set (VmHWM in /proc/self/status), in bytes.
@@ -112,6 +115,7 @@ pub fn run(engine: &Engine, b: usize, s: usize, warmup: usize, iters: usize) -> 
         weights_mib: mib(engine.weight_bytes()),
         activations_mib: mib(engine.activation_bytes()),
         cuda_graphs: engine.graph_status(),
+        cuda_pdl: engine.pdl(),
     })
 }
 

@@ -163,6 +163,15 @@ impl Engine {
         }
     }
 
+    /// Whether CUDA kernels launch with programmatic dependent launch; None off the GPU.
+    pub fn pdl(&self) -> Option<bool> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => Some(m.pdl()),
+            _ => None,
+        }
+    }
+
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> Result<Outputs> {
         match self {
             Engine::Cpu(m) => m.forward(inputs, opts),

@@ -164,6 +164,7 @@ mod tests {
                 arena_growth_invalidates_graphs,
             ),
             ("graphs_off_runs_eagerly", graphs_off_runs_eagerly),
+            ("pdl_matches_plain_launches", pdl_matches_plain_launches),
         ]
     }
 
@@ -1279,6 +1280,45 @@ mod tests {
 
     /// ALBERT_CUDA_GRAPHS=0: every pass eager, no capture, the same bits as with graphs; and
     /// a pass recording hidden states runs eagerly on a graph engine too.
+    /// Programmatic dependent launch (ALBERT_CUDA_PDL=1): every kernel waits for its
+    /// predecessor (kernels/common.cuh grid_dependency_enter) after staging only constant data,
+    /// so the results are those of plain launches bit for bit, eager and as graphs (warm-up,
+    /// capture, replay), at albert-base sizes: b1 (64x64 tiles, one wave), b32 (128x128 tiles,
+    /// several waves, the dependent grid's blocks waiting on SMs the last wave frees) and a
+    /// ragged shape. Below sm_90 the engine refuses PDL (the kernels there have no wait).
+    fn pdl_matches_plain_launches(_dev: &Ctx) {
+        let model = Albert::synthetic(albert::AlbertConfig::base_v2(), albert::Head::Model, 13);
+        let vocab = model.config.vocab_size;
+        for dtype in DTYPES {
+            let plain = CudaAlbert::new(&model, 0, dtype).unwrap().with_pdl(false);
+            let pdl = CudaAlbert::new(&model, 0, dtype).unwrap().with_pdl(true);
+            let cc = pdl.dev.compute_capability;
+            if !pdl.pdl() {
+                assert!(cc.0 < 9, "{dtype}: PDL refused on sm_{}{}", cc.0, cc.1);
+                println!(
+                    "  {dtype}: PDL needs sm_90+ (this is sm_{}{}), skipped",
+                    cc.0, cc.1
+                );
+                continue;
+            }
+            assert!(!plain.pdl());
+            let mut r = Rng::new(23);
+            for (rows, s) in [(1, 128), (32, 128), (3, 37)] {
+                let inputs = random_inputs(&mut r, rows, s, vocab);
+                let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+                for pass in ["warm-up", "capture", "replay"] {
+                    let got = pdl.forward(&inputs, ForwardOptions::default()).unwrap();
+                    same_bits(&format!("PDL {dtype} R={rows} S={s} {pass}"), &got, &want);
+                }
+            }
+            assert!(
+                pdl.graph_status().starts_with("on"),
+                "{dtype}: graphs {}",
+                pdl.graph_status()
+            );
+        }
+    }
+
     fn graphs_off_runs_eagerly(_dev: &Ctx) {
         let model = mlm_model();
         let vocab = model.config.vocab_size;

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use cudarc::driver::sys::CUdevice_attribute;
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
 
 use super::kernels::Kernels;
+use super::launcher::Launch;
 use crate::error::{Error, Result};
 
 pub struct CudaDevice {
@@ -23,6 +24,10 @@ pub struct CudaDevice {
     /// Streaming multiprocessors: the products pick 64x64 tiles when 128x128 ones would not
     /// give every SM a block (linear_t.rs).
     pub sm_count: usize,
+    /// Launch with programmatic dependent launch (launcher.rs): ALBERT_CUDA_PDL=1 on a device
+    /// whose kernels all wait for their predecessor (`Kernels::wait_for_previous_kernel`).
+    /// Off by default until measured on a GPU (notes/gpu.md v1.18).
+    pub pdl: bool,
 }
 
 /// Why CUDA cannot be used here, or `Ok` with the number of devices.
@@ -72,6 +77,8 @@ impl CudaDevice {
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| fail(format!("cannot read the SM count: {e}")))?
             .max(1) as usize;
+        let pdl = std::env::var("ALBERT_CUDA_PDL").is_ok_and(|v| v == "1")
+            && kernels.wait_for_previous_kernel();
         Ok(CudaDevice {
             ctx,
             stream,
@@ -81,6 +88,7 @@ impl CudaDevice {
             compute_capability,
             tensor_cores,
             sm_count,
+            pdl,
         })
     }
 
@@ -90,6 +98,11 @@ impl CudaDevice {
             device: self.label.clone(),
             msg: format!("{what}: {e}"),
         }
+    }
+
+    /// A launch of `f` on this device's stream (launcher.rs), with PDL when `self.pdl`.
+    pub(super) fn launcher<'a>(&'a self, f: &'a CudaFunction) -> Launch<'a> {
+        Launch::new(f, &self.stream, self.pdl)
     }
 
     pub fn synchronize(&self) -> Result<()> {

@@ -5,9 +5,10 @@
 //! `round_to`), in one launch instead of three and without the [M, E] round trip through
 //! global memory.
 
-use cudarc::driver::{CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 use super::device::CudaDevice;
+use super::launcher::Launch;
 use super::weights::{DeviceLinear, DeviceMatrix, DeviceNorm};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -85,7 +86,7 @@ impl CudaDevice {
             shared_mem_bytes: 0, // static: two 64 x (128 + 8) tiles, 34,816 bytes
         };
         let f = self.kernels.get(kn);
-        let mut b = self.stream.launch_builder(f);
+        let mut b = self.launcher(f);
         b.arg(out);
         push_t(&mut b, out_t);
         b.arg(input_ids).arg(token_type_ids);
@@ -106,7 +107,7 @@ impl CudaDevice {
 }
 
 /// Pushes a T buffer's device pointer (an f32 one is refused before any launch).
-fn push_t<'a>(b: &mut LaunchArgs<'a>, x: &'a DeviceMatrix) {
+fn push_t<'a>(b: &mut Launch<'a>, x: &'a DeviceMatrix) {
     match x {
         DeviceMatrix::BF16(x) => b.arg(x),
         DeviceMatrix::F16(x) => b.arg(x),

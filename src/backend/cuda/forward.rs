@@ -74,6 +74,23 @@ impl CudaAlbert {
         self
     }
 
+    /// Programmatic dependent launch on or off for this engine (default: on with
+    /// ALBERT_CUDA_PDL=1); it stays off where a loaded kernel lacks the wait for its predecessor
+    /// (`Kernels::wait_for_previous_kernel`: below sm_90). Graphs captured so far are dropped.
+    pub fn with_pdl(mut self, on: bool) -> Self {
+        self.dev.pdl = on && self.dev.kernels.wait_for_previous_kernel();
+        {
+            let g = &mut self.lock().graphs;
+            *g = GraphCache::new(g.off().is_none());
+        }
+        self
+    }
+
+    /// Whether kernels launch with programmatic dependent launch (launcher.rs).
+    pub fn pdl(&self) -> bool {
+        self.dev.pdl
+    }
+
     /// How many passes ran as graphs, eagerly, and graphs captured and dropped.
     pub fn graph_stats(&self) -> GraphStats {
         self.lock().graphs.stats.clone()

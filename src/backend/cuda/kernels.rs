@@ -174,6 +174,24 @@ impl Kernels {
     pub fn has(&self, name: &str) -> bool {
         self.functions.contains_key(name)
     }
+
+    /// Whether every loaded module was built for sm_90 or later, so that each kernel has its
+    /// `griddepcontrol.wait` (kernels/common.cuh grid_dependency_enter; compiled out below
+    /// sm_90) and may be launched with the programmatic dependent launch attribute.
+    pub fn wait_for_previous_kernel(&self) -> bool {
+        self.origin.iter().all(|(_, how)| {
+            let arch = how
+                .strip_prefix("ptx sm_")
+                .or_else(|| how.strip_prefix("nvrtc compute_"));
+            match arch {
+                Some(a) => a
+                    .trim_end_matches('a')
+                    .parse::<u32>()
+                    .is_ok_and(|v| v >= 90),
+                None => how.starts_with("not loaded"),
+            }
+        })
+    }
 }
 
 /// The PTX target for a compute capability: sm_90a PTX only runs on 9.0 itself; sm_80 PTX is
@@ -268,6 +286,22 @@ mod tests {
     /// The NVRTC fallback compiles every embedded source (common.cuh inlined) for the two
     /// targets. NVRTC needs no GPU, only libnvrtc (scripts/setup-cuda installs it into .cuda/;
     /// put its lib folder on LD_LIBRARY_PATH); without it the test says so and passes.
+    #[test]
+    fn pdl_needs_every_module_built_for_sm90() {
+        let with = |origins: &[&'static str]| Kernels {
+            functions: HashMap::new(),
+            origin: origins.iter().map(|&o| ("m", o.to_string())).collect(),
+        };
+        assert!(
+            with(&["ptx sm_90a", "nvrtc compute_90", "nvrtc compute_120"])
+                .wait_for_previous_kernel()
+        );
+        assert!(with(&["ptx sm_90a", "not loaded (needs sm_80)"]).wait_for_previous_kernel());
+        assert!(!with(&["ptx sm_90a", "ptx sm_80"]).wait_for_previous_kernel());
+        assert!(!with(&["nvrtc compute_86"]).wait_for_previous_kernel());
+        assert!(!with(&["something else"]).wait_for_previous_kernel());
+    }
+
     #[test]
     fn embedded_sources_compile_with_nvrtc() {
         // SAFETY: only tries to dlopen libnvrtc.

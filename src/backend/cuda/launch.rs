@@ -160,7 +160,7 @@ impl CudaDevice {
             shared_mem_bytes: (e * 4) as u32,
         };
         let f = self.kernels.get(k);
-        let mut b = self.stream.launch_builder(f);
+        let mut b = self.launcher(f);
         b.arg(out).arg(input_ids).arg(token_type_ids);
         for table in [word, position, token_type] {
             match table {
@@ -236,7 +236,7 @@ impl CudaDevice {
         })?;
         let null: u64 = 0;
         let f = self.kernels.get(kn);
-        let mut b = self.stream.launch_builder(f);
+        let mut b = self.launcher(f);
         b.arg(out).arg(inp);
         match weight {
             DeviceMatrix::F32(w) => b.arg(w),
@@ -322,7 +322,7 @@ impl CudaDevice {
             shared_mem_bytes: 0,
         };
         let f = self.kernels.get(k);
-        let mut b = self.stream.launch_builder(f);
+        let mut b = self.launcher(f);
         match out_t {
             DeviceMatrix::BF16(t) => b.arg(t),
             DeviceMatrix::F16(t) => b.arg(t),
@@ -390,7 +390,7 @@ impl CudaDevice {
         };
         let out_t_kernel = out_t.is_some();
         let f = self.kernels.get(k);
-        let mut b = self.stream.launch_builder(f);
+        let mut b = self.launcher(f);
         b.arg(out);
         match out_t {
             Some(DeviceOut::BF16(t)) => b.arg(t),
@@ -588,7 +588,7 @@ impl CudaDevice {
             shared_mem_bytes: smem as u32,
         };
         let f = self.kernels.get(kn);
-        let mut l = self.stream.launch_builder(f);
+        let mut l = self.launcher(f);
         match out {
             DeviceOut::F32(o) => l.arg(o),
             DeviceOut::BF16(o) => l.arg(o),
@@ -647,7 +647,7 @@ impl CudaDevice {
             shared_mem_bytes: 0,
         };
         let f = self.kernels.get(kn);
-        let mut l = self.stream.launch_builder(f);
+        let mut l = self.launcher(f);
         l.arg(out).arg(inp).arg(rows).arg(&n_).arg(&c_);
         // SAFETY: arguments match gather_rows in kernels/gather.cu; every index checked above.
         self.launched(kn, unsafe { l.launch(cfg) })

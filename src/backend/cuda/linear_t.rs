@@ -269,7 +269,7 @@ impl CudaDevice {
         };
         let null: u64 = 0;
         let f = self.kernels.get(kn);
-        let mut b = self.stream.launch_builder(f);
+        let mut b = self.launcher(f);
         match out {
             DeviceOut::F32(o) => b.arg(o),
             DeviceOut::BF16(o) => b.arg(o),

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod graphs;
 pub mod kernels;
 pub mod launch;
+mod launcher;
 mod linear_t;
 pub mod weights;
 

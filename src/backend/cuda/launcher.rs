@@ -1,0 +1,181 @@
+//! Kernel launches, optionally with the programmatic dependent launch attribute (PDL, sm_90+):
+//! the next kernel's blocks may then be scheduled while this one's last blocks run, and do the
+//! work that reads only constant data (the products stage their first weight tiles) before
+//! they wait for it to complete (kernels/common.cuh `grid_dependency_enter`, called by every
+//! kernel). PDL is off unless `CudaDevice::pdl` (ALBERT_CUDA_PDL=1 on a device whose loaded
+//! modules all have the wait); then launches go through cuLaunchKernelEx with the attribute,
+//! else through cudarc's own launch, exactly as before.
+//!
+//! `Launch` takes the launchers' `.arg(...)` calls like cudarc's `LaunchArgs`. With PDL an
+//! argument is just its value (the context's event tracking is off, device.rs): buffers as
+//! their device address, scalars as their bytes.
+
+use std::ffi::c_void;
+
+use cudarc::driver::sys::{self, CUlaunchAttributeID};
+use cudarc::driver::{
+    CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, DriverError,
+    LaunchArgs, LaunchConfig, PushKernelArg,
+};
+
+pub(super) enum Launch<'a> {
+    /// cudarc's launch (cuLaunchKernel): the default.
+    Plain(LaunchArgs<'a>),
+    /// cuLaunchKernelEx with the PDL attribute.
+    Pdl(PdlArgs<'a>),
+}
+
+impl<'a> Launch<'a> {
+    pub fn new(func: &'a CudaFunction, stream: &'a std::sync::Arc<CudaStream>, pdl: bool) -> Self {
+        match pdl {
+            true => Launch::Pdl(PdlArgs {
+                func,
+                stream,
+                slots: Vec::with_capacity(MAX_ARGS),
+            }),
+            false => Launch::Plain(stream.launch_builder(func)),
+        }
+    }
+
+    /// Enqueues the kernel on the stream.
+    ///
+    /// # Safety
+    /// As cudarc's `LaunchArgs::launch`: the arguments must match the kernel's parameters in
+    /// number, type and order, and every access the grid makes must be inside its buffers.
+    pub unsafe fn launch(&mut self, cfg: LaunchConfig) -> Result<(), DriverError> {
+        match self {
+            // SAFETY: the caller's.
+            Launch::Plain(b) => unsafe { b.launch(cfg) }.map(|_| ()),
+            // SAFETY: the caller's.
+            Launch::Pdl(p) => unsafe { p.launch(cfg) },
+        }
+    }
+}
+
+/// At most this many kernel arguments (the most any kernel takes is 15).
+const MAX_ARGS: usize = 24;
+
+pub(super) struct PdlArgs<'a> {
+    func: &'a CudaFunction,
+    stream: &'a CudaStream,
+    /// Each argument's bytes, little-endian in an 8-byte slot (a pointer to the slot is a
+    /// pointer to the value for every argument type the kernels take: pointers, int, float,
+    /// long long).
+    slots: Vec<u64>,
+}
+
+impl PdlArgs<'_> {
+    fn push(&mut self, v: u64) -> &mut Self {
+        assert!(
+            self.slots.len() < MAX_ARGS,
+            "more than {MAX_ARGS} kernel arguments"
+        );
+        self.slots.push(v);
+        self
+    }
+
+    /// # Safety
+    /// As `Launch::launch`.
+    unsafe fn launch(&mut self, cfg: LaunchConfig) -> Result<(), DriverError> {
+        self.stream.context().bind_to_thread()?;
+        let mut params: Vec<*mut c_void> = self
+            .slots
+            .iter_mut()
+            .map(|s| s as *mut u64 as *mut c_void)
+            .collect();
+        // SAFETY: a zeroed attribute is a valid value of this plain C struct; id and value are
+        // set below.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: cfg.grid_dim.0,
+            gridDimY: cfg.grid_dim.1,
+            gridDimZ: cfg.grid_dim.2,
+            blockDimX: cfg.block_dim.0,
+            blockDimY: cfg.block_dim.1,
+            blockDimZ: cfg.block_dim.2,
+            sharedMemBytes: cfg.shared_mem_bytes,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        // SAFETY: `params` points at one live slot per argument for the duration of the call
+        // (the driver copies the values); the caller vouches for the arguments themselves.
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &config,
+                self.func.cu_function(),
+                params.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
+    }
+}
+
+// Each argument type the launchers pass: cudarc's own push, or its value for cuLaunchKernelEx.
+unsafe impl<'a, 'b: 'a, T> PushKernelArg<&'b CudaSlice<T>> for Launch<'a> {
+    fn arg(&mut self, s: &'b CudaSlice<T>) -> &mut Self {
+        match self {
+            Launch::Plain(b) => {
+                b.arg(s);
+            }
+            Launch::Pdl(p) => {
+                p.push(s.device_ptr(p.stream).0);
+            }
+        }
+        self
+    }
+}
+
+unsafe impl<'a, 'b: 'a, T> PushKernelArg<&'b mut CudaSlice<T>> for Launch<'a> {
+    fn arg(&mut self, s: &'b mut CudaSlice<T>) -> &mut Self {
+        match self {
+            Launch::Plain(b) => {
+                b.arg(s);
+            }
+            Launch::Pdl(p) => {
+                p.push(s.device_ptr_mut(p.stream).0);
+            }
+        }
+        self
+    }
+}
+
+unsafe impl<'a, 'b: 'a, 'c: 'b, T> PushKernelArg<&'b CudaView<'c, T>> for Launch<'a> {
+    fn arg(&mut self, s: &'b CudaView<'c, T>) -> &mut Self {
+        match self {
+            Launch::Plain(b) => {
+                b.arg(s);
+            }
+            Launch::Pdl(p) => {
+                p.push(s.device_ptr(p.stream).0);
+            }
+        }
+        self
+    }
+}
+
+/// Scalars: `$bits` turns the value into the bytes of its C type, low bytes first.
+macro_rules! scalar_arg {
+    ($t:ty, $bits:expr) => {
+        unsafe impl<'a, 'b: 'a> PushKernelArg<&'b $t> for Launch<'a> {
+            fn arg(&mut self, v: &'b $t) -> &mut Self {
+                match self {
+                    Launch::Plain(b) => {
+                        b.arg(v);
+                    }
+                    Launch::Pdl(p) => {
+                        p.push($bits(*v));
+                    }
+                }
+                self
+            }
+        }
+    };
+}
+scalar_arg!(i32, |v: i32| v as u32 as u64);
+scalar_arg!(i64, |v: i64| v as u64);
+scalar_arg!(u64, |v: u64| v);
+scalar_arg!(f32, |v: f32| v.to_bits() as u64);
