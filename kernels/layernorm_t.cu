@@ -13,6 +13,9 @@
 #include "mma.cuh"
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define LN_ELEMS 4 // elements of a thread whose loads are issued together (C <= 1024 at 256 threads)
+#define LN_PARTS 4 // partials loaded together (the scheduler makes at most 4); more are added after
+
 template <typename T>
 __device__ void residual_layernorm_to(float *out, T *out_t, const float *inp, const float *residual,
                                       const float *__restrict__ weight,
@@ -24,10 +27,30 @@ __device__ void residual_layernorm_to(float *out, T *out_t, const float *inp, co
     const int m = blockIdx.x;
     if (m >= M) return;
     const long long r0 = (long long)m * C, part = (long long)M * C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float x = inp[r0 + c];
-        for (int p = 1; p < parts; p++) x += inp[p * part + r0 + c];
-        row[c] = x + residual[r0 + c];
+    // Every load of LN_ELEMS elements (LN_PARTS partials each, and the residual) is issued
+    // before the first add, so a row costs one memory latency, not a chain of them (the plain
+    // loop kept two loads in flight: SASS). The sums keep their order.
+    for (int c0 = threadIdx.x; c0 < C; c0 += LN_ELEMS * blockDim.x) {
+        float v[LN_ELEMS][LN_PARTS], res[LN_ELEMS];
+#pragma unroll
+        for (int e = 0; e < LN_ELEMS; e++) {
+            const int c = c0 + e * blockDim.x;
+#pragma unroll
+            for (int p = 0; p < LN_PARTS; p++)
+                v[e][p] = c < C && p < parts ? inp[p * part + r0 + c] : 0.0f;
+            res[e] = c < C ? residual[r0 + c] : 0.0f;
+        }
+#pragma unroll
+        for (int e = 0; e < LN_ELEMS; e++) {
+            const int c = c0 + e * blockDim.x;
+            if (c >= C) break;
+            float x = v[e][0];
+#pragma unroll
+            for (int p = 1; p < LN_PARTS; p++)
+                if (p < parts) x += v[e][p];
+            for (int p = LN_PARTS; p < parts; p++) x += inp[p * part + r0 + c];
+            row[c] = x + res[e];
+        }
     }
     __syncthreads();
     layernorm_row_with(row, weight, bias, C, eps, scratch, [&](int c, float y) {

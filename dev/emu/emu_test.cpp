@@ -1183,6 +1183,10 @@ int main(int argc, char **argv) {
     test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 1000, false);
     test_layernorm_to<bf16>(residual_layernorm_forward_to_bf16, 3, 768, true, 4); // split-K partials
     test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 100, false, 3);
+    // Past the loads batched per thread (LN_PARTS partials, LN_ELEMS elements): 6 partials, and
+    // C = 4100 (two rounds of 4 x 256 elements, the second ragged).
+    test_layernorm_to<bf16>(residual_layernorm_forward_to_bf16, 2, 1000, false, 6);
+    test_layernorm_to<f16>(residual_layernorm_forward_to_f16, 2, 4100, true, 2);
     test_round_to<bf16>(round_to_bf16, 1000);
     test_round_to<f16>(round_to_f16, 77);
     }
