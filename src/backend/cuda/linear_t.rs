@@ -17,6 +17,8 @@ const MMA_TILE_SMALL: usize = 64;
 const MMA_THREADS_SMALL: u32 = 128;
 
 /// K per split of a split-K product: 24 k tiles of 32 keep each block's pipeline busy.
+/// ALBERT_CUDA_K_PER_SPLIT (a multiple of 64) overrides it for the whole process, to measure
+/// other splits (scripts/gpu-check: 384 splits the attention output in 2 as well).
 const K_PER_SPLIT: usize = 768;
 /// At most this many partial sums (the LayerNorm reads them all).
 const MAX_SPLITS: usize = 4;
@@ -163,7 +165,7 @@ impl CudaDevice {
     /// the FFN output (K = 3072). At M = 128 the [M, 768] output has 24 64x64 tiles: the split
     /// gives 96 blocks of 24 k tiles instead of 24 blocks of 96.
     pub fn output_splits(k: usize) -> usize {
-        (k / K_PER_SPLIT).clamp(1, MAX_SPLITS)
+        (k / k_per_split()).clamp(1, MAX_SPLITS)
     }
 
     /// The tensor-core product with either side stored as the weight's type T (bf16/f16) and
@@ -299,5 +301,47 @@ impl CudaDevice {
         // A T view that is not 16-byte aligned is legal: the kernel then stages A with plain
         // loads.
         self.launched(kn, unsafe { b.launch(c.cfg) })
+    }
+}
+
+/// K_PER_SPLIT, or ALBERT_CUDA_K_PER_SPLIT where it is a positive multiple of 64 (the split-K
+/// chunk, kernels/mma_tile.cuh MMA_SPLIT_K); read once, so every product and the arena agree.
+fn k_per_split() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        let wanted = std::env::var("ALBERT_CUDA_K_PER_SPLIT").ok();
+        parse_k_per_split(wanted.as_deref()).unwrap_or_else(|bad| {
+            eprintln!(
+                "albert: ignoring ALBERT_CUDA_K_PER_SPLIT={bad} (not a positive multiple of 64)"
+            );
+            K_PER_SPLIT
+        })
+    })
+}
+
+/// The override's value: None or empty = K_PER_SPLIT; Err(text) when it is no positive
+/// multiple of 64.
+fn parse_k_per_split(v: Option<&str>) -> std::result::Result<usize, String> {
+    match v.map(str::trim) {
+        None | Some("") => Ok(K_PER_SPLIT),
+        Some(t) => match t.parse::<usize>() {
+            Ok(n) if n > 0 && n % 64 == 0 => Ok(n),
+            _ => Err(t.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_per_split_override() {
+        assert_eq!(parse_k_per_split(None), Ok(768));
+        assert_eq!(parse_k_per_split(Some(" ")), Ok(768));
+        assert_eq!(parse_k_per_split(Some("384")), Ok(384));
+        assert_eq!(parse_k_per_split(Some("100")), Err("100".into()));
+        assert_eq!(parse_k_per_split(Some("0")), Err("0".into()));
+        assert_eq!(parse_k_per_split(Some("-64")), Err("-64".into()));
     }
 }

@@ -1,0 +1,23 @@
+"""One line per bf16 s128 batch size: a variant's `albert bench --json` p50 against the baseline's,
+both from the same scripts/gpu-check run. Usage:
+  python3 scripts/ab_table.py LABEL baseline.jsonl variant.jsonl"""
+import json
+import sys
+
+
+def p50s(path):
+    out = {}
+    for line in open(path):
+        if line.startswith("{") and "gflops" in line:
+            r = json.loads(line)
+            if r["dtype"] == "bf16" and r["seq"] == 128:
+                out[r["batch"]] = r["p50_ms"]
+    return out
+
+
+label, base, variant = sys.argv[1], p50s(sys.argv[2]), p50s(sys.argv[3])
+for b in sorted(variant):
+    if b in base:
+        print("%s: b%d/s128 bf16 %.3f ms, baseline %.3f ms (%.3fx)" % (label, b, variant[b], base[b], base[b] / variant[b]))
+    else:
+        print("%s: b%d/s128 bf16 %.3f ms (no baseline)" % (label, b, variant[b]))
