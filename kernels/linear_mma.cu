@@ -22,7 +22,7 @@
 // loads were not hidden behind its products.
 // Version 1 staged both tiles with plain loads and stalled on every tile.
 // Block tiles (MmaTile): 128x128x32 with 8 warps in a 2 (M) x 4 (N) grid, each warp 64x32 = 4x4
-// mma tiles; for T activations also 64x64x64 with 4 warps of 32x32 in 5 stages (90 KB; the
+// mma tiles; for T activations also 64x64x64 with 4 warps of 32x32 in 4 stages (72 KB; the
 // mma64 kernels: 4x as many blocks, for small M, where a [128, 768] output had 6 blocks for 132
 // SMs).
 // Split-K (T-input kernels): gridDim.z blocks share an output tile, block z multiplying its own

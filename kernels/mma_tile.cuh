@@ -14,8 +14,8 @@
 #define MMA_PAD 8
 #define MMA_STAGES 3   // W tiles in shared memory (f32 inp): two in flight while one is multiplied
 #define MMA_STAGES_T 4 // A and W tiles (T inp, 128x128): three pairs in flight while one is multiplied
-#define MMA_STAGES_SMALL 5 // A and W tiles (64x64, k 64): four pairs in flight (small M: one block
-                           // per SM, latency-bound per k tile; v1.21)
+#define MMA_STAGES_SMALL 4 // A and W tiles (64x64, k 64): three pairs in flight (small M: one block
+                           // per SM, latency-bound per k tile); 3 blocks per SM still fit (v1.21)
 #define MMA_SPLIT_K 64 // split-K shares are whole multiples of 64 k, whatever the tile's k
 
 // A block tile of BM x BN outputs in k tiles of BK, computed by WARPS_M x WARPS_N warps, each
@@ -35,7 +35,7 @@ typedef MmaTile<128, 128, 2, 4, MMA_BK, MMA_STAGES_T> TileLarge;           // 25
 typedef MmaTile<64, 64, 2, 2, MMA_BK_SMALL, MMA_STAGES_SMALL> TileSmall; // 128 threads, warp 32x32
 #define MMA_THREADS 256                    // TileLarge::NTHREADS (launch bounds)
 #define MMA_THREADS_SMALL 128              // TileSmall::NTHREADS
-// Dynamic shared memory of the T-input kernels (80 KB / 90 KB: the launcher opts in above 48 KB;
+// Dynamic shared memory of the T-input kernels (80 KB / 72 KB: the launcher opts in above 48 KB;
 // both fit the 99 KB a block may opt into on sm_86/89).
 #define MMA_T_SMEM_BYTES (2 * MMA_STAGES_T * 128 * (MMA_BK + MMA_PAD) * 2)
 #define MMA_T_SMEM_BYTES_SMALL (2 * MMA_STAGES_SMALL * 64 * (MMA_BK_SMALL + MMA_PAD) * 2)

@@ -92,7 +92,7 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 /// The dynamic shared memory a kernel is launched with, opted in at load where it is above the
 /// 48 KB a launch may use without: the T-input tensor-core products (kernels/linear_mma.cu
 /// MMA_T_SMEM_BYTES: 4 stages of an A tile and a W tile of 128 rows x 32 k, rows padded to 40;
-/// MMA_T_SMEM_BYTES_SMALL: 5 stages of 64 rows x 64 k, rows padded to 72).
+/// MMA_T_SMEM_BYTES_SMALL: 4 stages of 64 rows x 64 k, rows padded to 72).
 pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
     if entry.starts_with("linear_forward_mma64_") {
         Some(MMA_T_SMEM_SMALL)
@@ -103,7 +103,7 @@ pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
 
 /// kernels/linear_mma.cu MMA_T_SMEM_BYTES and MMA_T_SMEM_BYTES_SMALL.
 pub(super) const MMA_T_SMEM: usize = 2 * 4 * 128 * (32 + 8) * 2;
-pub(super) const MMA_T_SMEM_SMALL: usize = 2 * 5 * 64 * (64 + 8) * 2;
+pub(super) const MMA_T_SMEM_SMALL: usize = 2 * 4 * 64 * (64 + 8) * 2;
 
 /// Modules that need a minimum compute capability; below it they are not loaded and the
 /// launchers use the portable kernels.
