@@ -34,7 +34,7 @@
 // of q/k/v coalesced (a warp reads 64 consecutive floats of one key row) and rounds to T.
 //
 // Version 1 (correctness first): one stage; staging and math alternate with two barriers per
-// key tile. Next: prefetch the next tile into registers (or cp.async once q/k/v are stored as T
+// key tile. With T inputs the first tile's loads are issued with the mask scan (v1.22). Next: prefetch the next tile into registers (or cp.async once q/k/v are stored as T
 // by the QKV epilogue), ldmatrix, 128-row blocks for long sequences.
 #include "mma.cuh"
 
@@ -55,27 +55,48 @@ template <typename T, typename I> __device__ __forceinline__ unsigned pair_of(co
     return bits_of<T>(p[0]) | (bits_of<T>(p[1]) << 16);
 }
 
-// Stages the key tile j0..j0+63 of T inputs with 16-byte rows: K as 4 16-byte copies per thread
-// (8 elements = 4 words of Ks), V as 2 (key pair, 8 d) items per thread, each two 16-byte loads
-// (rows 2p, 2p + 1) interleaved into 8 words (V[2p][d] low, V[2p+1][d] high). The same words
-// the element-wise staging stores; zero past the length L.
+// The key tile j0..j0+63 of T inputs with 16-byte rows, in registers: K as 4 16-byte loads per
+// thread (8 elements = 4 words of Ks), V as 2 (key pair, 8 d) items per thread, each two 16-byte
+// loads (rows 2p, 2p + 1). Rows at or past `limit` are not read (zero).
+struct KvTile {
+    uint4 k[4], vlo[2], vhi[2];
+};
 template <typename I>
-__device__ __forceinline__ void stage_kv_vec(unsigned (*Ks)[FA_KROW], unsigned (*Vs)[FA_VROW],
-                                             const I *kb, const I *vb, int j0, int L, int ld) {
+__device__ __forceinline__ void load_kv_vec(KvTile &r, const I *kb, const I *vb, int j0, int limit,
+                                            int ld) {
     const int tid = threadIdx.x;
 #pragma unroll
     for (int e = 0; e < (FA_BK * FA_D / 8) / (FA_WARPS * 32); e++) { // 4
         const int idx = tid + e * FA_WARPS * 32, key = idx >> 3, ch = idx & 7, j = j0 + key;
-        uint4 x = make_uint4(0u, 0u, 0u, 0u);
-        if (j < L) x = *reinterpret_cast<const uint4 *>(kb + (long long)j * ld + 8 * ch);
-        *reinterpret_cast<uint4 *>(&Ks[key][4 * ch]) = x;
+        r.k[e] = make_uint4(0u, 0u, 0u, 0u);
+        if (j < limit) r.k[e] = *reinterpret_cast<const uint4 *>(kb + (long long)j * ld + 8 * ch);
     }
 #pragma unroll
     for (int e = 0; e < (FA_BK / 2 * FA_D / 8) / (FA_WARPS * 32); e++) { // 2
         const int idx = tid + e * FA_WARPS * 32, p = idx >> 3, ch = idx & 7, j = j0 + 2 * p;
-        uint4 lo = make_uint4(0u, 0u, 0u, 0u), hi = lo;
-        if (j < L) lo = *reinterpret_cast<const uint4 *>(vb + (long long)j * ld + 8 * ch);
-        if (j + 1 < L) hi = *reinterpret_cast<const uint4 *>(vb + (long long)(j + 1) * ld + 8 * ch);
+        r.vlo[e] = r.vhi[e] = make_uint4(0u, 0u, 0u, 0u);
+        if (j < limit) r.vlo[e] = *reinterpret_cast<const uint4 *>(vb + (long long)j * ld + 8 * ch);
+        if (j + 1 < limit)
+            r.vhi[e] = *reinterpret_cast<const uint4 *>(vb + (long long)(j + 1) * ld + 8 * ch);
+    }
+}
+
+// Stores a loaded tile into Ks and Vs, zero past the length L: K's words as loaded, V's
+// interleaved into 8 words per item (V[2p][d] low, V[2p+1][d] high). The same words the
+// element-wise staging stores.
+__device__ __forceinline__ void store_kv(unsigned (*Ks)[FA_KROW], unsigned (*Vs)[FA_VROW],
+                                         const KvTile &r, int j0, int L) {
+    const int tid = threadIdx.x;
+    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+    for (int e = 0; e < (FA_BK * FA_D / 8) / (FA_WARPS * 32); e++) {
+        const int idx = tid + e * FA_WARPS * 32, key = idx >> 3, ch = idx & 7;
+        *reinterpret_cast<uint4 *>(&Ks[key][4 * ch]) = j0 + key < L ? r.k[e] : zero;
+    }
+#pragma unroll
+    for (int e = 0; e < (FA_BK / 2 * FA_D / 8) / (FA_WARPS * 32); e++) {
+        const int idx = tid + e * FA_WARPS * 32, p = idx >> 3, ch = idx & 7, j = j0 + 2 * p;
+        const uint4 lo = j < L ? r.vlo[e] : zero, hi = j + 1 < L ? r.vhi[e] : zero;
         const unsigned l[4] = {lo.x, lo.y, lo.z, lo.w}, u[4] = {hi.x, hi.y, hi.z, hi.w};
         unsigned w[8];
 #pragma unroll
@@ -107,6 +128,20 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
     const int H = A * FA_D;
     const float masked = -3.402823466e38f; // -FLT_MAX, MASKED of reference.rs
     const float *mrow = mask + (long long)b * S;
+    const long long seq = (long long)b * S;
+    const I *kb = k + seq * ld + h * FA_D, *vb = v + seq * ld + h * FA_D;
+    // T inputs with 16-byte aligned rows (ld % 8 == 0: every fused QKV output) are read in
+    // 16-byte (K, V) and 4-byte (Q) loads: the 2-byte loads, 8 in flight per thread, made a
+    // tile cost ~8 L2 round trips (ncu at b1/s128 on an H200: 12.4 us for 24 blocks).
+    const bool vec = sizeof(I) == 2 && ld % 8 == 0 &&
+                     ((reinterpret_cast<unsigned long long>(q) | reinterpret_cast<unsigned long long>(k) |
+                       reinterpret_cast<unsigned long long>(v)) & 15) == 0;
+    // The first key tile's loads go out with the mask's (rows below S: inside the sequence);
+    // the rows past the length, known only after the scan, are zeroed as the tile is stored.
+    // A row then costs one memory latency before its first product instead of two.
+    KvTile first;
+    if constexpr (sizeof(I) == 2)
+        if (vec) load_kv_vec(first, kb, vb, 0, S, ld);
 
     // The sequence's length: 1 + the last key whose mask is above MASKED (0 if all are masked).
     float last = -1.0f;
@@ -117,16 +152,11 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
     __syncthreads();
     int L = (int)fmaxf(fmaxf(last_s[0], last_s[1]), fmaxf(last_s[2], last_s[3])) + 1;
     if (L == 0) L = S; // every key masked: uniform weights over all S keys, as the reference
+    if constexpr (sizeof(I) == 2)
+        if (vec) store_kv(Ks, Vs, first, 0, L); // the loop's first barrier publishes it
 
     // This warp's 16 query rows as A fragments, rounded to T: qa[kk] covers d = 16kk..16kk+15.
     const int r0 = blockIdx.x * FA_BQ + warp * 16 + group, r1 = r0 + 8;
-    const long long seq = (long long)b * S;
-    // T inputs with 16-byte aligned rows (ld % 8 == 0: every fused QKV output) are read in
-    // 16-byte (K, V) and 4-byte (Q) loads: the 2-byte loads, 8 in flight per thread, made a
-    // tile cost ~8 L2 round trips (ncu at b1/s128 on an H200: 12.4 us for 24 blocks).
-    const bool vec = sizeof(I) == 2 && ld % 8 == 0 &&
-                     ((reinterpret_cast<unsigned long long>(q) | reinterpret_cast<unsigned long long>(k) |
-                       reinterpret_cast<unsigned long long>(v)) & 15) == 0;
     unsigned qa[4][4];
     {
         const I *q0 = q + (seq + r0) * ld + h * FA_D, *q1 = q + (seq + r1) * ld + h * FA_D;
@@ -158,11 +188,14 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
         // zero V row times weight 0 adds 0 (a stale or NaN one would not). 16 words per thread
         // each, unrolled 8 at a time: fully unrolled, the kernel took 168-186 registers (2-3
         // blocks per SM); this way 128 (4 blocks, 16 warps), with 16 loads still in flight.
-        const I *kb = k + seq * ld + h * FA_D, *vb = v + seq * ld + h * FA_D;
         bool staged = false;
         if constexpr (sizeof(I) == 2) {
             if (vec) {
-                stage_kv_vec(Ks, Vs, kb, vb, j0, L, ld);
+                if (j0 > 0) {
+                    KvTile next;
+                    load_kv_vec(next, kb, vb, j0, L, ld);
+                    store_kv(Ks, Vs, next, j0, L);
+                }
                 staged = true;
             }
         }
