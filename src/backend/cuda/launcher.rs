@@ -114,18 +114,34 @@ impl PdlArgs<'_> {
     }
 }
 
-// Each argument type the launchers pass: cudarc's own push, or its value for cuLaunchKernelEx.
-unsafe impl<'a, 'b: 'a, T> PushKernelArg<&'b CudaSlice<T>> for Launch<'a> {
-    fn arg(&mut self, s: &'b CudaSlice<T>) -> &mut Self {
+impl<'a> Launch<'a> {
+    /// One argument: `plain` pushes it to cudarc's builder, `value` gives its 8-byte slot.
+    fn either(
+        &mut self,
+        plain: impl FnOnce(&mut LaunchArgs<'a>),
+        value: impl FnOnce(&CudaStream) -> u64,
+    ) -> &mut Self {
         match self {
-            Launch::Plain(b) => {
-                b.arg(s);
-            }
+            Launch::Plain(b) => plain(b),
             Launch::Pdl(p) => {
-                p.push(s.device_ptr(p.stream).0);
+                let v = value(p.stream);
+                p.push(v);
             }
         }
         self
+    }
+}
+
+// Each argument type the launchers pass: buffers as their device address, scalars as the bytes of
+// their C type, low bytes first.
+unsafe impl<'a, 'b: 'a, T> PushKernelArg<&'b CudaSlice<T>> for Launch<'a> {
+    fn arg(&mut self, s: &'b CudaSlice<T>) -> &mut Self {
+        self.either(
+            |b| {
+                b.arg(s);
+            },
+            |st| s.device_ptr(st).0,
+        )
     }
 }
 
@@ -136,7 +152,8 @@ unsafe impl<'a, 'b: 'a, T> PushKernelArg<&'b mut CudaSlice<T>> for Launch<'a> {
                 b.arg(s);
             }
             Launch::Pdl(p) => {
-                p.push(s.device_ptr_mut(p.stream).0);
+                let v = s.device_ptr_mut(p.stream).0;
+                p.push(v);
             }
         }
         self
@@ -145,32 +162,25 @@ unsafe impl<'a, 'b: 'a, T> PushKernelArg<&'b mut CudaSlice<T>> for Launch<'a> {
 
 unsafe impl<'a, 'b: 'a, 'c: 'b, T> PushKernelArg<&'b CudaView<'c, T>> for Launch<'a> {
     fn arg(&mut self, s: &'b CudaView<'c, T>) -> &mut Self {
-        match self {
-            Launch::Plain(b) => {
+        self.either(
+            |b| {
                 b.arg(s);
-            }
-            Launch::Pdl(p) => {
-                p.push(s.device_ptr(p.stream).0);
-            }
-        }
-        self
+            },
+            |st| s.device_ptr(st).0,
+        )
     }
 }
 
-/// Scalars: `$bits` turns the value into the bytes of its C type, low bytes first.
 macro_rules! scalar_arg {
     ($t:ty, $bits:expr) => {
         unsafe impl<'a, 'b: 'a> PushKernelArg<&'b $t> for Launch<'a> {
             fn arg(&mut self, v: &'b $t) -> &mut Self {
-                match self {
-                    Launch::Plain(b) => {
+                self.either(
+                    |b| {
                         b.arg(v);
-                    }
-                    Launch::Pdl(p) => {
-                        p.push($bits(*v));
-                    }
-                }
-                self
+                    },
+                    |_| $bits(*v),
+                )
             }
         }
     };
