@@ -212,5 +212,11 @@ LINEAR_MMA64(linear_forward_mma64_bf16_from_bf16, bf16, float, bf16)
 LINEAR_MMA64(linear_forward_mma64_f16_from_f16, f16, float, f16)
 LINEAR_MMA64(linear_forward_mma64_bf16_from_bf16_to_bf16, bf16, bf16, bf16)
 LINEAR_MMA64(linear_forward_mma64_f16_from_f16_to_f16, f16, f16, f16)
+// 128x128 tiles taking k 64 at a time (TileLargeK64, 110 KB): the ALBERT_CUDA_K64=1 experiment.
+#define LINEAR_MMA_K64(NAME, T, O, I) LINEAR_MMA_TILED(NAME, TileLargeK64, MMA_THREADS, T, O, I)
+LINEAR_MMA_K64(linear_forward_mma_k64_bf16_from_bf16, bf16, float, bf16)
+LINEAR_MMA_K64(linear_forward_mma_k64_f16_from_f16, f16, float, f16)
+LINEAR_MMA_K64(linear_forward_mma_k64_bf16_from_bf16_to_bf16, bf16, bf16, bf16)
+LINEAR_MMA_K64(linear_forward_mma_k64_f16_from_f16_to_f16, f16, f16, f16)
 
 #endif // sm_80+

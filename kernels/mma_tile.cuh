@@ -32,6 +32,10 @@ template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int BK_, int STAGES_T_> 
     static_assert(MMA_SPLIT_K % TILE_K == 0, "split-K shares are whole k tiles");
 };
 typedef MmaTile<128, 128, 2, 4, MMA_BK, MMA_STAGES_T> TileLarge;           // 256 threads, warp 64x32
+// An experiment (ALBERT_CUDA_K64=1, linear_t.rs): the 128x128 T-input tile taking k 64 at a time in
+// 3 stages (110,592 B: sm_80/90 only, over the 99 KB of sm_86/89), half the barriers and loop
+// overhead per mma, as v1.14 did for the 64x64 tile.
+typedef MmaTile<128, 128, 2, 4, MMA_BK_SMALL, 3> TileLargeK64;
 typedef MmaTile<64, 64, 2, 2, MMA_BK_SMALL, MMA_STAGES_SMALL> TileSmall; // 128 threads, warp 32x32
 #define MMA_THREADS 256                    // TileLarge::NTHREADS (launch bounds)
 #define MMA_THREADS_SMALL 128              // TileSmall::NTHREADS
@@ -39,6 +43,8 @@ typedef MmaTile<64, 64, 2, 2, MMA_BK_SMALL, MMA_STAGES_SMALL> TileSmall; // 128 
 // both fit the 99 KB a block may opt into on sm_86/89).
 #define MMA_T_SMEM_BYTES (2 * MMA_STAGES_T * 128 * (MMA_BK + MMA_PAD) * 2)
 #define MMA_T_SMEM_BYTES_SMALL (2 * MMA_STAGES_SMALL * 64 * (MMA_BK_SMALL + MMA_PAD) * 2)
+#define MMA_T_SMEM_BYTES_K64 (2 * 3 * 128 * (MMA_BK_SMALL + MMA_PAD) * 2)
+static_assert(MMA_T_SMEM_BYTES_K64 == TileLargeK64::T_SMEM, "kernels.rs MMA_T_SMEM_K64 mirrors it");
 static_assert(MMA_T_SMEM_BYTES == TileLarge::T_SMEM && MMA_T_SMEM_BYTES_SMALL == TileSmall::T_SMEM,
               "kernels.rs MMA_T_SMEM* mirror these");
 

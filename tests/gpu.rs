@@ -165,6 +165,7 @@ mod tests {
             ),
             ("graphs_off_runs_eagerly", graphs_off_runs_eagerly),
             ("pdl_matches_plain_launches", pdl_matches_plain_launches),
+            ("k64_products_match_k32", k64_products_match_k32),
         ]
     }
 
@@ -1316,6 +1317,37 @@ mod tests {
                 "{dtype}: graphs {}",
                 pdl.graph_status()
             );
+        }
+    }
+
+    /// The ALBERT_CUDA_K64 experiment (128x128 T-input products taking k 64 per tile): the same
+    /// bits as the default kernels through the whole model at albert-base sizes, b32 (128x128
+    /// tiles, split-K FFN output) and b8. Skipped where the 110 KB kernels did not load.
+    fn k64_products_match_k32(_dev: &Ctx) {
+        let model = Albert::synthetic(albert::AlbertConfig::base_v2(), albert::Head::Model, 29);
+        let vocab = model.config.vocab_size;
+        for dtype in [DType::BF16, DType::F16] {
+            let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+            let mut k64 = CudaAlbert::new(&model, 0, dtype).unwrap();
+            k64.dev.k64 = true;
+            let t = dtype.name();
+            if !k64
+                .dev
+                .kernels
+                .has(&format!("linear_forward_mma_k64_{t}_from_{t}"))
+            {
+                println!(
+                    "  {dtype}: the k-64 kernels did not load (110 KB of shared memory), skipped"
+                );
+                continue;
+            }
+            let mut r = Rng::new(31);
+            for (rows, s) in [(32, 128), (8, 100)] {
+                let inputs = random_inputs(&mut r, rows, s, vocab);
+                let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+                let got = k64.forward(&inputs, ForwardOptions::default()).unwrap();
+                same_bits(&format!("k64 {dtype} R={rows} S={s}"), &got, &want);
+            }
         }
     }
 

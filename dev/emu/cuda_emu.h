@@ -317,14 +317,17 @@ constexpr unsigned char kPoison = 0xff; // 0xffffffff is a NaN as float and doub
 
 // cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes): the opt-in a
 // launch above 48 KB of dynamic shared memory needs (the engine sets it when it loads the kernel).
-// 99 KB is the smallest limit of the sm_80+ devices the tensor-core kernels run on (sm_86/89).
+// 99 KB is the smallest limit of the sm_80+ devices the tensor-core kernels run on (sm_86/89);
+// a kernel meant only for sm_80 (163 KB) and sm_90 (227 KB), which the engine goes without
+// elsewhere, passes its device's limit.
 inline std::map<const void *, size_t> &smem_opt_in() {
     static std::map<const void *, size_t> m;
     return m;
 }
-template <typename... P> bool opt_in_dynamic_smem(void (*kernel)(P...), size_t bytes) {
-    if (bytes > 99 * 1024) {
-        report("dynamic shared memory opt-in above 99 KB (sm_86/sm_89 refuse it)");
+template <typename... P>
+bool opt_in_dynamic_smem(void (*kernel)(P...), size_t bytes, size_t device_limit = 99 * 1024) {
+    if (bytes > device_limit) {
+        report("dynamic shared memory opt-in above the device's limit (99 KB: sm_86/sm_89)");
         return false;
     }
     smem_opt_in()[reinterpret_cast<const void *>(kernel)] = bytes;

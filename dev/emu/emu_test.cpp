@@ -1042,6 +1042,39 @@ static void test_embeddings_project(void (*fused)(float *, T *, const int *, con
     record_rounded(name + " out_t", sh, out_t, out.ptr(), mn, okf);
 }
 
+// linear_forward_mma_k64_* (the ALBERT_CUDA_K64 experiment: 128x128 tiles, k 64 per tile, 3
+// stages, 110,592 B) against the k-32 128x128 kernels: bit for bit (the same chain of 16-k mma
+// steps), split into `splits` f32 partials or not, and its T output == its f32 output rounded.
+template <typename T>
+static void test_linear_k64(void (*k32)(float *, const T *, const T *, const float *, int, int, int, int),
+                            void (*k64)(float *, const T *, const T *, const float *, int, int, int, int),
+                            void (*k64_to)(T *, const T *, const T *, const float *, int, int, int, int),
+                            int M, int K, int N, int act, int splits) {
+    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
+    std::vector<T> inp(size_t(M) * K), w(size_t(N) * K);
+    for (auto &x : inp) x = store<T>(uni(-2.0f, 2.0f));
+    for (auto &x : w) x = store<T>(uni(-ws, ws));
+    std::vector<float> bias = rand_vec(N, -0.5f, 0.5f);
+    const size_t mn = size_t(M) * N * splits;
+    const dim3 grid((N + 127) / 128, (M + 127) / 128, splits);
+    const std::string t = tname<T>(),
+                      sh = shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}, {"splits", splits}});
+    OutBuf want(mn), got(mn);
+    bool ok = emu::launch(k32, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES, want.ptr(), inp.data(),
+                          w.data(), bias.data(), M, K, N, act);
+    ok &= emu::launch(k64, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES_K64, got.ptr(), inp.data(),
+                      w.data(), bias.data(), M, K, N, act);
+    std::vector<double> same(mn);
+    for (size_t i = 0; i < mn; i++) same[i] = want[i];
+    record("linear_forward_mma_k64_" + t + "_from_" + t + " == k 32", sh, got, same, ok, 0.0);
+    if (splits > 1) return;
+    std::vector<T> got_t(mn, T{0xffff});
+    const bool ok_t = emu::launch(k64_to, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES_K64,
+                                  got_t.data(), inp.data(), w.data(), bias.data(), M, K, N, act);
+    record_rounded("linear_forward_mma_k64_" + t + "_from_" + t + "_to_" + t, sh, got_t, got.ptr(), mn,
+                   ok && ok_t);
+}
+
 static void test_mma(bool quick) {
     // As the engine does when it loads them (kernels.rs): the T-input products' 80 KB.
     emu::opt_in_dynamic_smem(linear_forward_mma_bf16_from_bf16, MMA_T_SMEM_BYTES);
@@ -1052,6 +1085,10 @@ static void test_mma(bool quick) {
     emu::opt_in_dynamic_smem(linear_forward_mma64_f16_from_f16, MMA_T_SMEM_BYTES_SMALL);
     emu::opt_in_dynamic_smem(linear_forward_mma64_bf16_from_bf16_to_bf16, MMA_T_SMEM_BYTES_SMALL);
     emu::opt_in_dynamic_smem(linear_forward_mma64_f16_from_f16_to_f16, MMA_T_SMEM_BYTES_SMALL);
+    emu::opt_in_dynamic_smem(linear_forward_mma_k64_bf16_from_bf16, MMA_T_SMEM_BYTES_K64, 227 * 1024); // sm_90
+    emu::opt_in_dynamic_smem(linear_forward_mma_k64_f16_from_f16, MMA_T_SMEM_BYTES_K64, 227 * 1024); // sm_90
+    emu::opt_in_dynamic_smem(linear_forward_mma_k64_bf16_from_bf16_to_bf16, MMA_T_SMEM_BYTES_K64, 227 * 1024); // sm_90
+    emu::opt_in_dynamic_smem(linear_forward_mma_k64_f16_from_f16_to_f16, MMA_T_SMEM_BYTES_K64, 227 * 1024); // sm_90
     test_mma_unit<bf16>(true);
     test_mma_unit<f16>(true);
     test_mma_unit<bf16>(false);
@@ -1110,6 +1147,14 @@ static void test_mma(bool quick) {
     // of 2 (the last empty), the last chunk partial.
     tiles_bf16(20, 3072, 72, 0, 4);
     tiles_f16(70, 328, 65, 0, 4);
+    // The k-64 128x128 kernels: ragged M, N (two block rows/columns), K = 136 (a partial last k
+    // tile), K = 77 (plain stores), act 2 and 12; split-K 4 at K = 328.
+    test_linear_k64<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma_k64_bf16_from_bf16,
+                          linear_forward_mma_k64_bf16_from_bf16_to_bf16, 130, 136, 200, 2, 1);
+    test_linear_k64<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma_k64_f16_from_f16,
+                         linear_forward_mma_k64_f16_from_f16_to_f16, 33, 77, 129, 12, 1);
+    test_linear_k64<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma_k64_bf16_from_bf16,
+                          linear_forward_mma_k64_bf16_from_bf16_to_bf16, 70, 328, 65, 0, 4);
     test_embeddings_project<bf16>(embeddings_project_bf16, embeddings_forward_bf16,
                                   linear_forward_mma64_bf16_from_bf16, 70, 64, 200);
     test_embeddings_project<f16>(embeddings_project_f16, embeddings_forward_f16,

@@ -28,6 +28,9 @@ pub struct CudaDevice {
     /// whose kernels all wait for their predecessor (`Kernels::wait_for_previous_kernel`).
     /// Off by default until measured on a GPU (notes/gpu.md v1.18).
     pub pdl: bool,
+    /// The 128x128 T-input products take k 64 per tile (ALBERT_CUDA_K64=1, an experiment:
+    /// notes/gpu.md v1.23); used where those kernels loaded (110 KB of shared memory).
+    pub k64: bool,
 }
 
 /// Why CUDA cannot be used here, or `Ok` with the number of devices.
@@ -79,6 +82,7 @@ impl CudaDevice {
             .max(1) as usize;
         let pdl = std::env::var("ALBERT_CUDA_PDL").is_ok_and(|v| v == "1")
             && kernels.wait_for_previous_kernel();
+        let k64 = std::env::var("ALBERT_CUDA_K64").is_ok_and(|v| v == "1");
         Ok(CudaDevice {
             ctx,
             stream,
@@ -89,6 +93,7 @@ impl CudaDevice {
             tensor_cores,
             sm_count,
             pdl,
+            k64,
         })
     }
 

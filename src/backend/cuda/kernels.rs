@@ -85,6 +85,10 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_mma64_f16_from_f16",
             "linear_forward_mma64_bf16_from_bf16_to_bf16",
             "linear_forward_mma64_f16_from_f16_to_f16",
+            "linear_forward_mma_k64_bf16_from_bf16",
+            "linear_forward_mma_k64_f16_from_f16",
+            "linear_forward_mma_k64_bf16_from_bf16_to_bf16",
+            "linear_forward_mma_k64_f16_from_f16_to_f16",
         ],
     ),
 ];
@@ -96,6 +100,8 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
     if entry.starts_with("linear_forward_mma64_") {
         Some(MMA_T_SMEM_SMALL)
+    } else if entry.starts_with("linear_forward_mma_k64_") {
+        Some(MMA_T_SMEM_K64)
     } else {
         (entry.starts_with("linear_forward_mma_") && entry.contains("_from_")).then_some(MMA_T_SMEM)
     }
@@ -104,6 +110,9 @@ pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
 /// kernels/linear_mma.cu MMA_T_SMEM_BYTES and MMA_T_SMEM_BYTES_SMALL.
 pub(super) const MMA_T_SMEM: usize = 2 * 4 * 128 * (32 + 8) * 2;
 pub(super) const MMA_T_SMEM_SMALL: usize = 2 * 4 * 64 * (64 + 8) * 2;
+/// kernels/mma_tile.cuh MMA_T_SMEM_BYTES_K64: 3 stages of 128 rows x 64 k (the ALBERT_CUDA_K64
+/// experiment; more than sm_86/89 allow a block, where the kernels are then not loaded).
+pub(super) const MMA_T_SMEM_K64: usize = 2 * 3 * 128 * (64 + 8) * 2;
 
 /// Modules that need a minimum compute capability; below it they are not loaded and the
 /// launchers use the portable kernels.

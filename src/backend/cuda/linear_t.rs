@@ -242,8 +242,13 @@ impl CudaDevice {
             _ => format!("_to_{t}"),
         };
         let tile = self.product_tile(inp.dtype(), (m, n), splits);
-        let size = if tile == MMA_TILE { "" } else { "64" };
-        let name = format!("linear_forward_mma{size}_{t}{from}{to}");
+        let k64 = format!("linear_forward_mma_k64_{t}{from}{to}");
+        let name = match tile {
+            // The k-64 128x128 kernel (ALBERT_CUDA_K64=1): the same bits, T inputs only.
+            MMA_TILE if self.k64 && !from.is_empty() && self.kernels.has(&k64) => k64,
+            MMA_TILE => format!("linear_forward_mma_{t}{from}{to}"),
+            _ => format!("linear_forward_mma64_{t}{from}{to}"),
+        };
         let kn = name.as_str();
         self.check(kn, !(from.is_empty() && to.is_empty()), || {
             "both sides are f32: use linear_forward".into()
