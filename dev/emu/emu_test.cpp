@@ -882,17 +882,28 @@ static void test_linear_from_t(void (*f32_in)(float *, const float *, const T *,
 
 // linear_forward_mma_*_from_*_to_*: both activations stored as T (every encoder product when the
 // LayerNorms and the attention keep T copies): the _from_ kernel's f32 output, rounded.
+// Random operands of a product with T activations: inp [M, K] in [-2, 2], w [N, K] in
+// +-sqrt(3 / K) (outputs of order 1), bias [N] in [-0.5, 0.5], drawn in that order.
+template <typename T> struct TProduct {
+    std::vector<T> inp, w;
+    std::vector<float> bias;
+};
+template <typename T> static TProduct<T> t_product(int M, int K, int N) {
+    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
+    TProduct<T> p{std::vector<T>(size_t(M) * K), std::vector<T>(size_t(N) * K), {}};
+    for (auto &x : p.inp) x = store<T>(uni(-2.0f, 2.0f));
+    for (auto &x : p.w) x = store<T>(uni(-ws, ws));
+    p.bias = rand_vec(N, -0.5f, 0.5f);
+    return p;
+}
+
 template <typename T>
 static void test_linear_from_to_t(void (*t_in)(float *, const T *, const T *, const float *, int,
                                                int, int, int),
                                   void (*t_in_out)(T *, const T *, const T *, const float *, int,
                                                    int, int, int),
                                   int M, int K, int N, int act) {
-    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
-    std::vector<T> inp(size_t(M) * K), w(size_t(N) * K);
-    for (auto &x : inp) x = store<T>(uni(-2.0f, 2.0f));
-    for (auto &x : w) x = store<T>(uni(-ws, ws));
-    std::vector<float> bias = rand_vec(N, -0.5f, 0.5f);
+    auto [inp, w, bias] = t_product<T>(M, K, N);
     const dim3 grid((N + MMA_TILE - 1) / MMA_TILE, (M + MMA_TILE - 1) / MMA_TILE, 1);
     OutBuf f32_out(size_t(M) * N);
     bool ok = emu::launch(t_in, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES, f32_out.ptr(), inp.data(), w.data(),
@@ -916,11 +927,7 @@ static void test_linear_tiles(void (*large)(float *, const T *, const T *, const
                               void (*small)(float *, const T *, const T *, const float *, int, int, int, int),
                               void (*small_to)(T *, const T *, const T *, const float *, int, int, int, int),
                               int M, int K, int N, int act, int splits) {
-    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
-    std::vector<T> inp(size_t(M) * K), w(size_t(N) * K);
-    for (auto &x : inp) x = store<T>(uni(-2.0f, 2.0f));
-    for (auto &x : w) x = store<T>(uni(-ws, ws));
-    std::vector<float> bias = rand_vec(N, -0.5f, 0.5f);
+    auto [inp, w, bias] = t_product<T>(M, K, N);
     const size_t mn = size_t(M) * N;
     auto grid = [&](int tile, int z) { return dim3((N + tile - 1) / tile, (M + tile - 1) / tile, z); };
     const std::string t = tname<T>(), sh = shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}});
@@ -1050,11 +1057,7 @@ static void test_linear_k64(void (*k32)(float *, const T *, const T *, const flo
                             void (*k64)(float *, const T *, const T *, const float *, int, int, int, int),
                             void (*k64_to)(T *, const T *, const T *, const float *, int, int, int, int),
                             int M, int K, int N, int act, int splits) {
-    const float ws = std::sqrt(3.0f / float(std::max(K, 1)));
-    std::vector<T> inp(size_t(M) * K), w(size_t(N) * K);
-    for (auto &x : inp) x = store<T>(uni(-2.0f, 2.0f));
-    for (auto &x : w) x = store<T>(uni(-ws, ws));
-    std::vector<float> bias = rand_vec(N, -0.5f, 0.5f);
+    auto [inp, w, bias] = t_product<T>(M, K, N);
     const size_t mn = size_t(M) * N * splits;
     const dim3 grid((N + 127) / 128, (M + 127) / 128, splits);
     const std::string t = tname<T>(),
