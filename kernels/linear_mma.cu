@@ -32,7 +32,7 @@
 // chain of 16-k mma steps in the same order), the number of splits does: the scheduler picks it
 // from K alone, so a sequence's results do not depend on the batch it is in.
 // Tiles, staging, the warp's mma step and the epilogue: mma_tile.cuh.
-// Next: a wgmma + TMA version for sm_90a.
+// sm_90a: linear_wgmma.cu runs the same T-input products on wgmma (ALBERT_CUDA_WGMMA=1).
 #include "mma_tile.cuh"
 
 // mma.sync bf16/f16 needs sm_80; NVRTC compiling for an older device gets an empty module, and
@@ -69,14 +69,10 @@ __device__ void linear_forward_mma(O *__restrict__ out,            // [gridDim.z
     const int m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
     const unsigned short *wbits = reinterpret_cast<const unsigned short *>(weight);
     const unsigned short *abits = reinterpret_cast<const unsigned short *>(inp); // a_async only
-    // Split-K: this block's k tiles are t0 .. t1-1 (possibly none: it stores zeros), its
-    // output partial z; the bias goes into partial 0 only. Shares are counted in 64-k chunks,
-    // so both tile shapes split K at the same places.
-    const int all_tiles = (K + TK - 1) / TK, chunks = (K + MMA_SPLIT_K - 1) / MMA_SPLIT_K;
-    const int per = (chunks + gridDim.z - 1) / gridDim.z * (MMA_SPLIT_K / TK);
-    const int z = blockIdx.z, t0 = all_tiles < z * per ? all_tiles : z * per;
-    const int t1 = all_tiles < t0 + per ? all_tiles : t0 + per;
-    const int tiles = t1 - t0;
+    // Split-K: this block's k tiles are t0 .. t0 + tiles - 1 (KShare), its output partial z;
+    // the bias goes into partial 0 only.
+    const KShare<TK> share(K);
+    const int t0 = share.t0, tiles = share.tiles;
     out += (long long)blockIdx.z * M * N;
     if (blockIdx.z > 0) bias = nullptr;
     const bool vec_w = K % 8 == 0 && (reinterpret_cast<unsigned long long>(weight) & 15) == 0;

@@ -71,25 +71,30 @@ __device__ __forceinline__ void stage_tile_ragged(unsigned short (*buf)[TK + MMA
 // r, r + RSTEP, ...; per k tile only the k offset and the k bound change. (Recomputing row, k and
 // the 64-bit address per chunk and tile was ~100 of the ~215 instructions per k tile of the
 // 128x128 kernel: ncu had the integer pipe the busiest, 46%, at ~10 instructions per mma.)
-template <int ROWS, int TK, int NT> struct ChunkStager {
+// Stage layout: rows padded by MMA_PAD (ldmatrix, above), or with SW128 (TK = 64) the unpadded
+// 128-byte rows of wgmma's 128-byte swizzle (wgmma.cuh): chunk c of row r at chunk c ^ (r % 8),
+// which is the same for all of a thread's rows since RSTEP is a multiple of 8.
+template <int ROWS, int TK, int NT, bool SW128 = false> struct ChunkStager {
     static constexpr int CH = (ROWS * TK / 8) / NT, RSTEP = NT / (TK / 8);
+    static constexpr int PITCH = SW128 ? TK : TK + MMA_PAD; // elements per stage row
     static_assert(CH * NT == ROWS * TK / 8 && NT % (TK / 8) == 0, "whole chunks, one column");
+    static_assert(!SW128 || (TK == 64 && RSTEP % 8 == 0), "128-byte rows, one swizzle per thread");
     const unsigned short *src; // row r's chunk at k tile 0 (the matrix itself if r >= R)
     unsigned row_in;           // bit e: row r + e RSTEP is inside the matrix
     int kc, soff;              // k within the tile; element offset of chunk 0 in a tile
     long long rstride;         // RSTEP rows, in elements
 
     __device__ __forceinline__ ChunkStager(const unsigned short *bits, int r0, int R, int K) {
-        const int tid = threadIdx.x, r = tid / (TK / 8);
-        kc = (tid % (TK / 8)) * 8;
-        soff = r * (TK + MMA_PAD) + kc;
+        const int tid = threadIdx.x, r = tid / (TK / 8), c = tid % (TK / 8);
+        kc = c * 8;
+        soff = r * PITCH + (SW128 ? (c ^ (r % 8)) * 8 : kc);
         rstride = (long long)RSTEP * K;
         src = bits + (long long)(r0 + r) * K + kc;
         row_in = 0;
 #pragma unroll
         for (int e = 0; e < CH; e++) row_in |= (r0 + r + e * RSTEP < R ? 1u : 0u) << e;
     }
-    // Copies of k tile t into `tile` (a [ROWS][TK + MMA_PAD] stage); zero-filled outside the
+    // Copies of k tile t into `tile` (a [ROWS][PITCH] stage); zero-filled outside the
     // matrix (K % 8 == 0: a chunk is all in or all out). `bits` is any valid address.
     __device__ __forceinline__ void stage(unsigned short *tile, const unsigned short *bits, int t,
                                           int K) const {
@@ -98,8 +103,23 @@ template <int ROWS, int TK, int NT> struct ChunkStager {
         for (int e = 0; e < CH; e++) {
             const bool in = k_in && ((row_in >> e) & 1u);
             const unsigned short *g = src + e * rstride + t * TK;
-            cp_async16(tile + soff + e * RSTEP * (TK + MMA_PAD), in ? g : bits, in ? 16 : 0);
+            cp_async16(tile + soff + e * RSTEP * PITCH, in ? g : bits, in ? 16 : 0);
         }
+    }
+};
+
+// Split-K: block z of gridDim.z multiplies k tiles t0 .. t0 + tiles - 1 (possibly none: it then
+// stores zeros) of the all_tiles of TK; shares are counted in MMA_SPLIT_K chunks, so tiles of any
+// k split K at the same places.
+template <int TK> struct KShare {
+    int t0, tiles;
+    __device__ __forceinline__ explicit KShare(int K) {
+        const int all_tiles = (K + TK - 1) / TK, chunks = (K + MMA_SPLIT_K - 1) / MMA_SPLIT_K;
+        const int per = (chunks + gridDim.z - 1) / gridDim.z * (MMA_SPLIT_K / TK);
+        const int z = blockIdx.z;
+        t0 = all_tiles < z * per ? all_tiles : z * per;
+        const int t1 = all_tiles < t0 + per ? all_tiles : t0 + per;
+        tiles = t1 - t0;
     }
 };
 

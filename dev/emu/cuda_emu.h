@@ -20,6 +20,10 @@
 //    which the tests check.
 //  * mma.sync.m16n8k16 (bf16/f16 -> f32) is a warp-collective exchange of the fragments through
 //    the same checked warp barrier: see mma_emu.h, included at the end.
+//  * wgmma.mma_async (sm_90a, m64nNk16 from shared-memory descriptors) runs at the wait_group
+//    that retires it, through a checked barrier of the warpgroup's 128 threads: wgmma_emu.h.
+//    Dynamic shared memory has emulated .shared addresses (smem_u32) for its descriptors, and
+//    starts 528 bytes past a 1024-byte boundary (16-byte aligned as CUDA promises, no more).
 //  * cp.async copies run when the issuing thread waits for their group (see "cp.async" below).
 //  * Emulated barriers and shuffles are full memory fences between the participants, so a
 //    missing barrier only shows when the schedule happens to expose it. Build with
@@ -211,22 +215,62 @@ struct Warp {
     explicit Warp(unsigned first) : group(32, "warp", first) {}
 };
 
+// The 4 warps of a warpgroup (threads 128 g .. 128 g + 127), for wgmma (wgmma_emu.h): a barrier
+// of its 128 threads and a double-buffered exchange of their two descriptors.
+struct Warpgroup {
+    Group group;
+    std::atomic<uint64_t> desc_xchg[2][128][2];
+    explicit Warpgroup(unsigned first) : group(128, "warpgroup", first) {}
+};
+
 struct Block {
     Group group;
     std::vector<std::unique_ptr<Warp>> warps;
+    std::vector<std::unique_ptr<Warpgroup>> warpgroups; // whole warpgroups only
     explicit Block(unsigned n) : group(n, "__syncthreads", 0) {
         for (unsigned w = 0; w < n / 32; w++) warps.push_back(std::make_unique<Warp>(w * 32));
+        for (unsigned g = 0; g < n / 128; g++) warpgroups.push_back(std::make_unique<Warpgroup>(g * 128));
     }
 };
 
 struct ThreadCtx { Block *block = nullptr; unsigned tid = 0; };
 inline thread_local ThreadCtx ctx;
 inline unsigned char *dyn_smem = nullptr; // the current launch's dynamic shared memory
+inline size_t dyn_smem_bytes = 0;
+// Dynamic shared memory starts at this many bytes past a 1024-byte boundary (host address and
+// emulated .shared address alike): 16-byte aligned as CUDA promises, and no more, so a kernel
+// that needs a coarser alignment (wgmma's 1024-byte swizzle atoms) must make it itself.
+constexpr size_t kSmemPhase = 528;
+// The .shared address of dynamic shared memory's first byte: congruent to the host address
+// modulo 1024, so that alignment worked out on a generic pointer holds for the address too.
+constexpr unsigned kSmemWindow = 1024 + kSmemPhase;
 
 inline void *dynamic_shared() { return dyn_smem; }
 
 inline Site site_of(const std::source_location &l) { return Site{l.file_name(), l.line()}; }
 
+} // namespace emu
+
+// A generic pointer into dynamic shared memory as a .shared address (mma.cuh smem_u32 on the
+// device), and back. Only dynamic shared memory has emulated addresses.
+inline unsigned smem_u32(const void *p) {
+    const auto *c = static_cast<const unsigned char *>(p);
+    if (!emu::dyn_smem || c < emu::dyn_smem || c > emu::dyn_smem + emu::dyn_smem_bytes) {
+        emu::report("smem_u32: pointer outside dynamic shared memory");
+        return 0;
+    }
+    return emu::kSmemWindow + unsigned(c - emu::dyn_smem);
+}
+namespace emu {
+// The host address of `bytes` bytes at .shared address `a`, or null (reported) outside.
+inline const unsigned char *smem_at(uint64_t a, size_t bytes, const char *what) {
+    if (a < kSmemWindow || a - kSmemWindow + bytes > dyn_smem_bytes) {
+        report(std::string(what) + ": shared address " + std::to_string(a) +
+               " outside dynamic shared memory");
+        return nullptr;
+    }
+    return dyn_smem + (a - kSmemWindow);
+}
 } // namespace emu
 
 // ---- barriers and warp intrinsics --------------------------------------------------------------
@@ -302,12 +346,38 @@ inline void cp_async_commit() {
     emu::cp_committed.push_back(std::move(emu::cp_open));
     emu::cp_open.clear();
 }
+namespace emu { inline thread_local bool cp_landed = false; } // for wgmma's proxy-fence check
 template <int N> inline void cp_async_wait() {
     while (emu::cp_committed.size() > size_t(N)) {
+        emu::cp_landed |= !emu::cp_committed.front().empty();
         emu::cp_run(emu::cp_committed.front());
         emu::cp_committed.erase(emu::cp_committed.begin());
     }
 }
+
+// ---- wgmma (sm_90a): per-thread state of the asynchronous warpgroup products ------------------
+// The operations themselves are in wgmma_emu.h; here is what launch() checks at thread exit.
+namespace emu {
+struct PendingWgmma {
+    float *d;                    // the thread's accumulators, N / 2 floats
+    unsigned n;                  // N of m64nNk16
+    uint64_t a, b;               // descriptors
+    float (*widen)(uint16_t);
+    std::vector<double> at_issue; // the thread's sums of products as shared memory held at issue
+};
+inline thread_local std::vector<PendingWgmma> wg_open;                   // issued, not committed
+inline thread_local std::vector<std::vector<PendingWgmma>> wg_committed; // groups, oldest first
+inline thread_local bool wg_fenced = false;       // wgmma_fence since the last wait
+inline void wgmma_check_exit() {
+    bool pending = !wg_open.empty();
+    for (const auto &g : wg_committed) pending |= !g.empty();
+    if (pending) report("wgmma still pending when the thread exited (missing wgmma_wait<0>)");
+    wg_open.clear();
+    wg_committed.clear();
+    wg_fenced = false;
+    cp_landed = false;
+}
+} // namespace emu
 
 // ---- launch ------------------------------------------------------------------------------------
 namespace emu {
@@ -355,13 +425,18 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
         report("dynamic shared memory above 48 KB without opt-in");
         return false;
     }
-    std::vector<unsigned char> smem(smem_bytes + 2 * kGuard);
+    // Guard bytes, then smem_bytes starting kSmemPhase past a 1024-byte boundary, then guard.
+    std::vector<unsigned char> buffer(smem_bytes + 2 * kGuard + 1024);
+    const size_t lead = (1024 + kSmemPhase - (uintptr_t(buffer.data()) + kGuard) % 1024) % 1024;
+    unsigned char *const guarded = buffer.data() + lead; // kGuard + smem_bytes + kGuard bytes
+    const size_t guarded_size = smem_bytes + 2 * kGuard;
+    dyn_smem_bytes = smem_bytes;
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
-                std::memset(smem.data(), kPoison, smem.size()); // undefined at block start
-                dyn_smem = smem.data() + kGuard;
-                EMU_GUARD(smem.data(), kGuard, true);
+                std::memset(guarded, kPoison, guarded_size); // undefined at block start
+                dyn_smem = guarded + kGuard;
+                EMU_GUARD(guarded, kGuard, true);
                 EMU_GUARD(dyn_smem + smem_bytes, kGuard, true);
                 Block blk(n);
                 std::vector<std::thread> threads;
@@ -375,22 +450,25 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
                         ctx = ThreadCtx{&blk, t};
                         std::apply(kernel, params); // each thread gets its own copy of the args
                         cp_check_exit();
+                        wgmma_check_exit();
                         blk.warps[t / 32]->group.exit();
                         blk.group.exit();
                     });
                 for (auto &th : threads) th.join();
-                EMU_GUARD(smem.data(), smem.size(), false);
+                EMU_GUARD(guarded, guarded_size, false);
                 for (size_t i = 0; i < kGuard; i++)
-                    if (smem[i] != kPoison || smem[kGuard + smem_bytes + i] != kPoison) {
+                    if (guarded[i] != kPoison || guarded[kGuard + smem_bytes + i] != kPoison) {
                         report("write outside dynamic shared memory (block " + std::to_string(bx) +
                                "," + std::to_string(by) + "," + std::to_string(bz) + ")");
                         break;
                     }
             }
     dyn_smem = nullptr;
+    dyn_smem_bytes = 0;
     return true;
 }
 
 } // namespace emu
 
-#include "mma_emu.h" // after emu::Warp
+#include "mma_emu.h"   // after emu::Warp
+#include "wgmma_emu.h" // after emu::Warpgroup

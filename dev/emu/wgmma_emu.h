@@ -1,0 +1,174 @@
+// wgmma_emu.h: sm_90a's asynchronous warpgroup products for the CPU emulator:
+//   wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}.{bf16,f16}  d, a-desc, b-desc, 1, 1, 1, 0, 0
+//   wgmma.fence / commit_group / wait_group, fence.proxy.async.shared::cta
+// Kernels call wgmma_k16<T, N>(d, a_desc, b_desc), wgmma_fence(), wgmma_commit(),
+// wgmma_wait<N>() and fence_proxy_async_shared() (kernels/wgmma.cuh). Included at the end of
+// cuda_emu.h (it needs emu::Warpgroup).
+//
+// Written from the PTX ISA ("Asynchronous Warpgroup Level Matrix Multiply-Accumulate", its
+// matrix-descriptor format and shared-memory layouts, and the register fragment of D for
+// m64nNk16), NOT from the kernel:
+//  * Descriptor: start address >> 4 in bits 0-13, leading byte offset >> 4 in 16-29, stride byte
+//    offset >> 4 in 32-45, base offset in 49-51, swizzle mode in 62-63. Modelled: swizzle mode 1
+//    (128 bytes) with base offset 0, operands K-major (imm-trans 0), whose 16 k (32 bytes) lie in
+//    one 128-byte row, so the leading byte offset is not used. Element (row r, k) of the operand
+//    (A: r = m, 64 rows; B: r = n, N rows) is at address start + (r / 8) * SBO + (r % 8) * 128 +
+//    2 k, with the 128-byte swizzle applied to the address bits: bits 4-6 ^= bits 7-9. Anything
+//    else is reported as not modelled.
+//  * D: lane l of warp w (of the warpgroup) holds d[4 j + i] = D[16 w + l / 4 + 8 (i / 2)][8 j +
+//    2 (l % 4) + i % 2], j = 0 .. N/8 - 1.
+//  * Numerics: as mma_emu.h's m16n8k16 (our choice; the ISA fixes neither order nor precision):
+//    per element the 16 products summed in double, D added in double, one rounding to float.
+//
+// Asynchrony: the product happens at the latest moment the ISA allows, the wait_group that
+// retires its group, reading shared memory and writing the accumulators then. A kernel that
+// reads the accumulators before the wait, or overwrites an operand's stage while a group reading
+// it is pending, therefore computes wrong values; the latter is also reported directly: each
+// product's sums are computed at issue too and must equal those at the wait. Also checked: all
+// 128 threads of the warpgroup issue from the same site with the same descriptors (`.aligned`,
+// "the same across all the warps"); wgmma_fence() before the first product after a wait (or at
+// the start); fence_proxy_async_shared() after this thread's cp.async copies landed and before
+// it issues a product reading shared memory (plain stores are not tracked); no product pending
+// when the thread exits (cuda_emu.h).
+#pragma once
+
+// kernels/wgmma.cuh declares these again for the host; the definitions are below.
+template <typename T, int N> void wgmma_k16(float (&d)[N / 8][4], unsigned long long a, unsigned long long b);
+
+namespace emu {
+
+// The .shared address of element (r, k) of a K-major operand with the 128-byte swizzle.
+inline uint64_t wgmma_address(uint64_t desc, unsigned r, unsigned k) {
+    const uint64_t start = (desc & 0x3fffu) << 4, sbo = ((desc >> 32) & 0x3fffu) << 4;
+    const uint64_t logical = start + (r / 8) * sbo + (r % 8) * 128 + 2 * k;
+    return logical ^ (((logical >> 7) & 7u) << 4);
+}
+
+inline bool wgmma_modelled(uint64_t desc) {
+    const unsigned swizzle = unsigned(desc >> 62), base_offset = unsigned(desc >> 49) & 7u;
+    if (swizzle == 1 && base_offset == 0) return true;
+    report("wgmma: descriptor with swizzle mode " + std::to_string(swizzle) + ", base offset " +
+           std::to_string(base_offset) + " is not modelled (only 128-byte swizzle, base offset 0)");
+    return false;
+}
+
+inline float wgmma_element(uint64_t desc, unsigned r, unsigned k, float (*widen)(uint16_t)) {
+    const unsigned char *p = smem_at(wgmma_address(desc, r, k), 2, "wgmma operand");
+    if (!p) return 0.0f;
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return widen(h);
+}
+
+// This thread's N / 2 sums of 16 products (the order of its accumulators).
+inline std::vector<double> wgmma_sums(const PendingWgmma &op) {
+    const unsigned lane = ctx.tid % 32, w = (ctx.tid % 128) / 32;
+    std::vector<double> s(op.n / 2);
+    for (unsigned i = 0; i < op.n / 2; i++) {
+        const unsigned j = i / 4, e = i % 4;
+        const unsigned row = 16 * w + lane / 4 + 8 * (e / 2), col = 8 * j + 2 * (lane % 4) + e % 2;
+        double sum = 0.0;
+        for (unsigned k = 0; k < 16; k++)
+            sum += double(wgmma_element(op.a, row, k, op.widen)) *
+                   double(wgmma_element(op.b, col, k, op.widen));
+        s[i] = sum;
+    }
+    return s;
+}
+
+inline void wgmma_retire(const PendingWgmma &op) {
+    const std::vector<double> now = wgmma_sums(op);
+    if (now != op.at_issue)
+        report("wgmma: an operand in shared memory changed between the product's issue and the "
+               "wait_group that retired it");
+    for (unsigned i = 0; i < op.n / 2; i++) op.d[i] = float(now[i] + double(op.d[i]));
+}
+
+inline Warpgroup *warpgroup_of_thread(const char *what) {
+    Block &b = *ctx.block;
+    if (ctx.tid / 128 >= b.warpgroups.size()) {
+        report(std::string(what) + ": thread outside a whole warpgroup (block size not a multiple of 128)");
+        return nullptr;
+    }
+    return b.warpgroups[ctx.tid / 128].get();
+}
+
+// The warpgroup-collective part of every wgmma instruction: all 128 threads arrive from the same
+// site (checked by the barrier), and for the product, with the same descriptors.
+inline void warpgroup_sync(const char *what, const void *ret_pc, uint64_t a = 0, uint64_t b = 0) {
+    Warpgroup *g = warpgroup_of_thread(what);
+    if (!g) return;
+    const unsigned member = ctx.tid % 128;
+    EMU_IGNORE_SYNC_BEGIN();
+    ignoring_sync++;
+    const unsigned buf = g->group.phase.load() & 1u;
+    g->desc_xchg[buf][member][0].store(a, std::memory_order_relaxed);
+    g->desc_xchg[buf][member][1].store(b, std::memory_order_relaxed);
+    g->group.wait(member, Site{what, unsigned(uintptr_t(ret_pc))});
+    if (g->desc_xchg[buf][0][0].load(std::memory_order_relaxed) != a ||
+        g->desc_xchg[buf][0][1].load(std::memory_order_relaxed) != b)
+        report(std::string(what) + ": descriptors differ across the warpgroup");
+    ignoring_sync--;
+    EMU_IGNORE_SYNC_END();
+}
+
+inline void wgmma_issue(float *d, unsigned n, uint64_t a, uint64_t b, float (*widen)(uint16_t),
+                        const void *ret_pc) {
+    warpgroup_sync("<wgmma.mma_async call, return pc>", ret_pc, a, b);
+    if (!wg_fenced) report("wgmma.mma_async without a wgmma.fence since the last wait_group");
+    if (cp_landed)
+        report("wgmma.mma_async after cp.async copies landed without fence.proxy.async.shared::cta");
+    if (!wgmma_modelled(a) || !wgmma_modelled(b)) return;
+    PendingWgmma op{d, n, a, b, widen, {}};
+    op.at_issue = wgmma_sums(op);
+    wg_open.push_back(std::move(op));
+}
+
+[[gnu::noinline]] static void wgmma_fence_at_caller() {
+    warpgroup_sync("<wgmma.fence call, return pc>", __builtin_return_address(0));
+    wg_fenced = true;
+}
+[[gnu::noinline]] static void wgmma_commit_at_caller() {
+    warpgroup_sync("<wgmma.commit_group call, return pc>", __builtin_return_address(0));
+    wg_committed.push_back(std::move(wg_open));
+    wg_open.clear();
+}
+[[gnu::noinline]] static void wgmma_wait_at_caller(size_t n) {
+    warpgroup_sync("<wgmma.wait_group call, return pc>", __builtin_return_address(0));
+    while (wg_committed.size() > n) {
+        for (const PendingWgmma &op : wg_committed.front()) wgmma_retire(op);
+        wg_committed.erase(wg_committed.begin());
+    }
+    wg_fenced = false;
+}
+template <int N>
+[[gnu::noinline]] static void wgmma_bf16_at_caller(float *d, uint64_t a, uint64_t b) {
+    wgmma_issue(d, N, a, b, widen_bf16, __builtin_return_address(0));
+}
+template <int N>
+[[gnu::noinline]] static void wgmma_f16_at_caller(float *d, uint64_t a, uint64_t b) {
+    wgmma_issue(d, N, a, b, widen_f16, __builtin_return_address(0));
+}
+
+} // namespace emu
+
+[[gnu::always_inline]] inline void wgmma_fence() { emu::wgmma_fence_at_caller(); }
+[[gnu::always_inline]] inline void wgmma_commit() { emu::wgmma_commit_at_caller(); }
+template <int N> [[gnu::always_inline]] inline void wgmma_wait() { emu::wgmma_wait_at_caller(size_t(N)); }
+inline void fence_proxy_async_shared() { emu::cp_landed = false; }
+template <> [[gnu::always_inline]] inline void wgmma_k16<bf16, 64>(float (&d)[8][4], unsigned long long a,
+                                                                   unsigned long long b) {
+    emu::wgmma_bf16_at_caller<64>(&d[0][0], a, b);
+}
+template <> [[gnu::always_inline]] inline void wgmma_k16<f16, 64>(float (&d)[8][4], unsigned long long a,
+                                                                  unsigned long long b) {
+    emu::wgmma_f16_at_caller<64>(&d[0][0], a, b);
+}
+template <> [[gnu::always_inline]] inline void wgmma_k16<bf16, 128>(float (&d)[16][4], unsigned long long a,
+                                                                    unsigned long long b) {
+    emu::wgmma_bf16_at_caller<128>(&d[0][0], a, b);
+}
+template <> [[gnu::always_inline]] inline void wgmma_k16<f16, 128>(float (&d)[16][4], unsigned long long a,
+                                                                   unsigned long long b) {
+    emu::wgmma_f16_at_caller<128>(&d[0][0], a, b);
+}
