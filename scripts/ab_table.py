@@ -6,18 +6,21 @@ import sys
 
 
 def p50s(path):
+    """{batch: (p50 ms, the products' kernels or None)} of the bf16 s128 lines."""
     out = {}
     for line in open(path):
         if line.startswith("{") and "gflops" in line:
             r = json.loads(line)
             if r["dtype"] == "bf16" and r["seq"] == 128:
-                out[r["batch"]] = r["p50_ms"]
+                out[r["batch"]] = (r["p50_ms"], r.get("cuda_products"))
     return out
 
 
 label, base, variant = sys.argv[1], p50s(sys.argv[2]), p50s(sys.argv[3])
 for b in sorted(variant):
+    ms, products = variant[b]
+    used = " [products: %s]" % products if products else ""
     if b in base:
-        print("%s: b%d/s128 bf16 %.3f ms, baseline %.3f ms (%.3fx)" % (label, b, variant[b], base[b], base[b] / variant[b]))
+        print("%s: b%d/s128 bf16 %.3f ms, baseline %.3f ms (%.3fx)%s" % (label, b, ms, base[b][0], base[b][0] / ms, used))
     else:
-        print("%s: b%d/s128 bf16 %.3f ms (no baseline)" % (label, b, variant[b]))
+        print("%s: b%d/s128 bf16 %.3f ms (no baseline)%s" % (label, b, ms, used))

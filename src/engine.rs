@@ -172,6 +172,16 @@ impl Engine {
         }
     }
 
+    /// Which kernels the GPU encoder's products run on (`CudaAlbert::products`); None off
+    /// the GPU.
+    pub fn products(&self) -> Option<&'static str> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => Some(m.products()),
+            _ => None,
+        }
+    }
+
     pub fn forward(&self, inputs: &Inputs, opts: ForwardOptions) -> Result<Outputs> {
         match self {
             Engine::Cpu(m) => m.forward(inputs, opts),

@@ -166,6 +166,11 @@ mod tests {
             ("graphs_off_runs_eagerly", graphs_off_runs_eagerly),
             ("pdl_matches_plain_launches", pdl_matches_plain_launches),
             ("k64_products_match_k32", k64_products_match_k32),
+            (
+                "wgmma_products_match_reference",
+                wgmma_products_match_reference,
+            ),
+            ("wgmma_model_batch_invariant", wgmma_model_batch_invariant),
         ]
     }
 
@@ -1026,6 +1031,14 @@ mod tests {
     /// products' tile shape changes no bits and the split-K count depends on K alone
     /// (linear_t.rs `output_splits`); a mutated comparison (row 4) must differ.
     fn batch_invariance_on_gpu(_dev: &Ctx) {
+        batch_invariance_with("", |model, dtype| {
+            Some(CudaAlbert::new(model, 0, dtype).unwrap())
+        });
+    }
+
+    /// batch_invariance_on_gpu's check for an engine from `engine` (None: skip that dtype);
+    /// `label` names its variant in the messages.
+    fn batch_invariance_with(label: &str, engine: impl Fn(&Albert, DType) -> Option<CudaAlbert>) {
         let cfg = albert::AlbertConfig::base_v2();
         let model = Albert::synthetic(cfg, albert::Head::Model, 11);
         let (len, rows, s, at) = (20usize, 32usize, 128usize, 3usize);
@@ -1048,7 +1061,9 @@ mod tests {
             hidden_states: true,
         };
         for dtype in DTYPES {
-            let gpu = CudaAlbert::new(&model, 0, dtype).unwrap();
+            let Some(gpu) = engine(&model, dtype) else {
+                continue;
+            };
             let a = gpu.forward(&alone, opts).unwrap();
             let b = gpu.forward(&batch, opts).unwrap();
             let h = 768;
@@ -1065,16 +1080,22 @@ mod tests {
                 assert_eq!(
                     row(ta, 0),
                     row(tb, at),
-                    "{dtype} {name}: the sentence alone and in a batch differ"
+                    "{label}{dtype} {name}: the sentence alone and in a batch differ"
                 );
-                assert_ne!(row(ta, 0), row(tb, at + 1), "{dtype} {name}: mutated row");
+                assert_ne!(
+                    row(ta, 0),
+                    row(tb, at + 1),
+                    "{label}{dtype} {name}: mutated row"
+                );
                 compared += 1;
             }
             assert!(
                 compared >= 13,
                 "{dtype}: only {compared} hidden-state tensors compared"
             );
-            println!("  {dtype}: {compared} tensors bit-identical alone and in a batch of {rows}");
+            println!(
+                "  {label}{dtype}: {compared} tensors bit-identical alone and in a batch of {rows}"
+            );
         }
     }
 
@@ -1347,6 +1368,147 @@ mod tests {
                 let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
                 let got = k64.forward(&inputs, ForwardOptions::default()).unwrap();
                 same_bits(&format!("k64 {dtype} R={rows} S={s}"), &got, &want);
+            }
+        }
+    }
+
+    /// A device whose T-input products run on wgmma (ALBERT_CUDA_WGMMA), or None (printed)
+    /// where kernels/linear_wgmma.cu did not load (it needs sm_90a).
+    fn wgmma_device() -> Option<Ctx> {
+        let mut wg = albert::backend::cuda::CudaDevice::open(0).unwrap();
+        wg.wgmma = true;
+        if wg.kernels.has("linear_forward_wgmma_bf16_from_bf16") {
+            return Some(wg);
+        }
+        let (major, minor) = wg.compute_capability;
+        let why = wg.kernels.origin.iter().find(|(m, _)| *m == "linear_wgmma");
+        println!("  skipped: linear_wgmma not loaded on sm_{major}{minor}: {why:?}");
+        None
+    }
+
+    /// The wgmma products (sm_90a) against the CPU reference with the same operand rounding
+    /// (1e-5, as every product), both tiles (64x64 where 128x128 leaves SMs idle), 9 k tiles
+    /// through the 6 stages, ragged
+    /// and albert-base shapes, a misaligned activation (plain staging), split-K; and whether
+    /// they give mma.sync's bits, printed: the emulator rounds both instructions' k16 steps
+    /// alike and says yes, the ISA does not promise it.
+    fn wgmma_products_match_reference(dev: &Ctx) {
+        let Some(wg) = wgmma_device() else {
+            return;
+        };
+        let mut r = Rng::new(41);
+        let shapes = [
+            (1, 1, 1, 0),
+            (3, 5, 7, 0),
+            (130, 33, 129, 0),
+            (70, 40, 200, 1),
+            (257, 520, 130, 0),
+            (37, 3072, 768, 0),
+            (128, 768, 2304, 0),
+            (2048, 520, 1152, 0), // 144 128x128 tiles: the large kernel on <= 144 SMs
+        ];
+        let (mut same, mut total) = (0usize, 0usize);
+        for dtype in [DType::BF16, DType::F16] {
+            for (i, &(m, k, n, skew)) in shapes.iter().enumerate() {
+                let act = [None, Some(Activation::Gelu), Some(Activation::Tanh)][i % 3];
+                let inp: Vec<f32> = r.vec(m * k, 2.0).iter().map(|&x| dtype.round(x)).collect();
+                let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
+                let bias = r.vec(n, 0.5);
+                let mut want = vec![0f32; m * n];
+                cpu::linear_forward(&mut want, &inp, &w, Some(&bias), m, k, n, dtype);
+                if let Some(a) = act {
+                    cpu::activation_forward(&mut want, a);
+                }
+                let padded: Vec<f32> = std::iter::repeat_n(0.0, skew).chain(inp).collect();
+                let what = format!("wgmma {dtype} [{m},{k}]x[{n},{k}] +{skew} {act:?}");
+                // The same product on `on` (wgmma or not), split into `splits` partials.
+                let run = |on: &Ctx, splits: usize| {
+                    let wd = DeviceMatrix::upload(on, &w, dtype).unwrap();
+                    let bias_d = up(on, &bias);
+                    let inp_t = DeviceMatrix::upload(on, &padded, dtype).unwrap();
+                    let view = inp_t.view(skew..);
+                    let mut out = poisoned(on, splits * m * n);
+                    match splits {
+                        1 => on.linear_forward_from(
+                            &mut out,
+                            &view,
+                            &wd,
+                            Some(&bias_d),
+                            m,
+                            k,
+                            n,
+                            act,
+                        ),
+                        _ => on.linear_forward_split(
+                            &mut out,
+                            &view,
+                            &wd,
+                            Some(&bias_d),
+                            m,
+                            k,
+                            n,
+                            splits,
+                        ),
+                    }
+                    .unwrap();
+                    let p = down(on, &out);
+                    (0..m * n)
+                        .map(|e| (1..splits).fold(p[e], |acc, z| acc + p[z * m * n + e]))
+                        .collect::<Vec<f32>>()
+                };
+                let splits: &[usize] = if act.is_none() { &[1, 3] } else { &[1] };
+                for &s in splits {
+                    let got = run(&wg, s);
+                    check(&format!("{what} splits {s}"), &got, &want, 1e-5);
+                    let mma = run(dev, s);
+                    total += got.len();
+                    same += got
+                        .iter()
+                        .zip(&mma)
+                        .filter(|(a, b)| a.to_bits() == b.to_bits())
+                        .count();
+                }
+            }
+        }
+        println!("  bit-identical to mma.sync: {same} of {total} elements");
+    }
+
+    /// The whole model with the wgmma products: batch-invariant (as batch_invariance_on_gpu
+    /// checks the default engine), and how far from the mma.sync engine (printed).
+    fn wgmma_model_batch_invariant(_dev: &Ctx) {
+        if wgmma_device().is_none() {
+            return;
+        }
+        let on = |model: &Albert, dtype| {
+            let mut g = CudaAlbert::new(model, 0, dtype).unwrap();
+            g.dev.wgmma = true;
+            Some(g)
+        };
+        batch_invariance_with("wgmma ", on);
+        let model = Albert::synthetic(albert::AlbertConfig::base_v2(), albert::Head::Model, 43);
+        let vocab = model.config.vocab_size;
+        for dtype in [DType::BF16, DType::F16] {
+            let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+            let wg = on(&model, dtype).unwrap();
+            let mut r = Rng::new(47);
+            let inputs = random_inputs(&mut r, 32, 128, vocab);
+            let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+            let got = wg.forward(&inputs, ForwardOptions::default()).unwrap();
+            for (name, w) in &want.tensors {
+                let g: &Tensor = got.get(name).unwrap();
+                let worst = g
+                    .data
+                    .iter()
+                    .zip(&w.data)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                println!("  {dtype} {name}: max |wgmma - mma.sync| = {worst:.3e}");
+                // Layout or ordering errors give O(1) garbage; summation-order differences,
+                // amplified by the bf16 roundings, stay far below.
+                assert!(
+                    worst < 0.25,
+                    "{dtype} {name}: wgmma engine {worst} from mma.sync"
+                );
             }
         }
     }

@@ -31,6 +31,10 @@ pub struct CudaDevice {
     /// The 128x128 T-input products take k 64 per tile (ALBERT_CUDA_K64=1, an experiment:
     /// notes/gpu.md v1.23); used where those kernels loaded (110 KB of shared memory).
     pub k64: bool,
+    /// The T-input products run on wgmma (sm_90a, kernels/linear_wgmma.cu) at every M, so
+    /// that results stay batch-invariant: ALBERT_CUDA_WGMMA=1, an experiment until measured on
+    /// a GPU (notes/gpu.md v1.24); used where those kernels loaded (compute capability 9.0).
+    pub wgmma: bool,
 }
 
 /// Why CUDA cannot be used here, or `Ok` with the number of devices.
@@ -83,6 +87,7 @@ impl CudaDevice {
         let pdl = std::env::var("ALBERT_CUDA_PDL").is_ok_and(|v| v == "1")
             && kernels.wait_for_previous_kernel();
         let k64 = std::env::var("ALBERT_CUDA_K64").is_ok_and(|v| v == "1");
+        let wgmma = std::env::var("ALBERT_CUDA_WGMMA").is_ok_and(|v| v == "1");
         Ok(CudaDevice {
             ctx,
             stream,
@@ -94,6 +99,7 @@ impl CudaDevice {
             sm_count,
             pdl,
             k64,
+            wgmma,
         })
     }
 

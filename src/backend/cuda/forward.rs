@@ -91,6 +91,26 @@ impl CudaAlbert {
         self.dev.pdl
     }
 
+    /// Which kernels the encoder's T-input products run on, as linear_t.rs picks them:
+    /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded), "mma.sync k64"
+    /// (ALBERT_CUDA_K64=1), "mma.sync", or "portable" (f32, or no tensor cores).
+    pub fn products(&self) -> &'static str {
+        let t = self.dtype.name();
+        let has = |k: String| self.dev.kernels.has(&k);
+        if !self
+            .dev
+            .encoder_keeps_t(self.dtype, self.config.head_size())
+        {
+            "portable"
+        } else if self.dev.wgmma && has(format!("linear_forward_wgmma_{t}_from_{t}")) {
+            "wgmma"
+        } else if self.dev.k64 && has(format!("linear_forward_mma_k64_{t}_from_{t}")) {
+            "mma.sync k64"
+        } else {
+            "mma.sync"
+        }
+    }
+
     /// How many passes ran as graphs, eagerly, and graphs captured and dropped.
     pub fn graph_stats(&self) -> GraphStats {
         self.lock().graphs.stats.clone()

@@ -91,6 +91,19 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_mma_k64_f16_from_f16_to_f16",
         ],
     ),
+    (
+        "linear_wgmma",
+        &[
+            "linear_forward_wgmma_bf16_from_bf16",
+            "linear_forward_wgmma_f16_from_f16",
+            "linear_forward_wgmma_bf16_from_bf16_to_bf16",
+            "linear_forward_wgmma_f16_from_f16_to_f16",
+            "linear_forward_wgmma64_bf16_from_bf16",
+            "linear_forward_wgmma64_f16_from_f16",
+            "linear_forward_wgmma64_bf16_from_bf16_to_bf16",
+            "linear_forward_wgmma64_f16_from_f16_to_f16",
+        ],
+    ),
 ];
 
 /// The dynamic shared memory a kernel is launched with, opted in at load where it is above the
@@ -98,7 +111,11 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 /// MMA_T_SMEM_BYTES: 4 stages of an A tile and a W tile of 128 rows x 32 k, rows padded to 40;
 /// MMA_T_SMEM_BYTES_SMALL: 4 stages of 64 rows x 64 k, rows padded to 72).
 pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
-    if entry.starts_with("linear_forward_mma64_") {
+    if entry.starts_with("linear_forward_wgmma64_") {
+        Some(WG_SMEM_SMALL)
+    } else if entry.starts_with("linear_forward_wgmma_") {
+        Some(WG_SMEM)
+    } else if entry.starts_with("linear_forward_mma64_") {
         Some(MMA_T_SMEM_SMALL)
     } else if entry.starts_with("linear_forward_mma_k64_") {
         Some(MMA_T_SMEM_K64)
@@ -114,11 +131,24 @@ pub(super) const MMA_T_SMEM_SMALL: usize = 2 * 4 * 64 * (64 + 8) * 2;
 /// experiment; more than sm_86/89 allow a block, where the kernels are then not loaded).
 pub(super) const MMA_T_SMEM_K64: usize = 2 * 3 * 128 * (64 + 8) * 2;
 
+/// kernels/linear_wgmma.cu WG_SMEM_BYTES / WG_SMEM_BYTES_SMALL: 6 stages of a 128-row (64-row)
+/// A tile and W tile of 64 k in 128-byte rows, plus 1 KB to align them to 1024 bytes.
+pub(super) const WG_SMEM: usize = 6 * (128 + 128) * 64 * 2 + 1024;
+pub(super) const WG_SMEM_SMALL: usize = 6 * (64 + 64) * 64 * 2 + 1024;
+
+/// Modules built only for sm_90a (wgmma): loaded on compute capability 9.0 from the embedded
+/// sm_90a PTX and nowhere else (their other targets' entry points trap). If the driver rejects
+/// that PTX the module is left out, not compiled by NVRTC, and the products keep mma.sync.
+fn sm90a_only(module: &str) -> bool {
+    module == "linear_wgmma"
+}
+
 /// Modules that need a minimum compute capability; below it they are not loaded and the
 /// launchers use the portable kernels.
 fn min_capability(module: &str) -> (i32, i32) {
     match module {
         "linear_mma" | "attention_mma" | "layernorm_t" | "embeddings_project" => (8, 0),
+        "linear_wgmma" => (9, 0),
         _ => (0, 0),
     }
 }
@@ -149,7 +179,17 @@ impl Kernels {
                 device: device.into(),
                 msg: format!("kernel module `{module_name}` is not in this build (kernels/{module_name}.cu)"),
             })?;
-            let (loaded, how) = load_module(ctx, module, device, cc)?;
+            let (loaded, how) = if sm90a_only(module_name) {
+                match load_sm90a(ctx, module, cc) {
+                    Ok(loaded) => loaded,
+                    Err(why) => {
+                        origin.push((module_name, format!("not loaded ({why})")));
+                        continue;
+                    }
+                }
+            } else {
+                load_module(ctx, module, device, cc)?
+            };
             for &entry in entries {
                 let f = loaded.load_function(entry).map_err(|e| Error::Device {
                     device: device.into(),
@@ -211,6 +251,25 @@ fn ptx_target(cc: (i32, i32)) -> Option<&'static str> {
         (major, _) if major >= 8 => Some("sm_80"),
         _ => None,
     }
+}
+
+/// An sm90a_only module from its embedded sm_90a PTX, or why not.
+fn load_sm90a(
+    ctx: &Arc<CudaContext>,
+    module: &KernelModule,
+    cc: (i32, i32),
+) -> std::result::Result<(Arc<cudarc::driver::CudaModule>, String), String> {
+    if cc != (9, 0) {
+        return Err(format!("needs sm_90a, this is sm_{}{}", cc.0, cc.1));
+    }
+    let (_, text) = module
+        .ptx
+        .iter()
+        .find(|(t, _)| *t == "sm_90a")
+        .ok_or("this build has no sm_90a PTX (ALBERT_CUDA_ARCHS)")?;
+    ctx.load_module(Ptx::from_src(*text))
+        .map(|m| (m, "ptx sm_90a".to_string()))
+        .map_err(|e| format!("embedded sm_90a PTX (from {PTX_BUILT_WITH}) rejected: {e}"))
 }
 
 fn load_module(

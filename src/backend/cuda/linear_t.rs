@@ -243,7 +243,13 @@ impl CudaDevice {
         };
         let tile = self.product_tile(inp.dtype(), (m, n), splits);
         let k64 = format!("linear_forward_mma_k64_{t}{from}{to}");
+        let wg = match tile {
+            MMA_TILE => format!("linear_forward_wgmma_{t}{from}{to}"),
+            _ => format!("linear_forward_wgmma64_{t}{from}{to}"),
+        };
         let name = match tile {
+            // wgmma (ALBERT_CUDA_WGMMA=1, sm_90a): T inputs, both tiles, same grid and threads.
+            _ if self.wgmma && !from.is_empty() && self.kernels.has(&wg) => wg,
             // The k-64 128x128 kernel (ALBERT_CUDA_K64=1): the same bits, T inputs only.
             MMA_TILE if self.k64 && !from.is_empty() && self.kernels.has(&k64) => k64,
             MMA_TILE => format!("linear_forward_mma_{t}{from}{to}"),
@@ -297,8 +303,9 @@ impl CudaDevice {
             None => b.arg(&null),
         };
         b.arg(&c.mkn.0).arg(&c.mkn.1).arg(&c.mkn.2).arg(&c.act);
-        // SAFETY: arguments match linear_forward_mma{,64}_{t}[_from_{t}][_to_{t}] in
-        // kernels/linear_mma.cu in type and order: the name is built from the storage types of
+        // SAFETY: arguments match linear_forward_mma{,64,_k64}_{t}[_from_{t}][_to_{t}] in
+        // kernels/linear_mma.cu and linear_forward_wgmma{,64}_{t}_from_{t}[_to_{t}] in
+        // kernels/linear_wgmma.cu (the same parameter list) in type and order: the name is built from the storage types of
         // out and inp, each T side has the weight's type (checked above and by check_linear_t),
         // a null bias is a 64-bit zero pointer, which the kernel tests; sizes checked there too,
         // out for all `splits` partials (grid z). The 64 kernels exist for T inputs only, which
