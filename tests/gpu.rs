@@ -328,6 +328,33 @@ mod tests {
     /// as it stages it. Shapes ragged in M, K (K % 8 != 0: plain loads; K % 8 == 0 but not 32:
     /// cp.async with a partial last tile) and N, the model's FFN-out shape, and one activation
     /// view off 16-byte alignment.
+    /// A random product in `dtype`: the activation inp [M, K] (f32, in +-2), the weight [N, K]
+    /// (rounded to dtype), the bias [N], and the CPU reference on inp rounded to dtype, with
+    /// `act` applied: what a T-activation product must give.
+    struct ProductCase {
+        inp: Vec<f32>,
+        w: Vec<f32>,
+        bias: Vec<f32>,
+        want: Vec<f32>,
+    }
+    fn product_case(
+        r: &mut Rng,
+        dtype: DType,
+        (m, k, n): (usize, usize, usize),
+        act: Option<Activation>,
+    ) -> ProductCase {
+        let inp = r.vec(m * k, 2.0);
+        let rounded: Vec<f32> = inp.iter().map(|&x| dtype.round(x)).collect();
+        let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
+        let bias = r.vec(n, 0.5);
+        let mut want = vec![0f32; m * n];
+        cpu::linear_forward(&mut want, &rounded, &w, Some(&bias), m, k, n, dtype);
+        if let Some(a) = act {
+            cpu::activation_forward(&mut want, a);
+        }
+        ProductCase { inp, w, bias, want }
+    }
+
     fn linear_forward_from_matches_reference(dev: &Ctx) {
         if !dev.linear_keeps_t(DType::BF16) {
             println!("  skipped: no tensor-core kernels on this device");
@@ -346,15 +373,8 @@ mod tests {
         for dtype in [DType::BF16, DType::F16] {
             for (i, &(m, k, n, skew)) in shapes.iter().enumerate() {
                 let act = [None, Some(Activation::Gelu), Some(Activation::Tanh)][i % 3];
-                let inp = r.vec(m * k, 2.0);
-                let rounded: Vec<f32> = inp.iter().map(|&x| dtype.round(x)).collect();
-                let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
-                let bias = r.vec(n, 0.5);
-                let mut want = vec![0f32; m * n];
-                cpu::linear_forward(&mut want, &rounded, &w, Some(&bias), m, k, n, dtype);
-                if let Some(a) = act {
-                    cpu::activation_forward(&mut want, a);
-                }
+                let ProductCase { inp, w, bias, want } =
+                    product_case(&mut r, dtype, (m, k, n), act);
                 let wd = DeviceMatrix::upload(dev, &w, dtype).unwrap();
                 let bias_d = up(dev, &bias);
                 // `skew` leading elements: the view starts 2 bytes past a 16-byte boundary.
@@ -1411,14 +1431,8 @@ mod tests {
         for dtype in [DType::BF16, DType::F16] {
             for (i, &(m, k, n, skew)) in shapes.iter().enumerate() {
                 let act = [None, Some(Activation::Gelu), Some(Activation::Tanh)][i % 3];
-                let inp: Vec<f32> = r.vec(m * k, 2.0).iter().map(|&x| dtype.round(x)).collect();
-                let w: Vec<f32> = r.vec(n * k, 0.1).iter().map(|&x| dtype.round(x)).collect();
-                let bias = r.vec(n, 0.5);
-                let mut want = vec![0f32; m * n];
-                cpu::linear_forward(&mut want, &inp, &w, Some(&bias), m, k, n, dtype);
-                if let Some(a) = act {
-                    cpu::activation_forward(&mut want, a);
-                }
+                let ProductCase { inp, w, bias, want } =
+                    product_case(&mut r, dtype, (m, k, n), act);
                 let padded: Vec<f32> = std::iter::repeat_n(0.0, skew).chain(inp).collect();
                 let what = format!("wgmma {dtype} [{m},{k}]x[{n},{k}] +{skew} {act:?}");
                 // The same product on `on` (wgmma or not), split into `splits` partials.

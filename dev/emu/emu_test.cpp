@@ -1133,13 +1133,24 @@ static void test_linear_wgmma(void (*mma)(float *, const T *, const T *, const f
     record_rounded(kn + "_to_" + t, sh, got_t, got.ptr(), mn, ok && ok_t);
 }
 
-// The emulator's wgmma checks: a kernel that breaks one rule must be reported.
-static void selftest_wgmma_no_fence(float *out) { // no wgmma_fence before the product
+// Dynamic shared memory from its first 1024-byte boundary (wgmma's swizzle atoms).
+static unsigned short *wg_aligned_smem() {
     EMU_DYNAMIC_SHARED(unsigned short, s);
-    unsigned short *base = reinterpret_cast<unsigned short *>((reinterpret_cast<uintptr_t>(s) + 1023) & ~uintptr_t(1023));
-    for (int i = threadIdx.x; i < 128 * 64; i += 128) base[i] = 0;
+    return reinterpret_cast<unsigned short *>((reinterpret_cast<uintptr_t>(s) + 1023) & ~uintptr_t(1023));
+}
+// The self-tests' operands: an A and a W stage of 64 rows x 64 k at wg_aligned_smem(), every
+// element `fill`, written, fenced for wgmma and past a barrier.
+static unsigned short *wg_selftest_stages(unsigned short fill) {
+    unsigned short *base = wg_aligned_smem();
+    for (int i = threadIdx.x; i < 2 * 64 * 64; i += 128) base[i] = fill;
     fence_proxy_async_shared();
     __syncthreads();
+    return base;
+}
+
+// The emulator's wgmma checks: a kernel that breaks one rule must be reported.
+static void selftest_wgmma_no_fence(float *out) { // no wgmma_fence before the product
+    unsigned short *base = wg_selftest_stages(0);
     float d[8][4] = {};
     const unsigned long long a = wgmma_desc(smem_u32(base)), b = wgmma_desc(smem_u32(base + 64 * 64));
     wgmma_k16<bf16, 64>(d, a, b);
@@ -1148,11 +1159,7 @@ static void selftest_wgmma_no_fence(float *out) { // no wgmma_fence before the p
     out[threadIdx.x] = d[0][0];
 }
 static void selftest_wgmma_overwrite(float *out) { // an operand stage written before the wait
-    EMU_DYNAMIC_SHARED(unsigned short, s);
-    unsigned short *base = reinterpret_cast<unsigned short *>((reinterpret_cast<uintptr_t>(s) + 1023) & ~uintptr_t(1023));
-    for (int i = threadIdx.x; i < 128 * 64; i += 128) base[i] = 0x3f80; // 1.0 in bf16
-    fence_proxy_async_shared();
-    __syncthreads();
+    unsigned short *base = wg_selftest_stages(0x3f80); // 1.0 in bf16
     float d[8][4] = {};
     const unsigned long long a = wgmma_desc(smem_u32(base)), b = wgmma_desc(smem_u32(base + 64 * 64));
     wgmma_fence();
@@ -1165,11 +1172,7 @@ static void selftest_wgmma_overwrite(float *out) { // an operand stage written b
     out[threadIdx.x] = d[0][0];
 }
 static void selftest_wgmma_pending(float *out) { // exits with a group pending
-    EMU_DYNAMIC_SHARED(unsigned short, s);
-    unsigned short *base = reinterpret_cast<unsigned short *>((reinterpret_cast<uintptr_t>(s) + 1023) & ~uintptr_t(1023));
-    for (int i = threadIdx.x; i < 128 * 64; i += 128) base[i] = 0;
-    fence_proxy_async_shared();
-    __syncthreads();
+    unsigned short *base = wg_selftest_stages(0);
     float d[8][4] = {};
     wgmma_fence();
     wgmma_k16<bf16, 64>(d, wgmma_desc(smem_u32(base)), wgmma_desc(smem_u32(base + 64 * 64)));
@@ -1183,8 +1186,7 @@ static void selftest_wgmma_pending(float *out) { // exits with a group pending
 // bytes); D from the fragment layout. Values are small integers: every sum is exact.
 static std::vector<float> wg_unit_a, wg_unit_b;
 static void wgmma_unit_kernel(float *out, int j) {
-    EMU_DYNAMIC_SHARED(unsigned short, s);
-    unsigned short *base = reinterpret_cast<unsigned short *>((reinterpret_cast<uintptr_t>(s) + 1023) & ~uintptr_t(1023));
+    unsigned short *base = wg_aligned_smem();
     if (threadIdx.x == 0) {
         for (int i = 0; i < 2 * 64 * 64; i++) base[i] = 0x7fc0; // NaN: only the k16 step j is read
         for (int r = 0; r < 64; r++)

@@ -31,9 +31,7 @@
 // it issues a product reading shared memory (plain stores are not tracked); no product pending
 // when the thread exits (cuda_emu.h).
 #pragma once
-
-// kernels/wgmma.cuh declares these again for the host; the definitions are below.
-template <typename T, int N> void wgmma_k16(float (&d)[N / 8][4], unsigned long long a, unsigned long long b);
+#include <type_traits>
 
 namespace emu {
 
@@ -141,13 +139,11 @@ inline void wgmma_issue(float *d, unsigned n, uint64_t a, uint64_t b, float (*wi
     }
     wg_fenced = false;
 }
-template <int N>
-[[gnu::noinline]] static void wgmma_bf16_at_caller(float *d, uint64_t a, uint64_t b) {
-    wgmma_issue(d, N, a, b, widen_bf16, __builtin_return_address(0));
-}
-template <int N>
-[[gnu::noinline]] static void wgmma_f16_at_caller(float *d, uint64_t a, uint64_t b) {
-    wgmma_issue(d, N, a, b, widen_f16, __builtin_return_address(0));
+template <typename T, int N>
+[[gnu::noinline]] static void wgmma_at_caller(float *d, uint64_t a, uint64_t b) {
+    static_assert(std::is_same_v<T, bf16> || std::is_same_v<T, f16>, "bf16 or f16 operands");
+    wgmma_issue(d, N, a, b, std::is_same_v<T, bf16> ? widen_bf16 : widen_f16,
+                __builtin_return_address(0));
 }
 
 } // namespace emu
@@ -156,19 +152,9 @@ template <int N>
 [[gnu::always_inline]] inline void wgmma_commit() { emu::wgmma_commit_at_caller(); }
 template <int N> [[gnu::always_inline]] inline void wgmma_wait() { emu::wgmma_wait_at_caller(size_t(N)); }
 inline void fence_proxy_async_shared() { emu::cp_landed = false; }
-template <> [[gnu::always_inline]] inline void wgmma_k16<bf16, 64>(float (&d)[8][4], unsigned long long a,
-                                                                   unsigned long long b) {
-    emu::wgmma_bf16_at_caller<64>(&d[0][0], a, b);
-}
-template <> [[gnu::always_inline]] inline void wgmma_k16<f16, 64>(float (&d)[8][4], unsigned long long a,
-                                                                  unsigned long long b) {
-    emu::wgmma_f16_at_caller<64>(&d[0][0], a, b);
-}
-template <> [[gnu::always_inline]] inline void wgmma_k16<bf16, 128>(float (&d)[16][4], unsigned long long a,
-                                                                    unsigned long long b) {
-    emu::wgmma_bf16_at_caller<128>(&d[0][0], a, b);
-}
-template <> [[gnu::always_inline]] inline void wgmma_k16<f16, 128>(float (&d)[16][4], unsigned long long a,
-                                                                   unsigned long long b) {
-    emu::wgmma_f16_at_caller<128>(&d[0][0], a, b);
+// kernels/wgmma.cuh declares it again for the host.
+template <typename T, int N>
+[[gnu::always_inline]] inline void wgmma_k16(float (&d)[N / 8][4], unsigned long long a,
+                                             unsigned long long b) {
+    emu::wgmma_at_caller<T, N>(&d[0][0], a, b);
 }
