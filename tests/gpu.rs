@@ -170,6 +170,7 @@ mod tests {
                 "wgmma_products_match_reference",
                 wgmma_products_match_reference,
             ),
+            ("wgmma_layout_probes", wgmma_layout_probes),
             ("wgmma_model_batch_invariant", wgmma_model_batch_invariant),
         ]
     }
@@ -1485,6 +1486,81 @@ mod tests {
             }
         }
         println!("  bit-identical to mma.sync: {same} of {total} elements");
+    }
+
+    /// Where the wgmma kernels read and write, decoded from exact small-integer products (f16,
+    /// K = 64: one k tile, all four k16 steps), for the 64x64 and the 128x128 kernel: with A
+    /// one-hot (A[m][k] = 1 at k = m % 64), out[m][n] = W[n][m % 64], so W[n][k] = k names the k
+    /// each output read (want m % 64) and W[n][k] = n % 128 the weight row (want n % 128); with
+    /// A[m][0] = m % 128, W[n][0] = 1 and zeros elsewhere, out[m][n] names the activation row
+    /// (want m % 128). A wrong descriptor, swizzle or fragment layout shows here as the exact
+    /// (m, n) -> (row, k) mix-up, printed, which the next session can read off.
+    fn wgmma_layout_probes(_dev: &Ctx) {
+        let Some(wg) = wgmma_device() else {
+            return;
+        };
+        let dtype = DType::F16;
+        let k = 64;
+        // 64x64: one block; 128x128 tiles are taken from sm_count blocks on.
+        let big = 128 * (wg.sm_count as f64).sqrt().ceil() as usize;
+        let one_hot = |m: usize| -> Vec<f32> {
+            (0..m * k)
+                .map(|i| (i % k == (i / k) % 64) as u8 as f32)
+                .collect()
+        };
+        let first_k = |m: usize, v: &dyn Fn(usize) -> f32| -> Vec<f32> {
+            (0..m * k)
+                .map(|i| if i % k == 0 { v(i / k) } else { 0.0 })
+                .collect()
+        };
+        let mut bad = 0;
+        for side in [64, big] {
+            let (m, n) = (side, side);
+            type Probe<'a> = (&'a str, Vec<f32>, Vec<f32>, &'a dyn Fn(usize, usize) -> f32);
+            let probes: [Probe; 3] = [
+                (
+                    "k read",
+                    one_hot(m),
+                    (0..n * k).map(|i| (i % k) as f32).collect(),
+                    &|r, _| (r % 64) as f32,
+                ),
+                (
+                    "weight row",
+                    one_hot(m),
+                    (0..n * k).map(|i| ((i / k) % 128) as f32).collect(),
+                    &|_, c| (c % 128) as f32,
+                ),
+                (
+                    "activation row",
+                    first_k(m, &|r| (r % 128) as f32),
+                    first_k(n, &|_| 1.0),
+                    &|r, _| (r % 128) as f32,
+                ),
+            ];
+            for (what, a, w, want) in probes {
+                let wd = DeviceMatrix::upload(&wg, &w, dtype).unwrap();
+                let at = DeviceMatrix::upload(&wg, &a, dtype).unwrap();
+                let mut out = poisoned(&wg, m * n);
+                wg.linear_forward_from(&mut out, &at.view(0..), &wd, None, m, k, n, None)
+                    .unwrap();
+                let got = down(&wg, &out);
+                let wrong: Vec<(usize, usize, f32, f32)> = (0..m * n)
+                    .map(|e| (e / n, e % n, got[e], want(e / n, e % n)))
+                    .filter(|&(_, _, g, w)| g != w)
+                    .collect();
+                for (r, c, g, w) in wrong.iter().take(8) {
+                    println!("  {side}x{side} {what}: out[{r}][{c}] = {g}, want {w}");
+                }
+                if !wrong.is_empty() {
+                    println!("  {side}x{side} {what}: {} of {} wrong", wrong.len(), m * n);
+                }
+                bad += wrong.len();
+            }
+        }
+        assert_eq!(
+            bad, 0,
+            "wgmma layout probes: {bad} outputs wrong (printed above)"
+        );
     }
 
     /// The whole model with the wgmma products: batch-invariant (as batch_invariance_on_gpu

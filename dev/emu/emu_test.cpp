@@ -1230,6 +1230,31 @@ static void test_wgmma_unit() {
     }
 }
 
+// tests/gpu.rs wgmma_layout_probes, on the 64x64 kernel: its exact expected values, checked here
+// so that a failure on a GPU is the hardware's reading of the layout, not the probe's.
+static void test_wgmma_probes() {
+    const int M = 64, K = 64, N = 64;
+    std::vector<f16> one_hot(M * K), first_k(M * K), w_k(N * K), w_row(N * K), w_first(N * K);
+    for (int i = 0; i < M * K; i++) {
+        one_hot[i] = store<f16>(float(i % K == (i / K) % 64));
+        first_k[i] = store<f16>(i % K == 0 ? float((i / K) % 128) : 0.0f);
+        w_k[i] = store<f16>(float(i % K));
+        w_row[i] = store<f16>(float((i / K) % 128));
+        w_first[i] = store<f16>(i % K == 0 ? 1.0f : 0.0f);
+    }
+    const std::vector<std::tuple<const char *, std::vector<f16> *, std::vector<f16> *, int>> probes = {
+        {"k read", &one_hot, &w_k, 0}, {"weight row", &one_hot, &w_row, 1}, {"activation row", &first_k, &w_first, 2}};
+    for (auto [what, a, w, kind] : probes) {
+        OutBuf out(M * N);
+        std::vector<double> want(M * N);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) want[m * N + n] = kind == 0 ? m % 64 : kind == 1 ? n % 128 : m % 128;
+        const bool ok = emu::launch(linear_forward_wgmma64_f16_from_f16, dim3(1), dim3(128), WG_SMEM_BYTES_SMALL,
+                                    out.ptr(), a->data(), w->data(), (const float *)nullptr, M, K, N, 0);
+        record(std::string("wgmma layout probe: ") + what, "64x64", out, want, ok, 0.0);
+    }
+}
+
 static void test_wgmma(bool quick) {
     opt_in_products(); // the mma.sync kernels compared with
     const size_t sm90 = 227 * 1024; // these kernels load on sm_90 only
@@ -1242,6 +1267,7 @@ static void test_wgmma(bool quick) {
     emu::opt_in_dynamic_smem(linear_forward_wgmma64_bf16_from_bf16_to_bf16, WG_SMEM_BYTES_SMALL, sm90);
     emu::opt_in_dynamic_smem(linear_forward_wgmma64_f16_from_f16_to_f16, WG_SMEM_BYTES_SMALL, sm90);
     test_wgmma_unit();
+    test_wgmma_probes();
     const size_t unit_smem = 2 * 64 * 64 * 2 + 1024;
     auto expect = [&](const char *name, void (*k)(float *), const char *want) {
         expect_report(name, k, want, 128, unit_smem);
