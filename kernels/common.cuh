@@ -112,6 +112,18 @@ __device__ __forceinline__ float apply_activation(float x, int act) {
     }
 }
 
+// apply_activation as one out-of-line function, for an activation known only at run time in an
+// unrolled epilogue: inlined there, the switch was copied at each of a thread's 64 outputs in
+// every product kernel (linear_mma.cu's PTX was 21 MB per target, JIT-compiled at module load).
+__device__ __noinline__ float apply_activation_call(float x, int act) { return apply_activation(x, act); }
+
+// act(x) for an epilogue: ACT >= 0 is the activation known at compile time (inlined), -1 takes
+// `act` at run time (a call).
+template <int ACT> __device__ __forceinline__ float activate(float x, int act) {
+    if constexpr (ACT >= 0) return apply_activation(x, ACT);
+    else return apply_activation_call(x, act);
+}
+
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;

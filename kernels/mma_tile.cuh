@@ -132,7 +132,6 @@ __device__ __forceinline__ void store_tile(O *__restrict__ out, const float (&ac
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int group = lane >> 2, tig = lane & 3;
     const int warp_m = warp / C::WARPS_N, warp_n = warp % C::WARPS_N;
-    const int a = ACT >= 0 ? ACT : act;
     // This thread's 2 NJ columns (n, n + 1 for each j): bias read once, not once per row.
     float bv[C::NJ][2];
 #pragma unroll
@@ -156,8 +155,8 @@ __device__ __forceinline__ void store_tile(O *__restrict__ out, const float (&ac
             for (int j = 0; j < C::NJ; j++) {
                 const int n = n0 + warp_n * (C::NJ * 8) + j * 8 + 2 * tig;
                 if (n >= N) continue;
-                const float v0 = apply_activation(acc[i][j][2 * half] + bv[j][0], a);
-                const float v1 = apply_activation(acc[i][j][2 * half + 1] + bv[j][1], a);
+                const float v0 = activate<ACT>(acc[i][j][2 * half] + bv[j][0], act);
+                const float v1 = activate<ACT>(acc[i][j][2 * half + 1] + bv[j][1], act);
                 if (pairs) {
                     store_pair(&row[n], v0, v1);
                 } else {

@@ -71,6 +71,7 @@ extern "C" void AnnotateIgnoreSyncEnd(const char *file, int line);
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static // see above; __restrict__ is already a g++ keyword
