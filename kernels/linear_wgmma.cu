@@ -6,7 +6,8 @@
 // (The emulator says so; a GPU decides: tests/gpu.rs wgmma_products_match_mma.)
 //
 // Block tiles (WgTile): 128x128 with 2 warpgroups (each wgmma.m64n128k16 on its 64 rows), or
-// 64x64 with one (m64n64k16) for small M, as the mma.sync kernels choose theirs. k 64 per tile,
+// 64x64 with one (m64n64k16) for small M, as the mma.sync kernels choose theirs; 128x256
+// (m64n256k16) for grids of two waves or more, an experiment. k 64 per tile,
 // one 128-byte swizzled row per tile row; STAGES tile pairs (A and W) in dynamic shared memory,
 // staged by cp.async (ChunkStager<..., SW128>) S - 2 tiles ahead, and one group of wgmma in flight
 // while the next tile is issued (wgmma_wait<1>): the stage a copy overwrites was read by the
@@ -18,6 +19,7 @@
 #define WG_BK 64
 #define WG_STAGES 6       // 128x128: 6 x 32 KB (+1 KB alignment): 4 tile pairs in flight
 #define WG_STAGES_SMALL 6 // 64x64: 6 x 16 KB: 2 blocks per SM
+#define WG_STAGES_WIDE 4  // 128x256: 4 x 48 KB: 2 tile pairs in flight
 // The epilogue's view (store_tile): warps stacked along M, 16 rows x TILE_N each.
 template <int TM_, int TN_, int STAGES_> struct WgTile {
     static constexpr int TILE_M = TM_, TILE_N = TN_, TILE_K = WG_BK, STAGES = STAGES_;
@@ -30,9 +32,14 @@ template <int TM_, int TN_, int STAGES_> struct WgTile {
 };
 typedef WgTile<128, 128, WG_STAGES> WgLarge;      // 256 threads, 197,632 B
 typedef WgTile<64, 64, WG_STAGES_SMALL> WgSmall;   // 128 threads, 99,328 B
+// 128x256 (m64n256k16 per warpgroup, 128 accumulators per thread): 85 FLOP per staged byte
+// instead of 64, for grids of two waves or more (ALBERT_CUDA_WGMMA_WIDE=1); 4 stages of 48 KB.
+typedef WgTile<128, 256, WG_STAGES_WIDE> WgWide; // 256 threads, 197,632 B
 #define WG_SMEM_BYTES 197632
 #define WG_SMEM_BYTES_SMALL 99328
-static_assert(WG_SMEM_BYTES == WgLarge::SMEM && WG_SMEM_BYTES_SMALL == WgSmall::SMEM,
+#define WG_SMEM_BYTES_WIDE 197632
+static_assert(WG_SMEM_BYTES == WgLarge::SMEM && WG_SMEM_BYTES_SMALL == WgSmall::SMEM &&
+                  WG_SMEM_BYTES_WIDE == WgWide::SMEM,
               "kernels.rs WG_SMEM* mirror these");
 
 #if HAVE_WGMMA
@@ -172,3 +179,7 @@ LINEAR_WGMMA(linear_forward_wgmma64_bf16_from_bf16, WgSmall, bf16, float)
 LINEAR_WGMMA(linear_forward_wgmma64_f16_from_f16, WgSmall, f16, float)
 LINEAR_WGMMA(linear_forward_wgmma64_bf16_from_bf16_to_bf16, WgSmall, bf16, bf16)
 LINEAR_WGMMA(linear_forward_wgmma64_f16_from_f16_to_f16, WgSmall, f16, f16)
+LINEAR_WGMMA(linear_forward_wgmma_wide_bf16_from_bf16, WgWide, bf16, float)
+LINEAR_WGMMA(linear_forward_wgmma_wide_f16_from_f16, WgWide, f16, float)
+LINEAR_WGMMA(linear_forward_wgmma_wide_bf16_from_bf16_to_bf16, WgWide, bf16, bf16)
+LINEAR_WGMMA(linear_forward_wgmma_wide_f16_from_f16_to_f16, WgWide, f16, f16)

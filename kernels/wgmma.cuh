@@ -2,7 +2,7 @@
 // Multiply-Accumulate Instructions": wgmma.mma_async, wgmma.fence, wgmma.commit_group,
 // wgmma.wait_group), for linear_wgmma.cu. The CPU emulator models them (dev/emu/wgmma_emu.h).
 //
-// wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}: the 4 warps of a warpgroup (128
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.{bf16,f16}, N = 64, 128, 256: the 4 warps of a warpgroup (128
 // consecutive threads from a multiple of 128) compute D[64, N] = A[64, 16] B[16, N] + D, A and B
 // read from shared memory through 64-bit matrix descriptors, D in registers.
 // Operands as used here: both "K-major" (imm-trans-a = imm-trans-b = 0): A's rows and B's
@@ -83,6 +83,14 @@ __device__ void wgmma_k16(float (&d)[N / 8][4], unsigned long long a, unsigned l
 #define WG_R64                                                                                     \
     WG_R32 "," WG_R8(32, 33, 34, 35, 36, 37, 38, 39) "," WG_R8(40, 41, 42, 43, 44, 45, 46, 47) ","  \
         WG_R8(48, 49, 50, 51, 52, 53, 54, 55) "," WG_R8(56, 57, 58, 59, 60, 61, 62, 63)
+#define WG_R128                                                                                    \
+    WG_R64 "," WG_R8(64, 65, 66, 67, 68, 69, 70, 71) "," WG_R8(72, 73, 74, 75, 76, 77, 78, 79) ","  \
+        WG_R8(80, 81, 82, 83, 84, 85, 86, 87) "," WG_R8(88, 89, 90, 91, 92, 93, 94, 95) ","        \
+        WG_R8(96, 97, 98, 99, 100, 101, 102, 103) "," WG_R8(104, 105, 106, 107, 108, 109, 110, 111) \
+        "," WG_R8(112, 113, 114, 115, 116, 117, 118, 119) ","                                      \
+        WG_R8(120, 121, 122, 123, 124, 125, 126, 127)
+#define WG_D32_3 WG_D4(16), WG_D4(17), WG_D4(18), WG_D4(19), WG_D4(20), WG_D4(21), WG_D4(22), WG_D4(23)
+#define WG_D32_4 WG_D4(24), WG_D4(25), WG_D4(26), WG_D4(27), WG_D4(28), WG_D4(29), WG_D4(30), WG_D4(31)
 // scale-d 1 (D += A B), imm-scale-a/b 1, imm-trans-a/b 0 (both K-major).
 #define WGMMA_SS(T, N, TYPE, REGS, A, B, ...)                                                      \
     template <>                                                                                    \
@@ -97,6 +105,8 @@ WGMMA_SS(bf16, 64, "bf16", WG_R32, 32, 33, WG_D32)
 WGMMA_SS(f16, 64, "f16", WG_R32, 32, 33, WG_D32)
 WGMMA_SS(bf16, 128, "bf16", WG_R64, 64, 65, WG_D32, WG_D32_HI)
 WGMMA_SS(f16, 128, "f16", WG_R64, 64, 65, WG_D32, WG_D32_HI)
+WGMMA_SS(bf16, 256, "bf16", WG_R128, 128, 129, WG_D32, WG_D32_HI, WG_D32_3, WG_D32_4)
+WGMMA_SS(f16, 256, "f16", WG_R128, 128, 129, WG_D32, WG_D32_HI, WG_D32_3, WG_D32_4)
 #undef WGMMA_SS
 #else
 // The CPU emulator (dev/emu/wgmma_emu.h) defines these.

@@ -1393,11 +1393,13 @@ mod tests {
         }
     }
 
-    /// A device whose T-input products run on wgmma (ALBERT_CUDA_WGMMA), or None (printed)
-    /// where kernels/linear_wgmma.cu did not load (it needs sm_90a).
-    fn wgmma_device() -> Option<Ctx> {
+    /// A device whose T-input products run on wgmma (ALBERT_CUDA_WGMMA; `wide`: with 128x256
+    /// tiles where they fill two waves, ALBERT_CUDA_WGMMA_WIDE), or None (printed) where
+    /// kernels/linear_wgmma.cu did not load (it needs sm_90a).
+    fn wgmma_device(wide: bool) -> Option<Ctx> {
         let mut wg = albert::backend::cuda::CudaDevice::open(0).unwrap();
         wg.wgmma = true;
+        wg.wgmma_wide = wide;
         if wg.kernels.has("linear_forward_wgmma_bf16_from_bf16") {
             return Some(wg);
         }
@@ -1414,7 +1416,7 @@ mod tests {
     /// they give mma.sync's bits, printed: the emulator rounds both instructions' k16 steps
     /// alike and says yes, the ISA does not promise it.
     fn wgmma_products_match_reference(dev: &Ctx) {
-        let Some(wg) = wgmma_device() else {
+        let (Some(wg), Some(wide)) = (wgmma_device(false), wgmma_device(true)) else {
             return;
         };
         let mut r = Rng::new(41);
@@ -1427,6 +1429,7 @@ mod tests {
             (37, 3072, 768, 0),
             (128, 768, 2304, 0),
             (2048, 520, 1152, 0), // 144 128x128 tiles: the large kernel on <= 144 SMs
+            (4096, 136, 2304, 0), // 288 128x256 tiles: the wide kernel on <= 144 SMs
         ];
         let (mut same, mut total) = (0usize, 0usize);
         for dtype in [DType::BF16, DType::F16] {
@@ -1473,15 +1476,17 @@ mod tests {
                 };
                 let splits: &[usize] = if act.is_none() { &[1, 3] } else { &[1] };
                 for &s in splits {
-                    let got = run(&wg, s);
-                    check(&format!("{what} splits {s}"), &got, &want, 1e-5);
                     let mma = run(dev, s);
-                    total += got.len();
-                    same += got
-                        .iter()
-                        .zip(&mma)
-                        .filter(|(a, b)| a.to_bits() == b.to_bits())
-                        .count();
+                    for (on, tiles) in [(&wg, "128x128"), (&wide, "128x256")] {
+                        let got = run(on, s);
+                        check(&format!("{what} splits {s} {tiles}"), &got, &want, 1e-5);
+                        total += got.len();
+                        same += got
+                            .iter()
+                            .zip(&mma)
+                            .filter(|(a, b)| a.to_bits() == b.to_bits())
+                            .count();
+                    }
                 }
             }
         }
@@ -1489,20 +1494,21 @@ mod tests {
     }
 
     /// Where the wgmma kernels read and write, decoded from exact small-integer products (f16,
-    /// K = 64: one k tile, all four k16 steps), for the 64x64 and the 128x128 kernel: with A
-    /// one-hot (A[m][k] = 1 at k = m % 64), out[m][n] = W[n][m % 64], so W[n][k] = k names the k
-    /// each output read (want m % 64) and W[n][k] = n % 128 the weight row (want n % 128); with
-    /// A[m][0] = m % 128, W[n][0] = 1 and zeros elsewhere, out[m][n] names the activation row
-    /// (want m % 128). A wrong descriptor, swizzle or fragment layout shows here as the exact
+    /// K = 64: one k tile, all four k16 steps), for the 64x64, 128x128 and 128x256 kernels: with
+    /// A one-hot (A[m][k] = 1 at k = m % 64), out[m][n] = W[n][m % 64], so W[n][k] = k names the
+    /// k each output read (want m % 64) and W[n][k] = n % 1024 the weight row (want n % 1024);
+    /// with A[m][0] = m % 1024, W[n][0] = 1 and zeros elsewhere, out[m][n] names the activation
+    /// row (want m % 1024; f16 holds these integers exactly). A wrong descriptor, swizzle or fragment layout shows here as the exact
     /// (m, n) -> (row, k) mix-up, printed, which the next session can read off.
     fn wgmma_layout_probes(_dev: &Ctx) {
-        let Some(wg) = wgmma_device() else {
+        let (Some(wg), Some(wide)) = (wgmma_device(false), wgmma_device(true)) else {
             return;
         };
         let dtype = DType::F16;
         let k = 64;
-        // 64x64: one block; 128x128 tiles are taken from sm_count blocks on.
-        let big = 128 * (wg.sm_count as f64).sqrt().ceil() as usize;
+        // 64x64: one block; 128x128 tiles from sm_count blocks on; 128x256 from 2 sm_count.
+        let c = (wg.sm_count as f64).sqrt().ceil() as usize;
+        let (big, widest) = (128 * c, 256 * c);
         let one_hot = |m: usize| -> Vec<f32> {
             (0..m * k)
                 .map(|i| (i % k == (i / k) % 64) as u8 as f32)
@@ -1514,7 +1520,7 @@ mod tests {
                 .collect()
         };
         let mut bad = 0;
-        for side in [64, big] {
+        for (dev, side) in [(&wg, 64), (&wg, big), (&wide, widest)] {
             let (m, n) = (side, side);
             type Probe<'a> = (&'a str, Vec<f32>, Vec<f32>, &'a dyn Fn(usize, usize) -> f32);
             let probes: [Probe; 3] = [
@@ -1527,23 +1533,23 @@ mod tests {
                 (
                     "weight row",
                     one_hot(m),
-                    (0..n * k).map(|i| ((i / k) % 128) as f32).collect(),
-                    &|_, c| (c % 128) as f32,
+                    (0..n * k).map(|i| ((i / k) % 1024) as f32).collect(),
+                    &|_, c| (c % 1024) as f32,
                 ),
                 (
                     "activation row",
-                    first_k(m, &|r| (r % 128) as f32),
+                    first_k(m, &|r| (r % 1024) as f32),
                     first_k(n, &|_| 1.0),
-                    &|r, _| (r % 128) as f32,
+                    &|r, _| (r % 1024) as f32,
                 ),
             ];
             for (what, a, w, want) in probes {
-                let wd = DeviceMatrix::upload(&wg, &w, dtype).unwrap();
-                let at = DeviceMatrix::upload(&wg, &a, dtype).unwrap();
-                let mut out = poisoned(&wg, m * n);
-                wg.linear_forward_from(&mut out, &at.view(0..), &wd, None, m, k, n, None)
+                let wd = DeviceMatrix::upload(dev, &w, dtype).unwrap();
+                let at = DeviceMatrix::upload(dev, &a, dtype).unwrap();
+                let mut out = poisoned(dev, m * n);
+                dev.linear_forward_from(&mut out, &at.view(0..), &wd, None, m, k, n, None)
                     .unwrap();
-                let got = down(&wg, &out);
+                let got = down(dev, &out);
                 let wrong: Vec<(usize, usize, f32, f32)> = (0..m * n)
                     .map(|e| (e / n, e % n, got[e], want(e / n, e % n)))
                     .filter(|&(_, _, g, w)| g != w)
@@ -1563,42 +1569,46 @@ mod tests {
         );
     }
 
-    /// The whole model with the wgmma products: batch-invariant (as batch_invariance_on_gpu
-    /// checks the default engine), and how far from the mma.sync engine (printed).
+    /// The whole model with the wgmma products, without and with 128x256 tiles: batch-invariant
+    /// (as batch_invariance_on_gpu checks the default engine: the [1, 20] sentence runs 64x64
+    /// tiles, the [32, 128] batch 128x128 and 128x256 ones), and how far from the mma.sync
+    /// engine (printed; bounded loosely).
     fn wgmma_model_batch_invariant(_dev: &Ctx) {
-        if wgmma_device().is_none() {
+        if wgmma_device(false).is_none() {
             return;
         }
-        let on = |model: &Albert, dtype| {
-            let mut g = CudaAlbert::new(model, 0, dtype).unwrap();
-            g.dev.wgmma = true;
-            Some(g)
-        };
-        batch_invariance_with("wgmma ", on);
         let model = Albert::synthetic(albert::AlbertConfig::base_v2(), albert::Head::Model, 43);
         let vocab = model.config.vocab_size;
-        for dtype in [DType::BF16, DType::F16] {
-            let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
-            let wg = on(&model, dtype).unwrap();
-            let mut r = Rng::new(47);
-            let inputs = random_inputs(&mut r, 32, 128, vocab);
-            let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
-            let got = wg.forward(&inputs, ForwardOptions::default()).unwrap();
-            for (name, w) in &want.tensors {
-                let g: &Tensor = got.get(name).unwrap();
-                let worst = g
-                    .data
-                    .iter()
-                    .zip(&w.data)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
-                println!("  {dtype} {name}: max |wgmma - mma.sync| = {worst:.3e}");
-                // Layout or ordering errors give O(1) garbage; summation-order differences,
-                // amplified by the bf16 roundings, stay far below.
-                assert!(
-                    worst < 0.25,
-                    "{dtype} {name}: wgmma engine {worst} from mma.sync"
-                );
+        for (wide, label) in [(false, "wgmma "), (true, "wgmma wide ")] {
+            let on = |model: &Albert, dtype| {
+                let mut g = CudaAlbert::new(model, 0, dtype).unwrap();
+                (g.dev.wgmma, g.dev.wgmma_wide) = (true, wide);
+                Some(g)
+            };
+            batch_invariance_with(label, on);
+            for dtype in [DType::BF16, DType::F16] {
+                let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+                let wg = on(&model, dtype).unwrap();
+                let mut r = Rng::new(47);
+                let inputs = random_inputs(&mut r, 32, 128, vocab);
+                let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+                let got = wg.forward(&inputs, ForwardOptions::default()).unwrap();
+                for (name, w) in &want.tensors {
+                    let g: &Tensor = got.get(name).unwrap();
+                    let worst = g
+                        .data
+                        .iter()
+                        .zip(&w.data)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    println!("  {label}{dtype} {name}: max |wgmma - mma.sync| = {worst:.3e}");
+                    // Layout or ordering errors give O(1) garbage; summation-order
+                    // differences, amplified by the bf16 roundings, stay far below.
+                    assert!(
+                        worst < 0.25,
+                        "{label}{dtype} {name}: wgmma engine {worst} from mma.sync"
+                    );
+                }
             }
         }
     }

@@ -1106,29 +1106,30 @@ template <typename T>
 static void test_linear_wgmma(void (*mma)(float *, const T *, const T *, const float *, int, int, int, int),
                               void (*wg)(float *, const T *, const T *, const float *, int, int, int, int),
                               void (*wg_to)(T *, const T *, const T *, const float *, int, int, int, int),
-                              bool small, int M, int K, int N, int act, int splits, int offset = 0) {
+                              int tile_m, int tile_n, int M, int K, int N, int act, int splits, int offset = 0) {
     auto [inp0, w, bias] = t_product<T>(M, K, N);
     std::vector<T> inp(inp0.size() + 8);
     std::copy(inp0.begin(), inp0.end(), inp.begin() + offset);
-    const int tile = small ? 64 : 128;
+    const bool small = tile_m == 64;
     const unsigned threads = small ? MMA_THREADS_SMALL : LINEAR_THREADS;
     const size_t mma_smem = small ? MMA_T_SMEM_BYTES_SMALL : MMA_T_SMEM_BYTES;
-    const size_t wg_smem = small ? WG_SMEM_BYTES_SMALL : WG_SMEM_BYTES;
+    const size_t wg_smem = small ? WG_SMEM_BYTES_SMALL : tile_n == 256 ? WG_SMEM_BYTES_WIDE : WG_SMEM_BYTES;
     const size_t mn = size_t(M) * N * splits;
-    const dim3 grid((N + tile - 1) / tile, (M + tile - 1) / tile, splits);
-    const std::string t = tname<T>(), kn = std::string("linear_forward_wgmma") + (small ? "64_" : "_") + t + "_from_" + t;
+    auto grid = [&](int tn) { return dim3((N + tn - 1) / tn, (M + tile_m - 1) / tile_m, splits); };
+    const std::string t = tname<T>(),
+                      kn = std::string("linear_forward_wgmma") + (small ? "64_" : tile_n == 256 ? "_wide_" : "_") + t + "_from_" + t;
     const std::string sh = shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}, {"splits", splits}}) + (offset ? " +1" : "");
     OutBuf want(mn), got(mn);
-    bool ok = emu::launch(mma, grid, dim3(threads), mma_smem, want.ptr(), inp.data() + offset, w.data(),
+    bool ok = emu::launch(mma, grid(tile_m), dim3(threads), mma_smem, want.ptr(), inp.data() + offset, w.data(),
                           bias.data(), M, K, N, act);
-    ok &= emu::launch(wg, grid, dim3(threads), wg_smem, got.ptr(), inp.data() + offset, w.data(),
+    ok &= emu::launch(wg, grid(tile_n), dim3(threads), wg_smem, got.ptr(), inp.data() + offset, w.data(),
                       bias.data(), M, K, N, act);
     std::vector<double> same(mn);
     for (size_t i = 0; i < mn; i++) same[i] = want[i];
     record(kn + " == mma.sync", sh, got, same, ok, 0.0);
     if (splits > 1) return;
     std::vector<T> got_t(mn, T{0xffff});
-    const bool ok_t = emu::launch(wg_to, grid, dim3(threads), wg_smem, got_t.data(), inp.data() + offset,
+    const bool ok_t = emu::launch(wg_to, grid(tile_n), dim3(threads), wg_smem, got_t.data(), inp.data() + offset,
                                   w.data(), bias.data(), M, K, N, act);
     record_rounded(kn + "_to_" + t, sh, got_t, got.ptr(), mn, ok && ok_t);
 }
@@ -1237,9 +1238,9 @@ static void test_wgmma_probes() {
     std::vector<f16> one_hot(M * K), first_k(M * K), w_k(N * K), w_row(N * K), w_first(N * K);
     for (int i = 0; i < M * K; i++) {
         one_hot[i] = store<f16>(float(i % K == (i / K) % 64));
-        first_k[i] = store<f16>(i % K == 0 ? float((i / K) % 128) : 0.0f);
+        first_k[i] = store<f16>(i % K == 0 ? float((i / K) % 1024) : 0.0f);
         w_k[i] = store<f16>(float(i % K));
-        w_row[i] = store<f16>(float((i / K) % 128));
+        w_row[i] = store<f16>(float((i / K) % 1024));
         w_first[i] = store<f16>(i % K == 0 ? 1.0f : 0.0f);
     }
     const std::vector<std::tuple<const char *, std::vector<f16> *, std::vector<f16> *, int>> probes = {
@@ -1248,7 +1249,7 @@ static void test_wgmma_probes() {
         OutBuf out(M * N);
         std::vector<double> want(M * N);
         for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) want[m * N + n] = kind == 0 ? m % 64 : kind == 1 ? n % 128 : m % 128;
+            for (int n = 0; n < N; n++) want[m * N + n] = kind == 0 ? m % 64 : kind == 1 ? n % 1024 : m % 1024;
         const bool ok = emu::launch(linear_forward_wgmma64_f16_from_f16, dim3(1), dim3(128), WG_SMEM_BYTES_SMALL,
                                     out.ptr(), a->data(), w->data(), (const float *)nullptr, M, K, N, 0);
         record(std::string("wgmma layout probe: ") + what, "64x64", out, want, ok, 0.0);
@@ -1266,6 +1267,10 @@ static void test_wgmma(bool quick) {
     emu::opt_in_dynamic_smem(linear_forward_wgmma64_f16_from_f16, WG_SMEM_BYTES_SMALL, sm90);
     emu::opt_in_dynamic_smem(linear_forward_wgmma64_bf16_from_bf16_to_bf16, WG_SMEM_BYTES_SMALL, sm90);
     emu::opt_in_dynamic_smem(linear_forward_wgmma64_f16_from_f16_to_f16, WG_SMEM_BYTES_SMALL, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_bf16_from_bf16, WG_SMEM_BYTES_WIDE, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_f16_from_f16, WG_SMEM_BYTES_WIDE, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_bf16_from_bf16_to_bf16, WG_SMEM_BYTES_WIDE, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_f16_from_f16_to_f16, WG_SMEM_BYTES_WIDE, sm90);
     test_wgmma_unit();
     test_wgmma_probes();
     const size_t unit_smem = 2 * 64 * 64 * 2 + 1024;
@@ -1277,15 +1282,15 @@ static void test_wgmma(bool quick) {
     expect("emulator: detects wgmma left pending", selftest_wgmma_pending, "still pending");
     auto large_bf16 = [](int M, int K, int N, int act, int splits, int offset = 0) {
         test_linear_wgmma<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_wgmma_bf16_from_bf16,
-                                linear_forward_wgmma_bf16_from_bf16_to_bf16, false, M, K, N, act, splits, offset);
+                                linear_forward_wgmma_bf16_from_bf16_to_bf16, 128, 128, M, K, N, act, splits, offset);
     };
     auto small_f16 = [](int M, int K, int N, int act, int splits, int offset = 0) {
         test_linear_wgmma<f16>(linear_forward_mma64_f16_from_f16, linear_forward_wgmma64_f16_from_f16,
-                               linear_forward_wgmma64_f16_from_f16_to_f16, true, M, K, N, act, splits, offset);
+                               linear_forward_wgmma64_f16_from_f16_to_f16, 64, 64, M, K, N, act, splits, offset);
     };
     auto small_bf16 = [](int M, int K, int N, int act, int splits, int offset = 0) {
         test_linear_wgmma<bf16>(linear_forward_mma64_bf16_from_bf16, linear_forward_wgmma64_bf16_from_bf16,
-                                linear_forward_wgmma64_bf16_from_bf16_to_bf16, true, M, K, N, act, splits, offset);
+                                linear_forward_wgmma64_bf16_from_bf16_to_bf16, 64, 64, M, K, N, act, splits, offset);
     };
     // K = 520: 9 k tiles through 6 stages (the ring wraps), the last partial; M, N ragged over two
     // block rows/columns; K = 77: plain stores (K % 8 != 0); +1: a misaligned activation; split-K
@@ -1295,9 +1300,19 @@ static void test_wgmma(bool quick) {
     small_bf16(65, 77, 66, 1, 1);
     small_bf16(3, 136, 7, 0, 1, 1);
     small_f16(70, 328, 65, 0, 4);
+    // 128x256 tiles: N = 300 (a ragged second block column), K = 520 (9 tiles through 4
+    // stages), a misaligned activation; split-K 3.
+    auto wide_bf16 = [](int M, int K, int N, int act, int splits, int offset = 0) {
+        test_linear_wgmma<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_wgmma_wide_bf16_from_bf16,
+                                linear_forward_wgmma_wide_bf16_from_bf16_to_bf16, 128, 256, M, K, N, act, splits, offset);
+    };
+    wide_bf16(130, 520, 300, 2, 1);
+    wide_bf16(33, 136, 260, 0, 3, 1);
     if (quick) return;
+    test_linear_wgmma<f16>(linear_forward_mma_f16_from_f16, linear_forward_wgmma_wide_f16_from_f16,
+                           linear_forward_wgmma_wide_f16_from_f16_to_f16, 128, 256, 70, 77, 520, 12, 1);
     test_linear_wgmma<f16>(linear_forward_mma_f16_from_f16, linear_forward_wgmma_f16_from_f16,
-                           linear_forward_wgmma_f16_from_f16_to_f16, false, 33, 77, 129, 0, 1, 1);
+                           linear_forward_wgmma_f16_from_f16_to_f16, 128, 128, 33, 77, 129, 0, 1, 1);
     large_bf16(257, 1000, 130, 0, 3);
 }
 

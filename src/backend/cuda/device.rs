@@ -35,6 +35,9 @@ pub struct CudaDevice {
     /// that results stay batch-invariant: ALBERT_CUDA_WGMMA=1, an experiment until measured on
     /// a GPU (notes/gpu.md v1.24); used where those kernels loaded (compute capability 9.0).
     pub wgmma: bool,
+    /// With `wgmma`, 128x256 tiles for products whose grid still fills two waves of them
+    /// (ALBERT_CUDA_WGMMA_WIDE=1, an experiment: notes/gpu.md v1.25).
+    pub wgmma_wide: bool,
 }
 
 /// Why CUDA cannot be used here, or `Ok` with the number of devices.
@@ -88,6 +91,7 @@ impl CudaDevice {
             && kernels.wait_for_previous_kernel();
         let k64 = std::env::var("ALBERT_CUDA_K64").is_ok_and(|v| v == "1");
         let wgmma = std::env::var("ALBERT_CUDA_WGMMA").is_ok_and(|v| v == "1");
+        let wgmma_wide = std::env::var("ALBERT_CUDA_WGMMA_WIDE").is_ok_and(|v| v == "1");
         Ok(CudaDevice {
             ctx,
             stream,
@@ -100,6 +104,7 @@ impl CudaDevice {
             pdl,
             k64,
             wgmma,
+            wgmma_wide,
         })
     }
 

@@ -92,7 +92,8 @@ impl CudaAlbert {
     }
 
     /// Which kernels the encoder's T-input products run on, as linear_t.rs picks them:
-    /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded), "mma.sync k64"
+    /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded; "wgmma wide" with
+    /// ALBERT_CUDA_WGMMA_WIDE=1 too), "mma.sync k64"
     /// (ALBERT_CUDA_K64=1), "mma.sync", or "portable" (f32, or no tensor cores).
     pub fn products(&self) -> &'static str {
         let t = self.dtype.name();
@@ -103,7 +104,10 @@ impl CudaAlbert {
         {
             "portable"
         } else if self.dev.wgmma && has(format!("linear_forward_wgmma_{t}_from_{t}")) {
-            "wgmma"
+            match self.dev.wgmma_wide && has(format!("linear_forward_wgmma_wide_{t}_from_{t}")) {
+                true => "wgmma wide",
+                false => "wgmma",
+            }
         } else if self.dev.k64 && has(format!("linear_forward_mma_k64_{t}_from_{t}")) {
             "mma.sync k64"
         } else {

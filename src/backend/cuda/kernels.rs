@@ -102,6 +102,10 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_wgmma64_f16_from_f16",
             "linear_forward_wgmma64_bf16_from_bf16_to_bf16",
             "linear_forward_wgmma64_f16_from_f16_to_f16",
+            "linear_forward_wgmma_wide_bf16_from_bf16",
+            "linear_forward_wgmma_wide_f16_from_f16",
+            "linear_forward_wgmma_wide_bf16_from_bf16_to_bf16",
+            "linear_forward_wgmma_wide_f16_from_f16_to_f16",
         ],
     ),
 ];
@@ -113,6 +117,8 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
     if entry.starts_with("linear_forward_wgmma64_") {
         Some(WG_SMEM_SMALL)
+    } else if entry.starts_with("linear_forward_wgmma_wide_") {
+        Some(WG_SMEM_WIDE)
     } else if entry.starts_with("linear_forward_wgmma_") {
         Some(WG_SMEM)
     } else if entry.starts_with("linear_forward_mma64_") {
@@ -135,6 +141,8 @@ pub(super) const MMA_T_SMEM_K64: usize = 2 * 3 * 128 * (64 + 8) * 2;
 /// A tile and W tile of 64 k in 128-byte rows, plus 1 KB to align them to 1024 bytes.
 pub(super) const WG_SMEM: usize = 6 * (128 + 128) * 64 * 2 + 1024;
 pub(super) const WG_SMEM_SMALL: usize = 6 * (64 + 64) * 64 * 2 + 1024;
+/// WG_SMEM_BYTES_WIDE: 4 stages of a 128-row A tile and a 256-row W tile.
+pub(super) const WG_SMEM_WIDE: usize = 4 * (128 + 256) * 64 * 2 + 1024;
 
 /// Modules built only for sm_90a (wgmma): loaded on compute capability 9.0 from the embedded
 /// sm_90a PTX and nowhere else (their other targets' entry points trap). If the driver rejects

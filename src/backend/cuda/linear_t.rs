@@ -15,6 +15,8 @@ use super::launch::{cuda_activation_id, LINEAR_THREADS, MMA_TILE};
 /// kernels/linear_mma.cu TileSmall: 64x64 output tiles, 128 threads (T activations only).
 const MMA_TILE_SMALL: usize = 64;
 const MMA_THREADS_SMALL: u32 = 128;
+/// kernels/linear_wgmma.cu WgWide: 128x256 output tiles, 256 threads (ALBERT_CUDA_WGMMA_WIDE).
+const WG_TILE_N_WIDE: usize = 256;
 
 /// K per split of a split-K product: 24 k tiles of 32 keep each block's pipeline busy.
 /// ALBERT_CUDA_K_PER_SPLIT (a multiple of 64) overrides it for the whole process, to measure
@@ -66,7 +68,7 @@ impl CudaDevice {
 
     /// The checks before a T-activation product: `stored` (the T side) has the weight's 16-bit
     /// type and the kernel exists, then `check_product`'s sizes; the launch grid for `tile`
-    /// and `splits`, or None when the output is empty.
+    /// (rows; columns `tile_n`) and `splits`, or None when the output is empty.
     #[allow(clippy::too_many_arguments)]
     fn check_linear_t(
         &self,
@@ -77,7 +79,7 @@ impl CudaDevice {
         bias: Option<&CudaSlice<f32>>,
         (m, k, n): (usize, usize, usize),
         act: Option<Activation>,
-        (tile, splits): (usize, usize),
+        (tile, tile_n, splits): (usize, usize, usize),
     ) -> Result<Option<Checked>> {
         self.check(
             kn,
@@ -104,7 +106,7 @@ impl CudaDevice {
         };
         let cfg = LaunchConfig {
             grid_dim: (
-                n.div_ceil(tile) as u32,
+                n.div_ceil(tile_n) as u32,
                 m.div_ceil(tile) as u32,
                 splits as u32,
             ),
@@ -247,9 +249,23 @@ impl CudaDevice {
             MMA_TILE => format!("linear_forward_wgmma_{t}{from}{to}"),
             _ => format!("linear_forward_wgmma64_{t}{from}{to}"),
         };
+        let wide = format!("linear_forward_wgmma_wide_{t}{from}{to}");
+        let wgmma = self.wgmma && !from.is_empty() && self.kernels.has(&wg);
+        // 128x256 wgmma tiles (ALBERT_CUDA_WGMMA_WIDE=1) where they still fill two waves.
+        let wide_blocks = m.div_ceil(MMA_TILE) * n.div_ceil(WG_TILE_N_WIDE) * splits;
+        let tile_n = match wgmma
+            && self.wgmma_wide
+            && tile == MMA_TILE
+            && wide_blocks >= 2 * self.sm_count
+            && self.kernels.has(&wide)
+        {
+            true => WG_TILE_N_WIDE,
+            false => tile,
+        };
         let name = match tile {
-            // wgmma (ALBERT_CUDA_WGMMA=1, sm_90a): T inputs, both tiles, same grid and threads.
-            _ if self.wgmma && !from.is_empty() && self.kernels.has(&wg) => wg,
+            // wgmma (ALBERT_CUDA_WGMMA=1, sm_90a): T inputs, every tile, same threads.
+            _ if wgmma && tile_n == WG_TILE_N_WIDE => wide,
+            _ if wgmma => wg,
             // The k-64 128x128 kernel (ALBERT_CUDA_K64=1): the same bits, T inputs only.
             MMA_TILE if self.k64 && !from.is_empty() && self.kernels.has(&k64) => k64,
             MMA_TILE => format!("linear_forward_mma_{t}{from}{to}"),
@@ -275,8 +291,16 @@ impl CudaDevice {
         )?;
         let lens = (out.len(), inp.len());
         let shape = (m, k, n);
-        let Some(c) =
-            self.check_linear_t(kn, stored, lens, weight, bias, shape, act, (tile, splits))?
+        let Some(c) = self.check_linear_t(
+            kn,
+            stored,
+            lens,
+            weight,
+            bias,
+            shape,
+            act,
+            (tile, tile_n, splits),
+        )?
         else {
             return Ok(());
         };
@@ -304,12 +328,14 @@ impl CudaDevice {
         };
         b.arg(&c.mkn.0).arg(&c.mkn.1).arg(&c.mkn.2).arg(&c.act);
         // SAFETY: arguments match linear_forward_mma{,64,_k64}_{t}[_from_{t}][_to_{t}] in
-        // kernels/linear_mma.cu and linear_forward_wgmma{,64}_{t}_from_{t}[_to_{t}] in
-        // kernels/linear_wgmma.cu (the same parameter list) in type and order: the name is built from the storage types of
-        // out and inp, each T side has the weight's type (checked above and by check_linear_t),
-        // a null bias is a 64-bit zero pointer, which the kernel tests; sizes checked there too,
-        // out for all `splits` partials (grid z). The 64 kernels exist for T inputs only, which
-        // product_tile requires; block size and dynamic shared memory follow the tile.
+        // kernels/linear_mma.cu and linear_forward_wgmma{,64,_wide}_{t}_from_{t}[_to_{t}] in
+        // kernels/linear_wgmma.cu (the same parameter list) in type and order: the name is
+        // built from the storage types of out and inp, each T side has the weight's type
+        // (checked above and by check_linear_t), a null bias is a 64-bit zero pointer, which the
+        // kernel tests; sizes checked there too, out for all `splits` partials (grid z). The 64
+        // and wgmma kernels exist for T inputs only, which product_tile and `wgmma` require;
+        // block size (256 threads for 128 rows) and dynamic shared memory (by name) follow the
+        // kernel, the grid its tile (tile rows, tile_n columns).
         // A T view that is not 16-byte aligned is legal: the kernel then stages A with plain
         // loads.
         self.launched(kn, unsafe { b.launch(c.cfg) })
