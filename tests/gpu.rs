@@ -1393,11 +1393,20 @@ mod tests {
         }
     }
 
+    /// `open` with ALBERT_CUDA_WGMMA=1, which makes a device load kernels/linear_wgmma.cu. The
+    /// harness runs one test at a time on one thread: nothing else reads the variable.
+    fn with_wgmma_env<R>(open: impl FnOnce() -> R) -> R {
+        std::env::set_var("ALBERT_CUDA_WGMMA", "1");
+        let r = open();
+        std::env::remove_var("ALBERT_CUDA_WGMMA");
+        r
+    }
+
     /// A device whose T-input products run on wgmma (ALBERT_CUDA_WGMMA; `wide`: with 128x256
     /// tiles where they fill two waves, ALBERT_CUDA_WGMMA_WIDE), or None (printed) where
     /// kernels/linear_wgmma.cu did not load (it needs sm_90a).
     fn wgmma_device(wide: bool) -> Option<Ctx> {
-        let mut wg = albert::backend::cuda::CudaDevice::open(0).unwrap();
+        let mut wg = with_wgmma_env(|| albert::backend::cuda::CudaDevice::open(0).unwrap());
         wg.wgmma = true;
         wg.wgmma_wide = wide;
         if wg.kernels.has("linear_forward_wgmma_bf16_from_bf16") {
@@ -1581,8 +1590,8 @@ mod tests {
         let vocab = model.config.vocab_size;
         for (wide, label) in [(false, "wgmma "), (true, "wgmma wide ")] {
             let on = |model: &Albert, dtype| {
-                let mut g = CudaAlbert::new(model, 0, dtype).unwrap();
-                (g.dev.wgmma, g.dev.wgmma_wide) = (true, wide);
+                let mut g = with_wgmma_env(|| CudaAlbert::new(model, 0, dtype).unwrap());
+                g.dev.wgmma_wide = wide;
                 Some(g)
             };
             batch_invariance_with(label, on);

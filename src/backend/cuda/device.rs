@@ -76,7 +76,8 @@ impl CudaDevice {
         unsafe { ctx.disable_event_tracking() };
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let compute_capability = ctx.compute_capability().map_err(|e| fail(e.to_string()))?;
-        let kernels = Kernels::load(&ctx, &label, compute_capability)?;
+        let wgmma = std::env::var("ALBERT_CUDA_WGMMA").is_ok_and(|v| v == "1");
+        let kernels = Kernels::load(&ctx, &label, compute_capability, wgmma)?;
         // The engine's own non-blocking stream: the legacy default stream cannot be captured
         // into a CUDA graph, and a non-blocking one does not wait on other work in the context.
         let stream = ctx
@@ -90,7 +91,6 @@ impl CudaDevice {
         let pdl = std::env::var("ALBERT_CUDA_PDL").is_ok_and(|v| v == "1")
             && kernels.wait_for_previous_kernel();
         let k64 = std::env::var("ALBERT_CUDA_K64").is_ok_and(|v| v == "1");
-        let wgmma = std::env::var("ALBERT_CUDA_WGMMA").is_ok_and(|v| v == "1");
         let wgmma_wide = std::env::var("ALBERT_CUDA_WGMMA_WIDE").is_ok_and(|v| v == "1");
         Ok(CudaDevice {
             ctx,

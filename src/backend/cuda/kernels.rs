@@ -168,10 +168,21 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    pub fn load(ctx: &Arc<CudaContext>, device: &str, cc: (i32, i32)) -> Result<Self> {
+    /// Loads every module this device can run; `wgmma`: also kernels/linear_wgmma.cu (only
+    /// asked for by ALBERT_CUDA_WGMMA=1: the driver JIT-compiles embedded PTX at load, and
+    /// ptxas takes ~21 s of CPU for that module here, which an experiment should not cost every
+    /// start on a machine without a warm JIT cache).
+    pub fn load(ctx: &Arc<CudaContext>, device: &str, cc: (i32, i32), wgmma: bool) -> Result<Self> {
         let mut functions = HashMap::new();
         let mut origin = Vec::new();
         for &(module_name, entries) in ENTRY_POINTS {
+            if sm90a_only(module_name) && !wgmma {
+                origin.push((
+                    module_name,
+                    "not loaded (ALBERT_CUDA_WGMMA is not 1)".into(),
+                ));
+                continue;
+            }
             if cc < min_capability(module_name) {
                 origin.push((
                     module_name,
