@@ -223,6 +223,47 @@ impl CudaDevice {
         }
     }
 
+    /// The product's kernel and its tile (rows, columns): wgmma where asked for
+    /// (ALBERT_CUDA_WGMMA; with ALBERT_CUDA_WGMMA_WIDE 128x256 tiles where they fill two
+    /// waves), else the k-64 128x128 kernel (ALBERT_CUDA_K64), else mma.sync, at
+    /// `product_tile`'s size; the experiments take T inputs only and fall back where their
+    /// kernels did not load. Only the taken path's name is built (every eager launch runs this).
+    fn product_kernel(
+        &self,
+        inp: DType,
+        (t, from, to): (&str, &str, &str),
+        (m, n): (usize, usize),
+        splits: usize,
+    ) -> (String, usize, usize) {
+        let tile = self.product_tile(inp, (m, n), splits);
+        let name = |kind: &str| format!("linear_forward_{kind}_{t}{from}{to}");
+        let t_in = !from.is_empty();
+        if self.wgmma && t_in {
+            let wide_blocks = m.div_ceil(MMA_TILE) * n.div_ceil(WG_TILE_N_WIDE) * splits;
+            if self.wgmma_wide && tile == MMA_TILE && wide_blocks >= 2 * self.sm_count {
+                let k = name("wgmma_wide");
+                if self.kernels.has(&k) {
+                    return (k, tile, WG_TILE_N_WIDE);
+                }
+            }
+            let k = name(if tile == MMA_TILE { "wgmma" } else { "wgmma64" });
+            if self.kernels.has(&k) {
+                return (k, tile, tile);
+            }
+        }
+        if self.k64 && t_in && tile == MMA_TILE {
+            let k = name("mma_k64");
+            if self.kernels.has(&k) {
+                return (k, tile, tile);
+            }
+        }
+        (
+            name(if tile == MMA_TILE { "mma" } else { "mma64" }),
+            tile,
+            tile,
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn linear_t_launch(
         &self,
@@ -243,34 +284,8 @@ impl CudaDevice {
             DType::F32 => String::new(),
             _ => format!("_to_{t}"),
         };
-        let tile = self.product_tile(inp.dtype(), (m, n), splits);
-        let k64 = format!("linear_forward_mma_k64_{t}{from}{to}");
-        let wg = match tile {
-            MMA_TILE => format!("linear_forward_wgmma_{t}{from}{to}"),
-            _ => format!("linear_forward_wgmma64_{t}{from}{to}"),
-        };
-        let wide = format!("linear_forward_wgmma_wide_{t}{from}{to}");
-        let wgmma = self.wgmma && !from.is_empty() && self.kernels.has(&wg);
-        // 128x256 wgmma tiles (ALBERT_CUDA_WGMMA_WIDE=1) where they still fill two waves.
-        let wide_blocks = m.div_ceil(MMA_TILE) * n.div_ceil(WG_TILE_N_WIDE) * splits;
-        let tile_n = match wgmma
-            && self.wgmma_wide
-            && tile == MMA_TILE
-            && wide_blocks >= 2 * self.sm_count
-            && self.kernels.has(&wide)
-        {
-            true => WG_TILE_N_WIDE,
-            false => tile,
-        };
-        let name = match tile {
-            // wgmma (ALBERT_CUDA_WGMMA=1, sm_90a): T inputs, every tile, same threads.
-            _ if wgmma && tile_n == WG_TILE_N_WIDE => wide,
-            _ if wgmma => wg,
-            // The k-64 128x128 kernel (ALBERT_CUDA_K64=1): the same bits, T inputs only.
-            MMA_TILE if self.k64 && !from.is_empty() && self.kernels.has(&k64) => k64,
-            MMA_TILE => format!("linear_forward_mma_{t}{from}{to}"),
-            _ => format!("linear_forward_mma64_{t}{from}{to}"),
-        };
+        let (name, tile, tile_n) =
+            self.product_kernel(inp.dtype(), (t, &from, &to), (m, n), splits);
         let kn = name.as_str();
         self.check(kn, !(from.is_empty() && to.is_empty()), || {
             "both sides are f32: use linear_forward".into()
