@@ -1,20 +1,27 @@
-//! Compiles kernels/*.cu to PTX for each target architecture and writes a registry module
-//! (OUT_DIR/kernels.rs) that embeds the PTX and the self-contained source of every module.
+//! Compiles kernels/*.cu, for each target architecture, to a cubin (machine code: the engine
+//! loads it with no JIT) and to PTX (for devices no cubin runs on), and writes a registry module
+//! (OUT_DIR/kernels.rs) that embeds both and the self-contained source of every module.
 //!
 //! nvcc is looked up in order: $NVCC, $CUDA_HOME/bin, $CUDA_PATH/bin, PATH, then the pinned
 //! toolchain that scripts/setup-cuda installs into .cuda/ (its path is in .cuda/home).
 //! Architectures: sm_80 and sm_90a, or $ALBERT_CUDA_ARCHS (comma-separated, e.g. "80,90a").
+//! The compilations run in parallel (cargo's NUM_JOBS), and one whose inputs (the module's source
+//! with its headers, the flags, nvcc's version) are those of the last build is not run again, so
+//! editing one kernel file recompiles that module only.
 //!
-//! Without nvcc, or when nvcc fails, the build still succeeds: it embeds the sources only, prints
-//! one cargo:warning, and the engine compiles them with NVRTC when a GPU is first used. A kernel
-//! that does not compile is caught by scripts/check-kernels in CI, not here, so a machine with
-//! a broken CUDA install can still build and run on the CPU.
+//! Without nvcc, or when nvcc fails, the build still succeeds: it embeds what compiled and the
+//! sources, prints one cargo:warning, and the engine compiles a source with NVRTC when a GPU has
+//! neither cubin nor PTX for it. A kernel that does not compile is caught by
+//! scripts/check-kernels in CI, not here, so a machine with a broken CUDA install can still build
+//! and run on the CPU.
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 const DEFAULT_ARCHS: &[&str] = &["80", "90a"];
 
@@ -58,34 +65,65 @@ fn main() {
         );
     }
 
-    let mut modules = String::new();
+    // The NVRTC source of each module: its kernels/*.cuh headers inlined, so it compiles with no
+    // include path; also what decides whether a compilation's inputs changed.
+    let mut inlined = Vec::new();
     for src in &sources {
         let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-        // The NVRTC source: its kernels/*.cuh headers inlined, so it compiles with no include path.
         let text = fs::read_to_string(src).unwrap_or_default();
-        let inlined = inline_headers(kernels, &text, &mut Vec::new());
+        let inlined_text = inline_headers(kernels, &text, &mut Vec::new());
         let inlined_path = out_dir.join(format!("{name}.cu"));
-        write(&inlined_path, &inlined);
+        write(&inlined_path, &inlined_text);
+        inlined.push((name, inlined_path, inlined_text));
+    }
 
-        let mut ptx_entries = String::new();
-        if let Some(nvcc) = &nvcc {
+    let mut jobs = Vec::new();
+    if let Some(nvcc) = &nvcc {
+        for (src, (name, _, text)) in sources.iter().zip(&inlined) {
             for arch in &archs {
-                let ptx_path = out_dir.join(format!("{name}.sm_{arch}.ptx"));
-                match compile_ptx(nvcc, src, arch, &ptx_path) {
-                    Ok(()) => {
-                        let _ = write!(
-                            ptx_entries,
-                            "(\"sm_{arch}\", include_str!({:?})), ",
-                            ptx_path
-                        );
-                    }
-                    Err(e) => problems.push(format!("{} for sm_{arch}: {e}", src.display())),
+                for kind in [Output::Cubin, Output::Ptx] {
+                    jobs.push(Job {
+                        nvcc,
+                        src,
+                        text,
+                        arch,
+                        kind,
+                        out: out_dir.join(format!("{name}.sm_{arch}.{}", kind.extension())),
+                        version: version.as_deref().unwrap_or_default(),
+                    });
                 }
             }
         }
+    }
+    // Longest first, so the two threads do not end on linear_mma.cu and linear_wgmma.cu alone.
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.text.len()));
+    let failed = run_jobs(&jobs);
+
+    let mut modules = String::new();
+    for (src, (name, inlined_path, _)) in sources.iter().zip(&inlined) {
+        let (mut cubin_entries, mut ptx_entries) = (String::new(), String::new());
+        for job in jobs.iter().filter(|j| j.src == src) {
+            let arch = job.arch;
+            if let Some((_, e)) = failed.iter().find(|(out, _)| *out == job.out) {
+                problems.push(format!("{} for sm_{arch}: {e}", src.display()));
+                continue;
+            }
+            let _ = match job.kind {
+                Output::Cubin => write!(
+                    cubin_entries,
+                    "(\"sm_{arch}\", include_bytes!({:?}) as &[u8]), ",
+                    job.out
+                ),
+                Output::Ptx => write!(
+                    ptx_entries,
+                    "(\"sm_{arch}\", include_str!({:?})), ",
+                    job.out
+                ),
+            };
+        }
         let _ = writeln!(
             modules,
-            "    KernelModule {{ name: {name:?}, source: include_str!({inlined_path:?}), ptx: &[{ptx_entries}] }},"
+            "    KernelModule {{ name: {name:?}, source: include_str!({inlined_path:?}), cubin: &[{cubin_entries}], ptx: &[{ptx_entries}] }},"
         );
     }
     let mut text = format!("pub static MODULES: &[KernelModule] = &[\n{modules}];\n");
@@ -98,7 +136,7 @@ fn main() {
 
     if !problems.is_empty() {
         println!(
-            "cargo:warning=CUDA kernels not precompiled ({}); they will be compiled with NVRTC at run time",
+            "cargo:warning=CUDA kernels not (all) precompiled ({}); what is missing is compiled from PTX or with NVRTC at run time",
             problems.join("; ").replace('\n', " ")
         );
     }
@@ -165,20 +203,101 @@ fn nvcc_version(nvcc: &Path) -> Option<String> {
         .map(|l| l.trim().to_string())
 }
 
-fn compile_ptx(nvcc: &Path, src: &Path, arch: &str, out: &Path) -> Result<(), String> {
-    let output = Command::new(nvcc)
-        .args(["--ptx", "-O3", "-std=c++17", "-lineinfo"])
-        .arg(format!("-arch=compute_{arch}"))
-        .arg("-Ikernels")
-        .arg("-o")
-        .arg(out)
-        .arg(src)
-        .output()
-        .map_err(|e| format!("could not run {}: {e}", nvcc.display()))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        let err = String::from_utf8_lossy(&output.stderr);
-        Err(err.lines().take(3).collect::<Vec<_>>().join(" "))
+#[derive(Clone, Copy, PartialEq)]
+enum Output {
+    /// Machine code for exactly `arch` (and, without an `a` suffix, later minor versions).
+    Cubin,
+    /// PTX, which the driver JIT-compiles for any later device.
+    Ptx,
+}
+
+impl Output {
+    fn extension(self) -> &'static str {
+        match self {
+            Output::Cubin => "cubin",
+            Output::Ptx => "ptx",
+        }
     }
+}
+
+/// One nvcc run: `src` (whose inlined text is `text`) to `out` for `arch`.
+struct Job<'a> {
+    nvcc: &'a Path,
+    src: &'a Path,
+    text: &'a str,
+    arch: &'a str,
+    kind: Output,
+    out: PathBuf,
+    version: &'a str,
+}
+
+impl Job<'_> {
+    fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["-O3", "-std=c++17", "-Ikernels"].map(String::from).into();
+        match self.kind {
+            // No -lineinfo for the cubin: it would carry the whole PTX text as debug data (9 MB
+            // instead of 2.4 MB for linear_mma.cu); set ALBERT_CUDA_PTX=1 at run time for line
+            // numbers in a profiler (the PTX has them).
+            Output::Cubin => args.extend(["-cubin".into(), format!("-arch=sm_{}", self.arch)]),
+            Output::Ptx => args.extend([
+                "--ptx".into(),
+                "-lineinfo".into(),
+                format!("-arch=compute_{}", self.arch),
+            ]),
+        }
+        args
+    }
+
+    /// Everything the output depends on: written beside it, compared before the next build.
+    fn key(&self) -> String {
+        format!("{}\n{:?}\n{}", self.version, self.args(), self.text)
+    }
+
+    fn run(&self) -> Result<(), String> {
+        let key_path = self
+            .out
+            .with_extension(format!("{}.key", self.kind.extension()));
+        let key = self.key();
+        if self.out.is_file() && fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
+            return Ok(());
+        }
+        let _ = fs::remove_file(&key_path);
+        let output = Command::new(self.nvcc)
+            .args(self.args())
+            .arg("-o")
+            .arg(&self.out)
+            .arg(self.src)
+            .output()
+            .map_err(|e| format!("could not run {}: {e}", self.nvcc.display()))?;
+        if !output.status.success() {
+            let err = String::from_utf8_lossy(&output.stderr);
+            return Err(err.lines().take(3).collect::<Vec<_>>().join(" "));
+        }
+        let _ = fs::write(&key_path, key);
+        Ok(())
+    }
+}
+
+/// Runs the jobs on cargo's NUM_JOBS threads (ptxas is single-threaded and linear_mma.cu alone
+/// takes it ~15 s); returns each failed job's output path and error.
+fn run_jobs(jobs: &[Job]) -> Vec<(PathBuf, String)> {
+    let threads = env::var("NUM_JOBS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, jobs.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let (Err(e), Ok(mut failed)) = (job.run(), failed.lock()) {
+                        failed.push((job.out.clone(), e));
+                    }
+                }
+            });
+        }
+    });
+    failed.into_inner().unwrap_or_default()
 }

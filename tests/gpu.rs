@@ -172,6 +172,7 @@ mod tests {
             ),
             ("wgmma_layout_probes", wgmma_layout_probes),
             ("wgmma_model_batch_invariant", wgmma_model_batch_invariant),
+            ("cubins_match_ptx", cubins_match_ptx),
         ]
     }
 
@@ -1617,6 +1618,61 @@ mod tests {
                         worst < 0.25,
                         "{label}{dtype} {name}: wgmma engine {worst} from mma.sync"
                     );
+                }
+            }
+        }
+    }
+
+    /// The embedded cubins (loaded by default: no JIT at start-up) and the embedded PTX
+    /// (ALBERT_CUDA_PTX=1: JIT-compiled by the driver) are the same kernels: every module comes
+    /// from the path asked for, and the whole model gives the same bits both ways, in every dtype,
+    /// and with ALBERT_CUDA_WGMMA=1 on sm_90a.
+    fn cubins_match_ptx(dev: &Ctx) {
+        let model = Albert::synthetic(albert::AlbertConfig::base_v2(), albert::Head::Model, 53);
+        let vocab = model.config.vocab_size;
+        let cc = dev.compute_capability;
+        let has_cubin = cc.0 == 8 || cc == (9, 0);
+        if !has_cubin {
+            println!(
+                "  sm_{}{}: no embedded cubin runs here (sm_80, sm_90a); checking PTX only",
+                cc.0, cc.1
+            );
+        }
+        let wgmma_runs = [false, true];
+        for wgmma in wgmma_runs.iter().copied().filter(|&w| !w || cc == (9, 0)) {
+            // The harness runs one test at a time on one thread: nothing else reads them.
+            let open = |ptx: bool, dtype| {
+                if wgmma {
+                    std::env::set_var("ALBERT_CUDA_WGMMA", "1");
+                }
+                if ptx {
+                    std::env::set_var("ALBERT_CUDA_PTX", "1");
+                }
+                let g = CudaAlbert::new(&model, 0, dtype);
+                std::env::remove_var("ALBERT_CUDA_PTX");
+                std::env::remove_var("ALBERT_CUDA_WGMMA");
+                g.unwrap()
+            };
+            for dtype in DTYPES {
+                let (machine, jit) = (open(false, dtype), open(true, dtype));
+                for (g, want) in [
+                    (&machine, if has_cubin { "cubin " } else { "ptx " }),
+                    (&jit, "ptx "),
+                ] {
+                    for (module, how) in &g.dev.kernels.origin {
+                        assert!(
+                            how.starts_with(want) || how.starts_with("not loaded"),
+                            "{module}: {how} (expected {want}...)"
+                        );
+                    }
+                }
+                let mut r = Rng::new(59);
+                for (rows, s) in [(32, 128), (3, 37)] {
+                    let inputs = random_inputs(&mut r, rows, s, vocab);
+                    let want = jit.forward(&inputs, ForwardOptions::default()).unwrap();
+                    let got = machine.forward(&inputs, ForwardOptions::default()).unwrap();
+                    let label = format!("cubin vs PTX, wgmma {wgmma}, {dtype} R={rows} S={s}");
+                    same_bits(&label, &got, &want);
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
 
-use super::kernels::Kernels;
+use super::kernels::{Kernels, LoadOptions};
 use super::launcher::Launch;
 use crate::error::{Error, Result};
 
@@ -77,7 +77,11 @@ impl CudaDevice {
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let compute_capability = ctx.compute_capability().map_err(|e| fail(e.to_string()))?;
         let wgmma = std::env::var("ALBERT_CUDA_WGMMA").is_ok_and(|v| v == "1");
-        let kernels = Kernels::load(&ctx, &label, compute_capability, wgmma)?;
+        let load = LoadOptions {
+            wgmma,
+            ptx_only: std::env::var("ALBERT_CUDA_PTX").is_ok_and(|v| v == "1"),
+        };
+        let kernels = Kernels::load(&ctx, &label, compute_capability, load)?;
         // The engine's own non-blocking stream: the legacy default stream cannot be captured
         // into a CUDA graph, and a non-blocking one does not wait on other work in the context.
         let stream = ctx

@@ -1,7 +1,9 @@
-//! The kernel registry: build.rs embeds, for every kernels/*.cu, its PTX per architecture and
-//! its self-contained source. A context loads each module once, picking the PTX for its compute
-//! capability, and falls back to compiling the source with NVRTC when there is no matching PTX
-//! or the driver rejects it (a driver older than the PTX ISA).
+//! The kernel registry: build.rs embeds, for every kernels/*.cu, its cubin and PTX per
+//! architecture and its self-contained source. A context loads each module once: the cubin built
+//! for its compute capability (machine code: nothing to compile), else the PTX, which the driver
+//! JIT-compiles (ptxas needs ~15 s of CPU for linear_mma.cu: seconds at every start where the
+//! driver's JIT cache is cold, as in a fresh container), else the source compiled with NVRTC
+//! (a driver that rejects both, e.g. one older than the toolkit).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +14,11 @@ use cudarc::nvrtc::{CompileOptions, Ptx};
 
 use crate::error::{Error, Result};
 
-/// One kernels/*.cu: its PTX per target (`sm_80`, `sm_90a`) and its source for NVRTC.
+/// One kernels/*.cu: its cubin and PTX per target (`sm_80`, `sm_90a`) and its source for NVRTC.
 pub struct KernelModule {
     pub name: &'static str,
     pub source: &'static str,
+    pub cubin: &'static [(&'static str, &'static [u8])],
     pub ptx: &'static [(&'static str, &'static str)],
 }
 
@@ -163,20 +166,34 @@ fn min_capability(module: &str) -> (i32, i32) {
 
 pub struct Kernels {
     functions: HashMap<&'static str, CudaFunction>,
-    /// How the modules were obtained, per module ("ptx sm_90a" or "nvrtc compute_86").
+    /// How the modules were obtained, per module ("cubin sm_90a", "ptx sm_80", "nvrtc
+    /// compute_86", "not loaded (why)").
     pub origin: Vec<(&'static str, String)>,
 }
 
+/// What `Kernels::load` loads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Also kernels/linear_wgmma.cu (ALBERT_CUDA_WGMMA=1).
+    pub wgmma: bool,
+    /// Skip the cubins and JIT-compile the PTX (ALBERT_CUDA_PTX=1): the PTX carries line
+    /// numbers for a profiler's source view, and it measures what the cubins save at start-up.
+    pub ptx_only: bool,
+}
+
 impl Kernels {
-    /// Loads every module this device can run; `wgmma`: also kernels/linear_wgmma.cu (only
-    /// asked for by ALBERT_CUDA_WGMMA=1: the driver JIT-compiles embedded PTX at load, and
-    /// ptxas takes ~21 s of CPU for that module here, which an experiment should not cost every
-    /// start on a machine without a warm JIT cache).
-    pub fn load(ctx: &Arc<CudaContext>, device: &str, cc: (i32, i32), wgmma: bool) -> Result<Self> {
+    /// Loads every module this device can run (kernels/linear_wgmma.cu only with `opts.wgmma`:
+    /// an experiment, off by default until a GPU has run it).
+    pub fn load(
+        ctx: &Arc<CudaContext>,
+        device: &str,
+        cc: (i32, i32),
+        opts: LoadOptions,
+    ) -> Result<Self> {
         let mut functions = HashMap::new();
         let mut origin = Vec::new();
         for &(module_name, entries) in ENTRY_POINTS {
-            if sm90a_only(module_name) && !wgmma {
+            if sm90a_only(module_name) && !opts.wgmma {
                 origin.push((
                     module_name,
                     "not loaded (ALBERT_CUDA_WGMMA is not 1)".into(),
@@ -199,7 +216,7 @@ impl Kernels {
                 msg: format!("kernel module `{module_name}` is not in this build (kernels/{module_name}.cu)"),
             })?;
             let (loaded, how) = if sm90a_only(module_name) {
-                match load_sm90a(ctx, module, cc) {
+                match load_sm90a(ctx, module, cc, opts.ptx_only) {
                     Ok(loaded) => loaded,
                     Err(why) => {
                         origin.push((module_name, format!("not loaded ({why})")));
@@ -207,7 +224,7 @@ impl Kernels {
                     }
                 }
             } else {
-                load_module(ctx, module, device, cc)?
+                load_module(ctx, module, device, cc, opts.ptx_only)?
             };
             for &entry in entries {
                 let f = loaded.load_function(entry).map_err(|e| Error::Device {
@@ -249,7 +266,8 @@ impl Kernels {
     pub fn wait_for_previous_kernel(&self) -> bool {
         self.origin.iter().all(|(_, how)| {
             let arch = how
-                .strip_prefix("ptx sm_")
+                .strip_prefix("cubin sm_")
+                .or_else(|| how.strip_prefix("ptx sm_"))
                 .or_else(|| how.strip_prefix("nvrtc compute_"));
             match arch {
                 Some(a) => a
@@ -272,23 +290,77 @@ fn ptx_target(cc: (i32, i32)) -> Option<&'static str> {
     }
 }
 
-/// An sm90a_only module from its embedded sm_90a PTX, or why not.
+/// The cubin among `targets` ("sm_80", "sm_90a", ...) that runs on compute capability `cc`: one
+/// with an `a` suffix runs on exactly its capability, one without on its major version from its
+/// minor up (sm_80 on 8.0-8.9). The exact `a` build first, then the highest minor.
+fn cubin_target<'a>(cc: (i32, i32), targets: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let runs = |t: &str| -> Option<(bool, i32)> {
+        let digits = t.strip_prefix("sm_")?;
+        let (digits, specific) = match digits.strip_suffix('a') {
+            Some(d) => (d, true),
+            None => (digits, false),
+        };
+        let value: i32 = digits.parse().ok()?;
+        let (major, minor) = (value / 10, value % 10);
+        let fits = if specific {
+            (major, minor) == cc
+        } else {
+            major == cc.0 && minor <= cc.1
+        };
+        fits.then_some((specific, minor))
+    };
+    targets
+        .filter_map(|t| runs(t).map(|rank| (rank, t)))
+        .max_by_key(|&(rank, _)| rank)
+        .map(|(_, t)| t)
+}
+
+/// `module`'s cubin for `cc` as loaded by the driver; None where there is none for this device
+/// (or `ptx_only`), Some(Err) where the driver rejected it.
+fn load_cubin(
+    ctx: &Arc<CudaContext>,
+    module: &KernelModule,
+    cc: (i32, i32),
+    ptx_only: bool,
+) -> Option<std::result::Result<(Arc<cudarc::driver::CudaModule>, String), String>> {
+    if ptx_only {
+        return None;
+    }
+    let target = cubin_target(cc, module.cubin.iter().map(|(t, _)| *t))?;
+    let (_, image) = module.cubin.iter().find(|(t, _)| *t == target)?;
+    // The copy: include_bytes! data has no alignment, the driver reads an ELF image.
+    Some(
+        ctx.load_module(Ptx::from_binary(image.to_vec()))
+            .map(|m| (m, format!("cubin {target}")))
+            .map_err(|e| format!("embedded {target} cubin (from {PTX_BUILT_WITH}) rejected: {e}")),
+    )
+}
+
+/// An sm90a_only module from its embedded sm_90a cubin or PTX, or why not.
 fn load_sm90a(
     ctx: &Arc<CudaContext>,
     module: &KernelModule,
     cc: (i32, i32),
+    ptx_only: bool,
 ) -> std::result::Result<(Arc<cudarc::driver::CudaModule>, String), String> {
     if cc != (9, 0) {
         return Err(format!("needs sm_90a, this is sm_{}{}", cc.0, cc.1));
     }
+    let cubin_error = match load_cubin(ctx, module, cc, ptx_only) {
+        Some(Ok(loaded)) => return Ok(loaded),
+        Some(Err(e)) => format!("{e}; "),
+        None => String::new(),
+    };
     let (_, text) = module
         .ptx
         .iter()
         .find(|(t, _)| *t == "sm_90a")
-        .ok_or("this build has no sm_90a PTX (ALBERT_CUDA_ARCHS)")?;
+        .ok_or_else(|| format!("{cubin_error}this build has no sm_90a PTX (ALBERT_CUDA_ARCHS)"))?;
     ctx.load_module(Ptx::from_src(*text))
         .map(|m| (m, "ptx sm_90a".to_string()))
-        .map_err(|e| format!("embedded sm_90a PTX (from {PTX_BUILT_WITH}) rejected: {e}"))
+        .map_err(|e| {
+            format!("{cubin_error}embedded sm_90a PTX (from {PTX_BUILT_WITH}) rejected: {e}")
+        })
 }
 
 fn load_module(
@@ -296,8 +368,14 @@ fn load_module(
     module: &KernelModule,
     device: &str,
     cc: (i32, i32),
+    ptx_only: bool,
 ) -> Result<(Arc<cudarc::driver::CudaModule>, String)> {
-    let mut ptx_error = None;
+    let mut rejected = Vec::new();
+    match load_cubin(ctx, module, cc, ptx_only) {
+        Some(Ok(loaded)) => return Ok(loaded),
+        Some(Err(e)) => rejected.push(e),
+        None => {}
+    }
     if let Some(target) = ptx_target(cc) {
         let ptx = module
             .ptx
@@ -307,11 +385,9 @@ fn load_module(
         if let Some((t, text)) = ptx {
             match ctx.load_module(Ptx::from_src(*text)) {
                 Ok(m) => return Ok((m, format!("ptx {t}"))),
-                Err(e) => {
-                    ptx_error = Some(format!(
-                        "embedded {t} PTX (from {PTX_BUILT_WITH}) rejected: {e}"
-                    ))
-                }
+                Err(e) => rejected.push(format!(
+                    "embedded {t} PTX (from {PTX_BUILT_WITH}) rejected: {e}"
+                )),
             }
         }
     }
@@ -352,7 +428,11 @@ fn load_module(
                 module.name,
                 cc.0,
                 cc.1,
-                ptx_error.unwrap_or_else(|| "no embedded PTX for this device".into()),
+                if rejected.is_empty() {
+                    "no embedded cubin or PTX for this device".into()
+                } else {
+                    rejected.join("; ")
+                },
             ),
         }),
     }
@@ -385,8 +465,83 @@ mod tests {
         );
         assert!(with(&["ptx sm_90a", "not loaded (needs sm_80)"]).wait_for_previous_kernel());
         assert!(!with(&["ptx sm_90a", "ptx sm_80"]).wait_for_previous_kernel());
+        assert!(with(&["cubin sm_90a", "ptx sm_90a"]).wait_for_previous_kernel());
+        assert!(!with(&["cubin sm_90a", "cubin sm_80"]).wait_for_previous_kernel());
         assert!(!with(&["nvrtc compute_86"]).wait_for_previous_kernel());
         assert!(!with(&["something else"]).wait_for_previous_kernel());
+    }
+
+    #[test]
+    fn cubin_for_each_compute_capability() {
+        let built = ["sm_80", "sm_90a"];
+        let pick = |cc| cubin_target(cc, built.iter().copied());
+        assert_eq!(pick((8, 0)), Some("sm_80"));
+        assert_eq!(pick((8, 6)), Some("sm_80"));
+        assert_eq!(pick((8, 9)), Some("sm_80"));
+        assert_eq!(pick((9, 0)), Some("sm_90a"));
+        // No machine code runs there: the PTX is JIT-compiled.
+        assert_eq!(pick((7, 5)), None);
+        assert_eq!(pick((10, 0)), None);
+        assert_eq!(pick((12, 0)), None);
+        let more = ["sm_80", "sm_86", "sm_90", "sm_90a", "sm_100a", "sm_120"];
+        let pick = |cc| cubin_target(cc, more.iter().copied());
+        assert_eq!(pick((8, 6)), Some("sm_86"));
+        assert_eq!(pick((8, 9)), Some("sm_86"));
+        assert_eq!(pick((8, 0)), Some("sm_80"));
+        assert_eq!(pick((9, 0)), Some("sm_90a"));
+        assert_eq!(pick((10, 0)), Some("sm_100a"));
+        assert_eq!(pick((10, 3)), None);
+        assert_eq!(pick((12, 1)), Some("sm_120"));
+        assert_eq!(cubin_target((9, 0), ["sm_90"].into_iter()), Some("sm_90"));
+        assert_eq!(
+            cubin_target((9, 0), ["junk", "sm_", "sm_9x"].into_iter()),
+            None
+        );
+    }
+
+    /// Every module built to PTX was built to a cubin for the same targets, and each cubin is a
+    /// CUDA ELF image for its architecture holding every entry point the launchers ask for.
+    #[test]
+    fn embedded_cubins_hold_every_entry_point() {
+        if MODULES.iter().all(|m| m.ptx.is_empty()) {
+            eprintln!(
+                "skipped: this build embedded no PTX or cubins (no nvcc: scripts/setup-cuda)"
+            );
+            return;
+        }
+        for module in MODULES {
+            let ptx_targets: Vec<_> = module.ptx.iter().map(|(t, _)| *t).collect();
+            let cubin_targets: Vec<_> = module.cubin.iter().map(|(t, _)| *t).collect();
+            assert_eq!(cubin_targets, ptx_targets, "{}: cubins vs PTX", module.name);
+            let entries = ENTRY_POINTS
+                .iter()
+                .find(|(m, _)| *m == module.name)
+                .map_or(&[][..], |(_, e)| *e);
+            for (target, image) in module.cubin {
+                let what = format!("{}.{target}.cubin", module.name);
+                assert!(
+                    image.len() > 64 && image.starts_with(b"\x7fELF"),
+                    "{what}: not ELF"
+                );
+                let machine = u16::from_le_bytes([image[18], image[19]]);
+                assert_eq!(machine, 190, "{what}: not a CUDA image (EM_CUDA)");
+                // CUDA ELF ABI version 8 (nvcc 12.8 on) keeps the SM number in e_flags bits 8-15.
+                if image[8] == 8 {
+                    let flags = u32::from_le_bytes([image[48], image[49], image[50], image[51]]);
+                    let sm: u32 = target[3..].trim_end_matches('a').parse().unwrap();
+                    assert_eq!((flags >> 8) & 0xff, sm, "{what}: e_flags {flags:#x}");
+                }
+                for entry in entries {
+                    let section = format!(".text.{entry}\0");
+                    assert!(
+                        image
+                            .windows(section.len())
+                            .any(|w| w == section.as_bytes()),
+                        "{what} lacks {entry}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
