@@ -173,6 +173,7 @@ mod tests {
             ("wgmma_layout_probes", wgmma_layout_probes),
             ("wgmma_model_batch_invariant", wgmma_model_batch_invariant),
             ("cubins_match_ptx", cubins_match_ptx),
+            ("kernel_costs_cover_the_pass", kernel_costs_cover_the_pass),
         ]
     }
 
@@ -1674,6 +1675,59 @@ mod tests {
                     let label = format!("cubin vs PTX, wgmma {wgmma}, {dtype} R={rows} S={s}");
                     same_bits(&label, &got, &want);
                 }
+            }
+        }
+    }
+
+    /// `albert bench --kernel-costs`: one eager pass records every launch, loaded kernels
+    /// only, and their FLOPs add up to the encoder's (bench::encoder_flops) in every dtype and
+    /// whatever graphs did before; recording stops with the pass.
+    fn kernel_costs_cover_the_pass(_dev: &Ctx) {
+        let model = Albert::synthetic(albert::AlbertConfig::base_v2(), albert::Head::Model, 61);
+        let cfg = model.config.clone();
+        for dtype in DTYPES {
+            let g = CudaAlbert::new(&model, 0, dtype).unwrap();
+            for (rows, s) in [(2, 37), (32, 128), (2, 37)] {
+                let inputs = albert::bench::random_inputs(&cfg, rows, s, 7).unwrap();
+                // Warm-up and capture first: the recorded pass must still run eagerly.
+                g.encode_only(&inputs).unwrap();
+                g.encode_only(&inputs).unwrap();
+                let costs = g.kernel_costs(&inputs).unwrap();
+                let label = format!("{dtype} R={rows} S={s}");
+                assert!(
+                    costs.len() > cfg.num_hidden_layers * 4,
+                    "{label}: {} launches",
+                    costs.len()
+                );
+                for c in &costs {
+                    assert!(
+                        g.dev.kernels.has(&c.kernel),
+                        "{label}: {} not loaded",
+                        c.kernel
+                    );
+                    assert!(
+                        c.bytes > 0.0 && c.grid.iter().all(|&d| d > 0),
+                        "{label}: {c:?}"
+                    );
+                }
+                let flops: f64 = costs.iter().map(|c| c.flops).sum();
+                let want = albert::bench::encoder_flops(&cfg, rows, s);
+                assert!(
+                    (flops - want).abs() <= 1e-9 * want,
+                    "{label}: {flops} FLOPs, want {want}"
+                );
+                assert_eq!(
+                    g.kernel_costs(&inputs).unwrap(),
+                    costs,
+                    "{label}: not repeatable"
+                );
+                g.encode_only(&inputs).unwrap();
+                assert!(g.dev.costs.take().is_empty(), "{label}: still recording");
+                println!(
+                    "  {label}: {} launches, {:.2} GFLOP",
+                    costs.len(),
+                    flops / 1e9
+                );
             }
         }
     }

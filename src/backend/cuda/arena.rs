@@ -16,16 +16,19 @@ pub(super) struct Storage {
     pub qkv: DType,
     pub ffn: DType,
     pub t: Option<DType>,
+    /// The embeddings run unfused (embeddings, then their projection: `x` [M, E] between
+    /// them); false where embeddings_project does both in one kernel.
+    pub x: bool,
 }
 
 /// Encoder activations for up to `capacity` token rows (M = R*S).
 pub(super) struct Arena {
     pub capacity: usize,
-    pub ids: CudaSlice<i32>,    // [M]
-    pub types: CudaSlice<i32>,  // [M]
-    pub mask: CudaSlice<f32>,   // [M] additive, over keys
-    pub x: CudaSlice<f32>,      // [M, E]
-    pub hidden: CudaSlice<f32>, // [M, H]
+    pub ids: CudaSlice<i32>,       // [M]
+    pub types: CudaSlice<i32>,     // [M]
+    pub mask: CudaSlice<f32>,      // [M] additive, over keys
+    pub x: Option<CudaSlice<f32>>, // [M, E], where Storage::x
+    pub hidden: CudaSlice<f32>,    // [M, H]
     /// [M, 3H]: q, k, v side by side (the fused product's output); stored as T when the
     /// tensor-core attention reads it (which rounds them to T anyway), else f32.
     pub qkv: DeviceMatrix,
@@ -60,7 +63,7 @@ impl Arena {
         let copies = st.t.map_or(0, |t| 3 * t.size_of() * h);
         let splits = Self::splits(cfg, st);
         let per_row = 3 * 4
-            + 4 * e
+            + if st.x { 4 * e } else { 0 }
             + 4 * h * (3 + splits)
             + st.qkv.size_of() * 3 * h
             + st.ffn.size_of() * i
@@ -110,7 +113,10 @@ impl Arena {
             ids: i32s(capacity)?,
             types: i32s(capacity)?,
             mask: f32s(capacity)?,
-            x: f32s(capacity * e)?,
+            x: match st.x {
+                true => Some(f32s(capacity * e)?),
+                false => None,
+            },
             hidden: f32s(capacity * h)?,
             qkv: DeviceMatrix::zeros(dev, capacity * 3 * h, st.qkv)?,
             ctx: f32s(capacity * h)?,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
 
+use super::costs::CostLog;
 use super::kernels::{Kernels, LoadOptions};
 use super::launcher::Launch;
 use crate::error::{Error, Result};
@@ -38,6 +39,9 @@ pub struct CudaDevice {
     /// With `wgmma`, 128x256 tiles for products whose grid still fills two waves of them
     /// (ALBERT_CUDA_WGMMA_WIDE=1, an experiment: notes/gpu.md v1.25).
     pub wgmma_wide: bool,
+    /// Each launch's kernel, grid, FLOPs and bytes while recording (`albert bench
+    /// --kernel-costs`).
+    pub costs: CostLog,
 }
 
 /// Why CUDA cannot be used here, or `Ok` with the number of devices.
@@ -109,6 +113,7 @@ impl CudaDevice {
             k64,
             wgmma,
             wgmma_wide,
+            costs: CostLog::default(),
         })
     }
 

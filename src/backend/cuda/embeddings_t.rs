@@ -7,6 +7,7 @@
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
+use super::costs::Cost;
 use super::device::CudaDevice;
 use super::launcher::Launch;
 use super::weights::{DeviceLinear, DeviceMatrix, DeviceNorm};
@@ -85,6 +86,11 @@ impl CudaDevice {
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: 0, // static: two 64 x (128 + 8) tiles, 34,816 bytes
         };
+        // The projection's product, plus the ids and the word and position rows it gathers, and
+        // the T copy it also writes.
+        let size = t.size_of();
+        let mut cost = Cost::product((m, e, h), (size, size, 4), 1);
+        cost.bytes += (m * 8 + (m + s) * e * size + m * h * size) as f64;
         let f = self.kernels.get(kn);
         let mut b = self.launcher(f);
         b.arg(out);
@@ -102,7 +108,7 @@ impl CudaDevice {
         // kernel's type and the sizes were checked above (E = 128, the kernel's constant); ids
         // were checked against the tables by Inputs::validate and S against the position table.
         // Unaligned tables or weight are legal: the kernel then loads them element by element.
-        self.launched(kn, unsafe { b.launch(cfg) })
+        self.launched(kn, &cfg, cost, unsafe { b.launch(cfg) })
     }
 }
 

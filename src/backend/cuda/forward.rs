@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use cudarc::driver::CudaSlice;
 
 use super::arena::{Arena, Storage};
+use super::costs::LaunchCost;
 use super::device::CudaDevice;
 use super::graphs::{self, ExecGraph, GraphCache, GraphKey, GraphStats, Plan, Staging};
 use super::weights::{DeviceLayer, DeviceLinear, DeviceMatrix, DeviceWeights};
@@ -175,10 +176,12 @@ impl CudaAlbert {
             *staging = None;
             *arena = None;
             let t_if = |yes: bool| if yes { self.dtype } else { DType::F32 };
+            let t_copies = dev.encoder_keeps_t(self.dtype, d);
             let st = Storage {
                 qkv: t_if(dev.attention_uses_mma(self.dtype, d)),
                 ffn: t_if(dev.linear_keeps_t(self.dtype)),
-                t: dev.encoder_keeps_t(self.dtype, d).then_some(self.dtype),
+                t: t_copies.then_some(self.dtype),
+                x: !self.embeddings_fused(t_copies),
             };
             *arena = Some(Arena::new(dev, cfg, m, st)?);
         }
@@ -186,8 +189,9 @@ impl CudaAlbert {
 
         let key = GraphKey { rows, seq: s };
         let recording = record.is_some();
-        let plan = match recording {
-            true => Plan::Eager, // copies to the host between layers
+        // Eager when copying to the host between layers, or when logging each launch's cost.
+        let plan = match recording || dev.costs.recording() {
+            true => Plan::Eager,
             false => graphs.plan(key),
         };
         if plan != Plan::Eager {
@@ -269,12 +273,7 @@ impl CudaAlbert {
     ) -> Result<()> {
         let cfg = &self.config;
         let m = rows * s;
-        let (e, h, i, eps) = (
-            cfg.embedding_size,
-            cfg.hidden_size,
-            cfg.intermediate_size,
-            cfg.layer_norm_eps,
-        );
+        let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
         let (a, d) = (cfg.num_attention_heads, cfg.head_size());
         let dev = &self.dev;
         let w = &self.weights;
@@ -282,7 +281,7 @@ impl CudaAlbert {
         match ar.t.as_mut() {
             // One kernel: embeddings, LayerNorm, projection, and the projection's T copy for
             // the first layer's QKV product (the results of embeddings_unfused's three launches).
-            Some(t) if dev.embeddings_project_fits(w.word.dtype(), e) => dev.embeddings_project(
+            Some(t) if self.embeddings_fused(true) => dev.embeddings_project(
                 &mut ar.hidden,
                 &mut t.hidden,
                 &ar.ids,
@@ -314,6 +313,17 @@ impl CudaAlbert {
         Ok(())
     }
 
+    /// Whether the embeddings, their LayerNorm and projection run as one kernel
+    /// (embeddings_project, which also writes the projection's T copy: only with `t_copies`),
+    /// or unfused through `Arena::x`.
+    fn embeddings_fused(&self, t_copies: bool) -> bool {
+        let e = self.config.embedding_size;
+        t_copies
+            && self
+                .dev
+                .embeddings_project_fits(self.weights.word.dtype(), e)
+    }
+
     /// The embeddings [M, E] into `ar.x`, their projection into `ar.hidden` [M, H], and with T
     /// copies the projection's T copy (the first layer's QKV product reads it as T like every
     /// later one: the f32-input kernel stages it at ~2x the time per tile).
@@ -323,21 +333,18 @@ impl CudaAlbert {
         let (dev, w) = (&self.dev, &self.weights);
         let n = &w.emb_norm;
         let (word, position, token_type) = (&w.word, &w.position, &w.token_type);
+        // Storage::x is set exactly where embeddings_fused is false, which leads here.
+        let x = ar.x.as_mut().ok_or_else(|| {
+            dev.err(
+                "embeddings",
+                "the arena has no x [M, E] for the unfused embeddings",
+            )
+        })?;
         dev.embeddings_forward(
-            &mut ar.x, &ar.ids, &ar.types, word, position, token_type, &n.weight, &n.bias, m, s, e,
-            eps,
+            x, &ar.ids, &ar.types, word, position, token_type, &n.weight, &n.bias, m, s, e, eps,
         )?;
         let p = &w.projection;
-        dev.linear_forward(
-            &mut ar.hidden,
-            &ar.x,
-            &p.weight,
-            Some(&p.bias),
-            m,
-            e,
-            h,
-            None,
-        )?;
+        dev.linear_forward(&mut ar.hidden, x, &p.weight, Some(&p.bias), m, e, h, None)?;
         match ar.t.as_mut() {
             Some(t) => dev.round_to(&mut t.hidden, &ar.hidden, m * h),
             None => Ok(()),
@@ -714,6 +721,16 @@ impl CudaAlbert {
             let logits = self.mlm_logits(&picked, idx.len())?;
             self.download(&logits, idx.len() * v)
         })
+    }
+
+    /// Every kernel launch of one eager encoder pass over `inputs`, in launch order, with the
+    /// FLOPs and bytes it must do at least (costs.rs): what scripts/ncu_table.py sets ncu's
+    /// times of the same pass against.
+    pub fn kernel_costs(&self, inputs: &Inputs) -> Result<Vec<LaunchCost>> {
+        self.dev.costs.start();
+        let pass = self.encode_only(inputs);
+        let costs = self.dev.costs.take();
+        pass.map(|()| costs)
     }
 
     /// The encoder alone, synchronised: what `albert bench` times.

@@ -4,6 +4,7 @@
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
+use super::costs::Cost;
 use super::device::CudaDevice;
 use super::weights::{DeviceMatrix, DeviceOut, DeviceView};
 use crate::dtype::DType;
@@ -102,11 +103,16 @@ impl CudaDevice {
         })
     }
 
+    /// The result of launching `kernel` with `cfg`, which must do at least `cost` (logged while
+    /// `costs` records).
     pub(super) fn launched(
         &self,
         kernel: &str,
+        cfg: &LaunchConfig,
+        cost: Cost,
         r: std::result::Result<impl Sized, cudarc::driver::DriverError>,
     ) -> Result<()> {
+        self.costs.record(kernel, cfg, cost);
         r.map(|_| ())
             .map_err(|e| self.err(&format!("launching {kernel}"), e))
     }
@@ -175,10 +181,12 @@ impl CudaDevice {
             .arg(&s_)
             .arg(&e_)
             .arg(&eps);
+        // ids and types, the word and position rows, the output.
+        let cost = Cost::moves(m * 8 + (m + s) * e * word.dtype().size_of() + m * e * 4);
         // SAFETY: arguments match embeddings_forward_* in kernels/embeddings.cu in type and order;
         // every buffer holds at least the rows the grid touches (checked above); ids were checked
         // against the tables by Inputs::validate.
-        self.launched(k, unsafe { b.launch(cfg) })
+        self.launched(k, &cfg, cost, unsafe { b.launch(cfg) })
     }
 
     /// out[M, N] = act(inp[M, K] @ weight[N, K]^T + bias[N]); operands rounded to the weight's type.
@@ -248,10 +256,11 @@ impl CudaDevice {
             None => b.arg(&null),
         };
         b.arg(&m_).arg(&k_).arg(&n_).arg(&act_id);
+        let cost = Cost::product((m, k, n), (4, weight.dtype().size_of(), 4), 1);
         // SAFETY: arguments match linear_forward_* in kernels/linear.cu and linear_forward_mma_*
         // in kernels/linear_mma.cu in type and order (a null bias is a 64-bit zero pointer,
         // which the kernels test); sizes checked above.
-        self.launched(kn, unsafe { b.launch(cfg) })
+        self.launched(kn, &cfg, cost, unsafe { b.launch(cfg) })
     }
 
     /// out[M, C] = LayerNorm(inp[M, C] + residual[M, C]) (residual None: plain LayerNorm).
@@ -321,6 +330,7 @@ impl CudaDevice {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
+        let cost = Cost::moves(n * (4 + out_t.dtype().size_of()));
         let f = self.kernels.get(k);
         let mut b = self.launcher(f);
         match out_t {
@@ -332,7 +342,7 @@ impl CudaDevice {
         // SAFETY: arguments match round_to_{bf16,f16} in kernels/layernorm_t.cu (T*, const
         // float*, long long); the name follows out_t's type; both hold n elements (checked); the
         // kernel's grid-stride loop covers any n with any grid.
-        self.launched(k, unsafe { b.launch(cfg) })
+        self.launched(k, &cfg, cost, unsafe { b.launch(cfg) })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -389,6 +399,10 @@ impl CudaDevice {
             shared_mem_bytes: (c * 4) as u32,
         };
         let out_t_kernel = out_t.is_some();
+        // The partials (or input) and the residual read, the f32 output and the T copy written.
+        let t_bytes = out_t.as_ref().map_or(0, |t| t.dtype().size_of());
+        let reads = parts + usize::from(residual.is_some());
+        let cost = Cost::moves(m * c * (4 * reads + 4 + t_bytes));
         let f = self.kernels.get(k);
         let mut b = self.launcher(f);
         b.arg(out);
@@ -411,7 +425,7 @@ impl CudaDevice {
         // residual_layernorm_forward_to_{bf16,f16} in kernels/layernorm_t.cu (which alone takes
         // `parts`) in type and order (the name is built from out_t's type); sizes checked, inp
         // for all parts.
-        self.launched(k, unsafe { b.launch(cfg) })
+        self.launched(k, &cfg, cost, unsafe { b.launch(cfg) })
     }
 
     /// Whether attention_forward takes the tensor-core kernel at these operands and head size,
@@ -587,6 +601,7 @@ impl CudaDevice {
             block_dim: ((ATTENTION_WARPS * 32) as u32, 1, 1),
             shared_mem_bytes: smem as u32,
         };
+        let cost = Cost::attention((b, s, a, d), (storage.size_of(), out.dtype().size_of()));
         let f = self.kernels.get(kn);
         let mut l = self.launcher(f);
         match out {
@@ -614,7 +629,7 @@ impl CudaDevice {
         // is f32, or T for the _to_ kernels, whose name is built from its type);
         // every row the grid reads or writes is inside the buffers (checked above); the mma
         // kernels are only chosen for D = 64, the head size they are written for.
-        self.launched(kn, unsafe { l.launch(cfg) })
+        self.launched(kn, &cfg, cost, unsafe { l.launch(cfg) })
     }
 
     /// out[N, C] = inp[rows[n], C].
@@ -649,7 +664,8 @@ impl CudaDevice {
         let f = self.kernels.get(kn);
         let mut l = self.launcher(f);
         l.arg(out).arg(inp).arg(rows).arg(&n_).arg(&c_);
+        let cost = Cost::moves(n * (4 + 2 * c * 4));
         // SAFETY: arguments match gather_rows in kernels/gather.cu; every index checked above.
-        self.launched(kn, unsafe { l.launch(cfg) })
+        self.launched(kn, &cfg, cost, unsafe { l.launch(cfg) })
     }
 }

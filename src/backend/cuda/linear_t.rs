@@ -8,6 +8,7 @@
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
+use super::costs::Cost;
 use super::device::CudaDevice;
 use super::kernels::dynamic_smem;
 use super::launch::{cuda_activation_id, LINEAR_THREADS, MMA_TILE};
@@ -319,6 +320,8 @@ impl CudaDevice {
         else {
             return Ok(());
         };
+        let sizes = [inp.dtype(), weight.dtype(), out.dtype()].map(DType::size_of);
+        let cost = Cost::product(shape, sizes.into(), splits);
         let null: u64 = 0;
         let f = self.kernels.get(kn);
         let mut b = self.launcher(f);
@@ -353,7 +356,7 @@ impl CudaDevice {
         // kernel, the grid its tile (tile rows, tile_n columns).
         // A T view that is not 16-byte aligned is legal: the kernel then stages A with plain
         // loads.
-        self.launched(kn, unsafe { b.launch(c.cfg) })
+        self.launched(kn, &c.cfg, cost, unsafe { b.launch(c.cfg) })
     }
 }
 

@@ -2,9 +2,11 @@
 //! cudarc (driver loaded dynamically, so a machine without CUDA builds and runs on the CPU),
 //! typed launchers in `launch` (and `linear_t`, the products on activations stored as T;
 //! `embeddings_t`, the fused embeddings + projection), the weights resident on the device in `weights`, and the
-//! scheduler that runs the forward pass in `forward`, replaying it as CUDA graphs (`graphs`).
+//! scheduler that runs the forward pass in `forward`, replaying it as CUDA graphs (`graphs`);
+//! `costs`: each launch's FLOPs and bytes, for the per-kernel floors.
 
 mod arena;
+pub mod costs;
 pub mod cublas;
 pub mod device;
 mod embeddings_t;

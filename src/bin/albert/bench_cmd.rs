@@ -44,6 +44,12 @@ pub struct BenchArgs {
     /// what scripts/compare-cpu loads into transformers and ONNX Runtime.
     #[arg(long)]
     export: Option<PathBuf>,
+    /// Write every kernel launch of one eager encoder pass per row (kernel, grid, block, the
+    /// FLOPs and bytes it must do at least; JSON lines) to this file, and exit:
+    /// `scripts/ncu_table.py --costs FILE` sets ncu's times of the same pass against them
+    /// (GPU only).
+    #[arg(long)]
+    kernel_costs: Option<PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -56,6 +62,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return export(&model, dir, &args);
     }
     let engine = super::place(model, &args.device, args.dtype.as_deref())?;
+    if let Some(path) = &args.kernel_costs {
+        return kernel_costs(&engine, &args, path);
+    }
     if !args.json {
         let name = args
             .model
@@ -159,6 +168,35 @@ fn cublas_table(engine: &Engine, args: &BenchArgs) -> Result<()> {
 #[cfg(not(feature = "cuda"))]
 fn cublas_table(_engine: &Engine, _args: &BenchArgs) -> Result<()> {
     anyhow::bail!("--cublas needs the CUDA backend (this build has no `cuda` feature)")
+}
+
+/// One eager pass per row with every launch's cost logged, as JSON lines with the row's batch
+/// and seq and the launch's index in the pass.
+#[cfg(feature = "cuda")]
+fn kernel_costs(engine: &Engine, args: &BenchArgs, path: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    let Engine::Cuda(m) = engine else {
+        anyhow::bail!("--kernel-costs needs the model on a GPU (--device cuda)");
+    };
+    let mut lines = String::new();
+    for &s in &args.seq {
+        for &b in &args.batch {
+            let inputs = bench::random_inputs(&m.config, b, s, bench::INPUT_SEED)?;
+            for (i, launch) in m.kernel_costs(&inputs)?.into_iter().enumerate() {
+                let mut v = serde_json::to_value(launch)?;
+                v["batch"] = b.into();
+                v["seq"] = s.into();
+                v["launch"] = i.into();
+                lines += &format!("{v}\n");
+            }
+        }
+    }
+    std::fs::write(path, lines).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn kernel_costs(_engine: &Engine, _args: &BenchArgs, _path: &std::path::Path) -> Result<()> {
+    anyhow::bail!("--kernel-costs needs the CUDA backend (this build has no `cuda` feature)")
 }
 
 /// Writes `model` as a Hugging Face AlbertModel directory and the bench inputs of every row.
