@@ -1,11 +1,13 @@
-//! The CUDA backend: kernels/*.cu built to PTX by build.rs (registry in `kernels`), loaded with
-//! cudarc (driver loaded dynamically, so a machine without CUDA builds and runs on the CPU),
-//! typed launchers in `launch` (and `linear_t`, the products on activations stored as T;
-//! `embeddings_t`, the fused embeddings + projection), the weights resident on the device in `weights`, and the
-//! scheduler that runs the forward pass in `forward`, replaying it as CUDA graphs (`graphs`);
-//! `costs`: each launch's FLOPs and bytes, for the per-kernel floors.
+//! The CUDA backend: kernels/*.cu built to cubins and PTX by build.rs (registry in `kernels`),
+//! loaded with cudarc (driver loaded dynamically, so a machine without CUDA builds and runs on
+//! the CPU); typed launchers in `launch`, `attention`, `linear_t` (the products on activations
+//! stored as T) and `embeddings_t` (the fused embeddings + projection); the weights resident on
+//! the device in `weights`; the scheduler that runs the forward pass in `forward` (the layers in
+//! `forward/layer.rs`), replaying it as CUDA graphs (`graphs`); `costs`: each launch's FLOPs and
+//! bytes, for the per-kernel floors.
 
 mod arena;
+mod attention;
 pub mod costs;
 pub mod cublas;
 pub mod device;
