@@ -214,5 +214,11 @@ LINEAR_MMA_K64(linear_forward_mma_k64_bf16_from_bf16, bf16, float, bf16)
 LINEAR_MMA_K64(linear_forward_mma_k64_f16_from_f16, f16, float, f16)
 LINEAR_MMA_K64(linear_forward_mma_k64_bf16_from_bf16_to_bf16, bf16, bf16, bf16)
 LINEAR_MMA_K64(linear_forward_mma_k64_f16_from_f16_to_f16, f16, f16, f16)
+// 64x64 tiles with 8 stages (TileSmallDeep, 144 KB): the ALBERT_CUDA_DEEP=1 experiment.
+#define LINEAR_MMA64_DEEP(NAME, T, O, I) LINEAR_MMA_TILED(NAME, TileSmallDeep, MMA_THREADS_SMALL, T, O, I)
+LINEAR_MMA64_DEEP(linear_forward_mma64_deep_bf16_from_bf16, bf16, float, bf16)
+LINEAR_MMA64_DEEP(linear_forward_mma64_deep_f16_from_f16, f16, float, f16)
+LINEAR_MMA64_DEEP(linear_forward_mma64_deep_bf16_from_bf16_to_bf16, bf16, bf16, bf16)
+LINEAR_MMA64_DEEP(linear_forward_mma64_deep_f16_from_f16_to_f16, f16, f16, f16)
 
 #endif // sm_80+

@@ -37,6 +37,10 @@ typedef MmaTile<128, 128, 2, 4, MMA_BK, MMA_STAGES_T> TileLarge;           // 25
 // overhead per mma, as v1.14 did for the 64x64 tile.
 typedef MmaTile<128, 128, 2, 4, MMA_BK_SMALL, 3> TileLargeK64;
 typedef MmaTile<64, 64, 2, 2, MMA_BK_SMALL, MMA_STAGES_SMALL> TileSmall; // 128 threads, warp 32x32
+// An experiment (ALBERT_CUDA_DEEP=1, linear_t.rs): the 64x64 tile with 8 stages (147,456 B: one
+// block per SM, sm_80/90 only), for grids of at most one block per SM (small M), whose products
+// wait on their copies: seven tile pairs (112 KB) in flight per SM instead of three (48 KB).
+typedef MmaTile<64, 64, 2, 2, MMA_BK_SMALL, 8> TileSmallDeep;
 #define MMA_THREADS 256                    // TileLarge::NTHREADS (launch bounds)
 #define MMA_THREADS_SMALL 128              // TileSmall::NTHREADS
 // Dynamic shared memory of the T-input kernels (80 KB / 72 KB: the launcher opts in above 48 KB;
@@ -44,7 +48,9 @@ typedef MmaTile<64, 64, 2, 2, MMA_BK_SMALL, MMA_STAGES_SMALL> TileSmall; // 128 
 #define MMA_T_SMEM_BYTES (2 * MMA_STAGES_T * 128 * (MMA_BK + MMA_PAD) * 2)
 #define MMA_T_SMEM_BYTES_SMALL (2 * MMA_STAGES_SMALL * 64 * (MMA_BK_SMALL + MMA_PAD) * 2)
 #define MMA_T_SMEM_BYTES_K64 (2 * 3 * 128 * (MMA_BK_SMALL + MMA_PAD) * 2)
+#define MMA_T_SMEM_BYTES_DEEP (2 * 8 * 64 * (MMA_BK_SMALL + MMA_PAD) * 2)
 static_assert(MMA_T_SMEM_BYTES_K64 == TileLargeK64::T_SMEM, "kernels.rs MMA_T_SMEM_K64 mirrors it");
+static_assert(MMA_T_SMEM_BYTES_DEEP == TileSmallDeep::T_SMEM, "kernels.rs MMA_T_SMEM_DEEP mirrors it");
 static_assert(MMA_T_SMEM_BYTES == TileLarge::T_SMEM && MMA_T_SMEM_BYTES_SMALL == TileSmall::T_SMEM,
               "kernels.rs MMA_T_SMEM* mirror these");
 

@@ -167,6 +167,10 @@ mod tests {
             ("pdl_matches_plain_launches", pdl_matches_plain_launches),
             ("k64_products_match_k32", k64_products_match_k32),
             (
+                "deep_products_match_four_stages",
+                deep_products_match_four_stages,
+            ),
+            (
                 "wgmma_products_match_reference",
                 wgmma_products_match_reference,
             ),
@@ -1361,6 +1365,57 @@ mod tests {
                 "{dtype}: graphs {}",
                 pdl.graph_status()
             );
+        }
+    }
+
+    /// The ALBERT_CUDA_DEEP experiment (64x64 products with 8 stages where the grid has at
+    /// most one block per SM): the same bits as the 4-stage kernels through the whole model at
+    /// b1/s128 (every product takes them: 24-96 blocks), a ragged b2/s37, and b8 (whose
+    /// products have more blocks than SMs and keep the default kernels). Skipped where the
+    /// 144 KB kernels did not load.
+    fn deep_products_match_four_stages(_dev: &Ctx) {
+        let model = Albert::synthetic(albert::AlbertConfig::base_v2(), albert::Head::Model, 67);
+        let vocab = model.config.vocab_size;
+        for dtype in [DType::BF16, DType::F16] {
+            let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+            let mut deep = CudaAlbert::new(&model, 0, dtype).unwrap();
+            deep.dev.deep = true;
+            if deep.products() != "mma.sync deep" {
+                println!(
+                    "  {dtype}: the 8-stage kernels did not load ({}), skipped",
+                    deep.products()
+                );
+                continue;
+            }
+            let mut r = Rng::new(71);
+            for (rows, s) in [(1, 128), (2, 37), (8, 128)] {
+                let inputs = random_inputs(&mut r, rows, s, vocab);
+                let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+                for pass in ["warm-up", "capture", "replay"] {
+                    let got = deep.forward(&inputs, ForwardOptions::default()).unwrap();
+                    same_bits(&format!("deep {dtype} R={rows} S={s} {pass}"), &got, &want);
+                }
+                // Which products took them: all four at b1, none at b8.
+                let costs = deep.kernel_costs(&inputs).unwrap();
+                let taken = costs
+                    .iter()
+                    .filter(|c| c.kernel.contains("mma64_deep"))
+                    .count();
+                println!(
+                    "  deep {dtype} R={rows} S={s}: {taken} of {} launches",
+                    costs.len()
+                );
+                if rows * s == 128 {
+                    assert_eq!(
+                        taken,
+                        4 * 12,
+                        "{dtype} b1: the 8-stage kernels were not taken"
+                    );
+                }
+                if rows == 8 {
+                    assert_eq!(taken, 0, "{dtype} b8: more blocks than SMs");
+                }
+            }
         }
     }
 

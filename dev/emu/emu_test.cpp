@@ -1052,33 +1052,41 @@ static void test_embeddings_project(void (*fused)(float *, T *, const int *, con
     record_rounded(name + " out_t", sh, out_t, out.ptr(), mn, okf);
 }
 
-// linear_forward_mma_k64_* (the ALBERT_CUDA_K64 experiment: 128x128 tiles, k 64 per tile, 3
-// stages, 110,592 B) against the k-32 128x128 kernels: bit for bit (the same chain of 16-k mma
-// steps), split into `splits` f32 partials or not, and its T output == its f32 output rounded.
+// A variant of a T-input product kernel with the same tile (`tile` rows and columns, `threads`)
+// but another pipeline, against the kernel it varies: bit for bit (the same chain of 16-k mma
+// steps per output), split into `splits` f32 partials or not, and its T output == its f32
+// output rounded. The variants: linear_forward_mma_k64_* (ALBERT_CUDA_K64: 128x128 tiles, k 64
+// per tile, 3 stages, 110,592 B) against the k-32 128x128 kernels, and
+// linear_forward_mma64_deep_* (ALBERT_CUDA_DEEP: 8 stages, 147,456 B) against the 4-stage 64x64
+// kernels.
+struct Variant {
+    std::string name, of; // "linear_forward_mma_k64", "k 32"
+    int tile, threads, smem_ref, smem;
+};
 template <typename T>
-static void test_linear_k64(void (*k32)(float *, const T *, const T *, const float *, int, int, int, int),
-                            void (*k64)(float *, const T *, const T *, const float *, int, int, int, int),
-                            void (*k64_to)(T *, const T *, const T *, const float *, int, int, int, int),
-                            int M, int K, int N, int act, int splits) {
+static void test_linear_variant(const Variant &v,
+                                void (*ref)(float *, const T *, const T *, const float *, int, int, int, int),
+                                void (*alt)(float *, const T *, const T *, const float *, int, int, int, int),
+                                void (*alt_to)(T *, const T *, const T *, const float *, int, int, int, int),
+                                int M, int K, int N, int act, int splits) {
     auto [inp, w, bias] = t_product<T>(M, K, N);
     const size_t mn = size_t(M) * N * splits;
-    const dim3 grid((N + 127) / 128, (M + 127) / 128, splits);
+    const dim3 grid((N + v.tile - 1) / v.tile, (M + v.tile - 1) / v.tile, splits);
     const std::string t = tname<T>(),
                       sh = shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}, {"splits", splits}});
     OutBuf want(mn), got(mn);
-    bool ok = emu::launch(k32, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES, want.ptr(), inp.data(),
-                          w.data(), bias.data(), M, K, N, act);
-    ok &= emu::launch(k64, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES_K64, got.ptr(), inp.data(),
-                      w.data(), bias.data(), M, K, N, act);
+    bool ok = emu::launch(ref, grid, dim3(v.threads), v.smem_ref, want.ptr(), inp.data(), w.data(),
+                          bias.data(), M, K, N, act);
+    ok &= emu::launch(alt, grid, dim3(v.threads), v.smem, got.ptr(), inp.data(), w.data(), bias.data(),
+                      M, K, N, act);
     std::vector<double> same(mn);
     for (size_t i = 0; i < mn; i++) same[i] = want[i];
-    record("linear_forward_mma_k64_" + t + "_from_" + t + " == k 32", sh, got, same, ok, 0.0);
+    record(v.name + "_" + t + "_from_" + t + " == " + v.of, sh, got, same, ok, 0.0);
     if (splits > 1) return;
     std::vector<T> got_t(mn, T{0xffff});
-    const bool ok_t = emu::launch(k64_to, grid, dim3(LINEAR_THREADS), MMA_T_SMEM_BYTES_K64,
-                                  got_t.data(), inp.data(), w.data(), bias.data(), M, K, N, act);
-    record_rounded("linear_forward_mma_k64_" + t + "_from_" + t + "_to_" + t, sh, got_t, got.ptr(), mn,
-                   ok && ok_t);
+    const bool ok_t = emu::launch(alt_to, grid, dim3(v.threads), v.smem, got_t.data(), inp.data(),
+                                  w.data(), bias.data(), M, K, N, act);
+    record_rounded(v.name + "_" + t + "_from_" + t + "_to_" + t, sh, got_t, got.ptr(), mn, ok && ok_t);
 }
 
 static void opt_in_products() {
@@ -1095,6 +1103,10 @@ static void opt_in_products() {
     emu::opt_in_dynamic_smem(linear_forward_mma_k64_f16_from_f16, MMA_T_SMEM_BYTES_K64, 227 * 1024); // sm_90
     emu::opt_in_dynamic_smem(linear_forward_mma_k64_bf16_from_bf16_to_bf16, MMA_T_SMEM_BYTES_K64, 227 * 1024); // sm_90
     emu::opt_in_dynamic_smem(linear_forward_mma_k64_f16_from_f16_to_f16, MMA_T_SMEM_BYTES_K64, 227 * 1024); // sm_90
+    emu::opt_in_dynamic_smem(linear_forward_mma64_deep_bf16_from_bf16, MMA_T_SMEM_BYTES_DEEP, 227 * 1024); // sm_90
+    emu::opt_in_dynamic_smem(linear_forward_mma64_deep_f16_from_f16, MMA_T_SMEM_BYTES_DEEP, 227 * 1024); // sm_90
+    emu::opt_in_dynamic_smem(linear_forward_mma64_deep_bf16_from_bf16_to_bf16, MMA_T_SMEM_BYTES_DEEP, 227 * 1024); // sm_90
+    emu::opt_in_dynamic_smem(linear_forward_mma64_deep_f16_from_f16_to_f16, MMA_T_SMEM_BYTES_DEEP, 227 * 1024); // sm_90
 }
 
 // linear_forward_wgmma{,64}_* (sm_90a: wgmma from 128-byte swizzled stages, wgmma_emu.h) against
@@ -1378,12 +1390,29 @@ static void test_mma(bool quick) {
     tiles_f16(70, 328, 65, 0, 4);
     // The k-64 128x128 kernels: ragged M, N (two block rows/columns), K = 136 (a partial last k
     // tile), K = 77 (plain stores), act 2 and 12; split-K 4 at K = 328.
-    test_linear_k64<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma_k64_bf16_from_bf16,
-                          linear_forward_mma_k64_bf16_from_bf16_to_bf16, 130, 136, 200, 2, 1);
-    test_linear_k64<f16>(linear_forward_mma_f16_from_f16, linear_forward_mma_k64_f16_from_f16,
-                         linear_forward_mma_k64_f16_from_f16_to_f16, 33, 77, 129, 12, 1);
-    test_linear_k64<bf16>(linear_forward_mma_bf16_from_bf16, linear_forward_mma_k64_bf16_from_bf16,
-                          linear_forward_mma_k64_bf16_from_bf16_to_bf16, 70, 328, 65, 0, 4);
+    const Variant k64{"linear_forward_mma_k64", "k 32", 128, LINEAR_THREADS, MMA_T_SMEM_BYTES, MMA_T_SMEM_BYTES_K64};
+    test_linear_variant<bf16>(k64, linear_forward_mma_bf16_from_bf16, linear_forward_mma_k64_bf16_from_bf16,
+                              linear_forward_mma_k64_bf16_from_bf16_to_bf16, 130, 136, 200, 2, 1);
+    test_linear_variant<f16>(k64, linear_forward_mma_f16_from_f16, linear_forward_mma_k64_f16_from_f16,
+                             linear_forward_mma_k64_f16_from_f16_to_f16, 33, 77, 129, 12, 1);
+    test_linear_variant<bf16>(k64, linear_forward_mma_bf16_from_bf16, linear_forward_mma_k64_bf16_from_bf16,
+                              linear_forward_mma_k64_bf16_from_bf16_to_bf16, 70, 328, 65, 0, 4);
+    // The 8-stage 64x64 kernels: K = 520 (9 k tiles: the ring of 8 stages wraps), K = 136 (3
+    // tiles: most of the prologue's 7 stages empty, a partial last tile), K = 77 (plain stores),
+    // ragged M and N over two block rows/columns, act 2 and 12; split-K 4 at K = 3072 (12 tiles
+    // per share, the FFN output's) and 3 at K = 328.
+    const Variant deep{"linear_forward_mma64_deep", "4 stages", 64, MMA_THREADS_SMALL, MMA_T_SMEM_BYTES_SMALL,
+                       MMA_T_SMEM_BYTES_DEEP};
+    test_linear_variant<bf16>(deep, linear_forward_mma64_bf16_from_bf16, linear_forward_mma64_deep_bf16_from_bf16,
+                              linear_forward_mma64_deep_bf16_from_bf16_to_bf16, 70, 520, 130, 2, 1);
+    test_linear_variant<f16>(deep, linear_forward_mma64_f16_from_f16, linear_forward_mma64_deep_f16_from_f16,
+                             linear_forward_mma64_deep_f16_from_f16_to_f16, 65, 136, 66, 12, 1);
+    test_linear_variant<bf16>(deep, linear_forward_mma64_bf16_from_bf16, linear_forward_mma64_deep_bf16_from_bf16,
+                              linear_forward_mma64_deep_bf16_from_bf16_to_bf16, 33, 77, 70, 0, 1);
+    test_linear_variant<bf16>(deep, linear_forward_mma64_bf16_from_bf16, linear_forward_mma64_deep_bf16_from_bf16,
+                              linear_forward_mma64_deep_bf16_from_bf16_to_bf16, 20, 3072, 72, 0, 4);
+    test_linear_variant<f16>(deep, linear_forward_mma64_f16_from_f16, linear_forward_mma64_deep_f16_from_f16,
+                             linear_forward_mma64_deep_f16_from_f16_to_f16, 70, 328, 65, 0, 3);
     test_embeddings_project<bf16>(embeddings_project_bf16, embeddings_forward_bf16,
                                   linear_forward_mma64_bf16_from_bf16, 70, 64, 200);
     test_embeddings_project<f16>(embeddings_project_f16, embeddings_forward_f16,

@@ -39,6 +39,9 @@ pub struct CudaDevice {
     /// With `wgmma`, 128x256 tiles for products whose grid still fills two waves of them
     /// (ALBERT_CUDA_WGMMA_WIDE=1, an experiment: notes/gpu.md v1.25).
     pub wgmma_wide: bool,
+    /// 64x64 products whose grid is at most one block per SM take the 8-stage kernels
+    /// (ALBERT_CUDA_DEEP=1, an experiment: notes/gpu.md v1.27); used where they loaded.
+    pub deep: bool,
     /// Each launch's kernel, grid, FLOPs and bytes while recording (`albert bench
     /// --kernel-costs`).
     pub costs: CostLog,
@@ -99,6 +102,7 @@ impl CudaDevice {
         let pdl = std::env::var("ALBERT_CUDA_PDL").is_ok_and(|v| v == "1")
             && kernels.wait_for_previous_kernel();
         let k64 = std::env::var("ALBERT_CUDA_K64").is_ok_and(|v| v == "1");
+        let deep = std::env::var("ALBERT_CUDA_DEEP").is_ok_and(|v| v == "1");
         let wgmma_wide = std::env::var("ALBERT_CUDA_WGMMA_WIDE").is_ok_and(|v| v == "1");
         Ok(CudaDevice {
             ctx,
@@ -111,6 +115,7 @@ impl CudaDevice {
             sm_count,
             pdl,
             k64,
+            deep,
             wgmma,
             wgmma_wide,
             costs: CostLog::default(),

@@ -96,8 +96,9 @@ impl CudaAlbert {
 
     /// Which kernels the encoder's T-input products run on, as linear_t.rs picks them:
     /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded; "wgmma wide" with
-    /// ALBERT_CUDA_WGMMA_WIDE=1 too), "mma.sync k64"
-    /// (ALBERT_CUDA_K64=1), "mma.sync", or "portable" (f32, or no tensor cores).
+    /// ALBERT_CUDA_WGMMA_WIDE=1 too), "mma.sync k64" (ALBERT_CUDA_K64=1), "mma.sync deep"
+    /// (ALBERT_CUDA_DEEP=1; both: "mma.sync k64 deep"), "mma.sync", or "portable" (f32, or no
+    /// tensor cores).
     pub fn products(&self) -> &'static str {
         let t = self.dtype.name();
         let has = |k: String| self.dev.kernels.has(&k);
@@ -111,10 +112,15 @@ impl CudaAlbert {
                 true => "wgmma wide",
                 false => "wgmma",
             }
-        } else if self.dev.k64 && has(format!("linear_forward_mma_k64_{t}_from_{t}")) {
-            "mma.sync k64"
         } else {
-            "mma.sync"
+            let k64 = self.dev.k64 && has(format!("linear_forward_mma_k64_{t}_from_{t}"));
+            let deep = self.dev.deep && has(format!("linear_forward_mma64_deep_{t}_from_{t}"));
+            match (k64, deep) {
+                (true, true) => "mma.sync k64 deep",
+                (true, false) => "mma.sync k64",
+                (false, true) => "mma.sync deep",
+                (false, false) => "mma.sync",
+            }
         }
     }
 

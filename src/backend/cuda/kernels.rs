@@ -92,6 +92,10 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_mma_k64_f16_from_f16",
             "linear_forward_mma_k64_bf16_from_bf16_to_bf16",
             "linear_forward_mma_k64_f16_from_f16_to_f16",
+            "linear_forward_mma64_deep_bf16_from_bf16",
+            "linear_forward_mma64_deep_f16_from_f16",
+            "linear_forward_mma64_deep_bf16_from_bf16_to_bf16",
+            "linear_forward_mma64_deep_f16_from_f16_to_f16",
         ],
     ),
     (
@@ -124,6 +128,8 @@ pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
         Some(WG_SMEM_WIDE)
     } else if entry.starts_with("linear_forward_wgmma_") {
         Some(WG_SMEM)
+    } else if entry.starts_with("linear_forward_mma64_deep_") {
+        Some(MMA_T_SMEM_DEEP)
     } else if entry.starts_with("linear_forward_mma64_") {
         Some(MMA_T_SMEM_SMALL)
     } else if entry.starts_with("linear_forward_mma_k64_") {
@@ -139,6 +145,9 @@ pub(super) const MMA_T_SMEM_SMALL: usize = 2 * 4 * 64 * (64 + 8) * 2;
 /// kernels/mma_tile.cuh MMA_T_SMEM_BYTES_K64: 3 stages of 128 rows x 64 k (the ALBERT_CUDA_K64
 /// experiment; more than sm_86/89 allow a block, where the kernels are then not loaded).
 pub(super) const MMA_T_SMEM_K64: usize = 2 * 3 * 128 * (64 + 8) * 2;
+/// kernels/mma_tile.cuh MMA_T_SMEM_BYTES_DEEP: 8 stages of 64 rows x 64 k (the ALBERT_CUDA_DEEP
+/// experiment; sm_80/90 only, as the k-64 tiles).
+pub(super) const MMA_T_SMEM_DEEP: usize = 2 * 8 * 64 * (64 + 8) * 2;
 
 /// kernels/linear_wgmma.cu WG_SMEM_BYTES / WG_SMEM_BYTES_SMALL: 6 stages of a 128-row (64-row)
 /// A tile and W tile of 64 k in 128-byte rows, plus 1 KB to align them to 1024 bytes.

@@ -226,8 +226,8 @@ impl CudaDevice {
 
     /// The product's kernel and its tile (rows, columns): wgmma where asked for
     /// (ALBERT_CUDA_WGMMA; with ALBERT_CUDA_WGMMA_WIDE 128x256 tiles where they fill two
-    /// waves), else the k-64 128x128 kernel (ALBERT_CUDA_K64), else mma.sync, at
-    /// `product_tile`'s size; the experiments take T inputs only and fall back where their
+    /// waves), else the k-64 128x128 kernel (ALBERT_CUDA_K64) or the 8-stage 64x64 one
+    /// (ALBERT_CUDA_DEEP), else mma.sync, at `product_tile`'s size; the experiments take T inputs only and fall back where their
     /// kernels did not load. Only the taken path's name is built (every eager launch runs this).
     fn product_kernel(
         &self,
@@ -254,6 +254,14 @@ impl CudaDevice {
         }
         if self.k64 && t_in && tile == MMA_TILE {
             let k = name("mma_k64");
+            if self.kernels.has(&k) {
+                return (k, tile, tile);
+            }
+        }
+        // One block per SM either way (147 KB): only where the grid has no more blocks than SMs.
+        let small_blocks = m.div_ceil(MMA_TILE_SMALL) * n.div_ceil(MMA_TILE_SMALL) * splits;
+        if self.deep && tile == MMA_TILE_SMALL && small_blocks <= self.sm_count {
+            let k = name("mma64_deep");
             if self.kernels.has(&k) {
                 return (k, tile, tile);
             }
