@@ -32,7 +32,9 @@ pub(super) struct Arena {
     /// [M, 3H]: q, k, v side by side (the fused product's output); stored as T when the
     /// tensor-core attention reads it (which rounds them to T anyway), else f32.
     pub qkv: DeviceMatrix,
-    pub ctx: CudaSlice<f32>, // [M, H]
+    /// [M, H]: the attention output in f32, without T copies only (with them the attention
+    /// writes `TCopies::ctx` alone: 12.6 MB less at b32/s128).
+    pub ctx: Option<CudaSlice<f32>>,
     /// [splits, M, H]: the attention output and FFN output products (with T copies: their
     /// split-K partial sums, `CudaDevice::output_splits`; else splits = 1).
     pub proj: CudaSlice<f32>,
@@ -64,7 +66,8 @@ impl Arena {
         let splits = Self::splits(cfg, st);
         let per_row = 3 * 4
             + if st.x { 4 * e } else { 0 }
-            + 4 * h * (3 + splits)
+            + 4 * h * (2 + splits)
+            + if st.t.is_none() { 4 * h } else { 0 }
             + st.qkv.size_of() * 3 * h
             + st.ffn.size_of() * i
             + copies;
@@ -119,7 +122,10 @@ impl Arena {
             },
             hidden: f32s(capacity * h)?,
             qkv: DeviceMatrix::zeros(dev, capacity * 3 * h, st.qkv)?,
-            ctx: f32s(capacity * h)?,
+            ctx: match st.t {
+                None => Some(f32s(capacity * h)?),
+                Some(_) => None,
+            },
             proj: f32s(capacity * h * Self::splits(cfg, st))?,
             attn: f32s(capacity * h)?,
             ffn: DeviceMatrix::zeros(dev, capacity * i, st.ffn)?,

@@ -87,8 +87,15 @@ impl CudaAlbert {
                 None,
             )?,
         }
+        // The arena holds an f32 ctx exactly where there are no T copies, which leads here.
+        let ctx = ar.ctx.as_mut().ok_or_else(|| {
+            dev.err(
+                "attention",
+                "the arena has no f32 ctx [M, H] for the f32 layer",
+            )
+        })?;
         dev.attention_forward(
-            &mut ar.ctx,
+            ctx,
             &ar.qkv.view(..),
             &ar.qkv.view(h..),
             &ar.qkv.view(2 * h..),
@@ -101,16 +108,7 @@ impl CudaAlbert {
             self.dtype,
         )?;
         let o = &w.attn_output;
-        dev.linear_forward(
-            &mut ar.proj,
-            &ar.ctx,
-            &o.weight,
-            Some(&o.bias),
-            m,
-            h,
-            h,
-            None,
-        )?;
+        dev.linear_forward(&mut ar.proj, ctx, &o.weight, Some(&o.bias), m, h, h, None)?;
         let n = &w.attn_norm;
         dev.residual_layernorm_forward(
             &mut ar.attn,
