@@ -36,7 +36,7 @@ def read_ncu(path):
 
 
 def floors(launches, costs_path, batch, seq, peak_flops, bandwidth):
-    """The floor in us of each launch, or None (printed why) if the pass does not match."""
+    """(floor in us, shape) of each launch, or None (printed why) if the pass does not match."""
     costs = [json.loads(l) for l in open(costs_path) if l.strip()]
     costs = [c for c in costs if c["batch"] == batch and c["seq"] == seq]
     costs.sort(key=lambda c: c["launch"])
@@ -49,7 +49,7 @@ def floors(launches, costs_path, batch, seq, peak_flops, bandwidth):
         if c["kernel"] != name:
             print(f"floors left out: launch {i} is {name} in the ncu pass, {c['kernel']} in the costs")
             return None
-        out.append(max(c["flops"] / peak_flops, c["bytes"] / bandwidth) * 1e6)
+        out.append((max(c["flops"] / peak_flops, c["bytes"] / bandwidth) * 1e6, c.get("shape", "-")))
     return out
 
 
@@ -68,23 +68,24 @@ def main():
         floor = floors(launches, a.costs, a.batch, a.seq, a.peak_tflops * 1e12, a.bandwidth_tbs * 1e12)
     groups = collections.OrderedDict()
     for i, (name, grid, block, m) in enumerate(launches):
-        g = groups.setdefault((name, grid, block), [0, 0.0, 0.0, 0.0])
+        g = groups.setdefault((name, grid, block), [0, 0.0, 0.0, 0.0, floor[i][1] if floor else ""])
         g[0] += 1
         g[1] += m.get("us", 0.0)
         g[2] += m.get("bytes", 0.0)
-        g[3] += floor[i] if floor else 0.0
+        g[3] += floor[i][0] if floor else 0.0
     total = sum(g[1] for g in groups.values())
     line = f"{a.csv}: {len(launches)} launches, {total:.1f} us of kernels"
     if floor:
-        line += (f"; floor {sum(floor):.1f} us ({sum(floor) / total:.0%}) at {a.peak_tflops:g} TFLOP/s"
+        least = sum(f for f, _ in floor)
+        line += (f"; floor {least:.1f} us ({least / total:.0%}) at {a.peak_tflops:g} TFLOP/s"
                  f" and {a.bandwidth_tbs:g} TB/s")
     print(line)
     head = f"{'kernel':44} {'grid':>13} {'n':>3} {'total us':>9} {'us/launch':>9} {'MB/launch':>9} {'share':>6}"
-    print(head + (f" {'floor us':>8} {'of floor':>8}" if floor else ""))
-    for (name, grid, _), (n, us, b, fl) in sorted(groups.items(), key=lambda x: -x[1][1]):
+    print(head + (f" {'floor us':>8} {'of floor':>8}  shape" if floor else ""))
+    for (name, grid, _), (n, us, b, fl, shape) in sorted(groups.items(), key=lambda x: -x[1][1]):
         row = f"{name[:44]:44} {grid:>13} {n:3d} {us:9.1f} {us / n:9.1f} {b / n / 1e6:9.2f} {us / total:6.1%}"
         if floor:
-            row += f" {fl / n:8.2f} {fl / us if us else 0:8.0%}"
+            row += f" {fl / n:8.2f} {fl / us if us else 0:8.0%}  {shape}"
         print(row)
 
 

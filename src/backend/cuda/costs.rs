@@ -11,11 +11,57 @@ use std::sync::Mutex;
 use cudarc::driver::LaunchConfig;
 use serde::Serialize;
 
-/// What one launch must do at least.
+/// What one launch must do at least, and on what shape (named in the log, so that a table can
+/// tell the QKV product from the FFN-in one).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Cost {
     pub flops: f64,
     pub bytes: f64,
+    pub shape: Shape,
+}
+
+/// A launch's problem size, kept as numbers (formatted only when the log records).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Shape {
+    #[default]
+    Unknown,
+    /// [M, K] x [N, K]^T in `splits` partials.
+    Product {
+        m: usize,
+        k: usize,
+        n: usize,
+        splits: usize,
+    },
+    /// B sequences of S tokens, A heads of D.
+    Attention {
+        b: usize,
+        s: usize,
+        a: usize,
+        d: usize,
+    },
+    /// `rows` rows of `cols` (a LayerNorm over `parts` partial inputs, embeddings, gathers).
+    Rows {
+        rows: usize,
+        cols: usize,
+        parts: usize,
+    },
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Shape::Unknown => write!(f, "-"),
+            Shape::Product { m, k, n, splits: 1 } => write!(f, "{m}x{k}x{n}"),
+            Shape::Product { m, k, n, splits } => write!(f, "{m}x{k}x{n}/{splits}"),
+            Shape::Attention { b, s, a, d } => write!(f, "b{b} s{s} {a}x{d}"),
+            Shape::Rows {
+                rows,
+                cols,
+                parts: 1,
+            } => write!(f, "{rows}x{cols}"),
+            Shape::Rows { rows, cols, parts } => write!(f, "{rows}x{cols} +{parts}"),
+        }
+    }
 }
 
 impl Cost {
@@ -29,6 +75,7 @@ impl Cost {
         Cost {
             flops: 2.0 * (m * n) as f64 * k as f64,
             bytes: (m * k * inp + n * k * weight + n * 4 + splits * m * n * out) as f64,
+            shape: Shape::Product { m, k, n, splits },
         }
     }
 
@@ -43,14 +90,17 @@ impl Cost {
         Cost {
             flops: 4.0 * tokens * s as f64 * h,
             bytes: tokens * (h * (3 * inp + out) as f64 + 4.0),
+            shape: Shape::Attention { b, s, a, d },
         }
     }
 
-    /// A launch that only moves `bytes` (its arithmetic is a few operations per element).
-    pub fn moves(bytes: usize) -> Cost {
+    /// A launch that only moves `bytes` (its arithmetic is a few operations per element) over
+    /// `rows` rows of `cols` (`parts` inputs added).
+    pub fn moves(bytes: usize, (rows, cols, parts): (usize, usize, usize)) -> Cost {
         Cost {
             flops: 0.0,
             bytes: bytes as f64,
+            shape: Shape::Rows { rows, cols, parts },
         }
     }
 }
@@ -59,6 +109,9 @@ impl Cost {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LaunchCost {
     pub kernel: String,
+    /// `Shape`'s text: "4096x768x2304" (M x K x N, "/4" in 4 split-K partials), "b32 s128
+    /// 12x64" (attention), "4096x768 +4" (rows x columns, partial inputs added).
+    pub shape: String,
     pub grid: [u32; 3],
     pub block: [u32; 3],
     pub flops: f64,
@@ -102,6 +155,7 @@ impl CostLog {
             let (g, b) = (cfg.grid_dim, cfg.block_dim);
             l.push(LaunchCost {
                 kernel: kernel.into(),
+                shape: cost.shape.to_string(),
                 grid: [g.0, g.1, g.2],
                 block: [b.0, b.1, b.2],
                 flops: cost.flops,
@@ -137,6 +191,13 @@ mod tests {
         assert_eq!(att.flops, 4.0 * 4096.0 * 128.0 * 768.0);
         assert!((att.flops / 788e12 * 1e6 - 2.0).abs() < 0.1);
         assert_eq!(att.bytes, 4096.0 * (768.0 * 8.0 + 4.0));
+        assert_eq!(qkv.shape.to_string(), "4096x768x2304");
+        assert_eq!(out.shape.to_string(), "4096x3072x768/4");
+        assert_eq!(att.shape.to_string(), "b32 s128 12x64");
+        assert_eq!(
+            Cost::moves(0, (4096, 768, 4)).shape.to_string(),
+            "4096x768 +4"
+        );
     }
 
     #[test]
@@ -147,15 +208,16 @@ mod tests {
             block_dim: (128, 1, 1),
             shared_mem_bytes: 0,
         };
-        log.record("before", &cfg, Cost::moves(8));
+        log.record("before", &cfg, Cost::moves(8, (1, 2, 1)));
         log.start();
-        log.record("k", &cfg, Cost::moves(16));
+        log.record("k", &cfg, Cost::moves(16, (4, 1, 1)));
         let got = log.take();
-        log.record("after", &cfg, Cost::moves(8));
+        log.record("after", &cfg, Cost::moves(8, (1, 2, 1)));
         assert_eq!(
             got,
             vec![LaunchCost {
                 kernel: "k".into(),
+                shape: "4x1".into(),
                 grid: [3, 2, 1],
                 block: [128, 1, 1],
                 flops: 0.0,

@@ -176,7 +176,8 @@ impl CudaDevice {
             .arg(&e_)
             .arg(&eps);
         // ids and types, the word and position rows, the output.
-        let cost = Cost::moves(m * 8 + (m + s) * e * word.dtype().size_of() + m * e * 4);
+        let bytes = m * 8 + (m + s) * e * word.dtype().size_of() + m * e * 4;
+        let cost = Cost::moves(bytes, (m, e, 1));
         // SAFETY: arguments match embeddings_forward_* in kernels/embeddings.cu in type and order;
         // every buffer holds at least the rows the grid touches (checked above); ids were checked
         // against the tables by Inputs::validate.
@@ -324,7 +325,7 @@ impl CudaDevice {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let cost = Cost::moves(n * (4 + out_t.dtype().size_of()));
+        let cost = Cost::moves(n * (4 + out_t.dtype().size_of()), (1, n, 1));
         let f = self.kernels.get(k);
         let mut b = self.launcher(f);
         match out_t {
@@ -396,7 +397,7 @@ impl CudaDevice {
         // The partials (or input) and the residual read, the f32 output and the T copy written.
         let t_bytes = out_t.as_ref().map_or(0, |t| t.dtype().size_of());
         let reads = parts + usize::from(residual.is_some());
-        let cost = Cost::moves(m * c * (4 * reads + 4 + t_bytes));
+        let cost = Cost::moves(m * c * (4 * reads + 4 + t_bytes), (m, c, parts));
         let f = self.kernels.get(k);
         let mut b = self.launcher(f);
         b.arg(out);
@@ -454,7 +455,7 @@ impl CudaDevice {
         let f = self.kernels.get(kn);
         let mut l = self.launcher(f);
         l.arg(out).arg(inp).arg(rows).arg(&n_).arg(&c_);
-        let cost = Cost::moves(n * (4 + 2 * c * 4));
+        let cost = Cost::moves(n * (4 + 2 * c * 4), (n, c, 1));
         // SAFETY: arguments match gather_rows in kernels/gather.cu; every index checked above.
         self.launched(kn, &cfg, cost, unsafe { l.launch(cfg) })
     }
