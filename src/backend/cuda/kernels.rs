@@ -553,6 +553,40 @@ mod tests {
         }
     }
 
+    /// linear_wgmma's sm_90a builds hold the wgmma kernels, not the trap stubs every other target
+    /// gets (kernels/wgmma.cuh HAVE_WGMMA: an sm_90 pass instead of sm_90a would compile the
+    /// stubs without a word): the PTX has the instruction, and the cubin is ~100 times the size of
+    /// the stubs' sm_80 one (2.3 MB against 24 KB with nvcc 13.0; checked: more than 20 times).
+    #[test]
+    fn sm90a_builds_hold_wgmma() {
+        let Some(module) = MODULES.iter().find(|m| m.name == "linear_wgmma") else {
+            panic!("kernels/linear_wgmma.cu is not in the registry");
+        };
+        let get = |list: &[(&'static str, &'static [u8])], t: &str| {
+            list.iter().find(|(x, _)| *x == t).map(|(_, b)| b.len())
+        };
+        let ptx = |t: &str| module.ptx.iter().find(|(x, _)| *x == t).map(|(_, p)| *p);
+        let (Some(sm90a), Some(sm80)) = (ptx("sm_90a"), ptx("sm_80")) else {
+            eprintln!(
+                "skipped: this build has no sm_80 and sm_90a PTX (no nvcc, or ALBERT_CUDA_ARCHS)"
+            );
+            return;
+        };
+        assert!(
+            sm90a.contains("wgmma.mma_async"),
+            "sm_90a PTX without wgmma"
+        );
+        assert!(!sm80.contains("wgmma.mma_async"), "sm_80 PTX with wgmma");
+        let (big, small) = (get(module.cubin, "sm_90a"), get(module.cubin, "sm_80"));
+        let (Some(big), Some(small)) = (big, small) else {
+            panic!("PTX but no cubins for linear_wgmma");
+        };
+        assert!(
+            big > 100 * small,
+            "sm_90a cubin {big} B, sm_80 (stubs) {small} B"
+        );
+    }
+
     #[test]
     fn embedded_sources_compile_with_nvrtc() {
         // SAFETY: only tries to dlopen libnvrtc.
