@@ -151,12 +151,12 @@ __device__ __forceinline__ double block_sum(double v, double *scratch) {
     return warp_sum(t);
 }
 
-// LayerNorm of the row in `row` (f32, length C, in shared memory), statistics in f64; each
-// element y goes to store(c, y) (the thread that computes it stores it).
-template <typename Store>
-__device__ __forceinline__ void layernorm_row_with(const float *row, const float *__restrict__ weight,
-                                                   const float *__restrict__ bias, int C, float eps,
-                                                   double *scratch, Store store) {
+// The statistics of the row in `row` (f32, length C, in shared memory), in f64: mean and
+// 1 / sqrt(variance + eps).
+struct RowStats {
+    double mean, rstd;
+};
+__device__ __forceinline__ RowStats layernorm_stats(const float *row, int C, float eps, double *scratch) {
     double s = 0.0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) s += (double)row[c];
     const double mean = block_sum(s, scratch) / C;
@@ -166,9 +166,23 @@ __device__ __forceinline__ void layernorm_row_with(const float *row, const float
         q += d * d;
     }
     const double var = block_sum(q, scratch) / C;
-    const double rstd = 1.0 / sqrt(var + (double)eps);
+    return {mean, 1.0 / sqrt(var + (double)eps)};
+}
+
+// One normalized element: every LayerNorm kernel computes it with this expression.
+__device__ __forceinline__ float layernorm_apply(float x, RowStats st, float w, float b) {
+    return (float)(((double)x - st.mean) * st.rstd * (double)w + (double)b);
+}
+
+// LayerNorm of the row in `row` (f32, length C, in shared memory), statistics in f64; each
+// element y goes to store(c, y) (the thread that computes it stores it).
+template <typename Store>
+__device__ __forceinline__ void layernorm_row_with(const float *row, const float *__restrict__ weight,
+                                                   const float *__restrict__ bias, int C, float eps,
+                                                   double *scratch, Store store) {
+    const RowStats st = layernorm_stats(row, C, eps, scratch);
     for (int c = threadIdx.x; c < C; c += blockDim.x)
-        store(c, (float)(((double)row[c] - mean) * rstd * (double)weight[c] + (double)bias[c]));
+        store(c, layernorm_apply(row[c], st, weight[c], bias[c]));
 }
 
 // The same into out[C].
