@@ -1391,28 +1391,36 @@ static void test_mma(bool quick) {
     // The k-64 128x128 kernels: ragged M, N (two block rows/columns), K = 136 (a partial last k
     // tile), K = 77 (plain stores), act 2 and 12; split-K 4 at K = 328.
     const Variant k64{"linear_forward_mma_k64", "k 32", 128, LINEAR_THREADS, MMA_T_SMEM_BYTES, MMA_T_SMEM_BYTES_K64};
-    test_linear_variant<bf16>(k64, linear_forward_mma_bf16_from_bf16, linear_forward_mma_k64_bf16_from_bf16,
-                              linear_forward_mma_k64_bf16_from_bf16_to_bf16, 130, 136, 200, 2, 1);
-    test_linear_variant<f16>(k64, linear_forward_mma_f16_from_f16, linear_forward_mma_k64_f16_from_f16,
-                             linear_forward_mma_k64_f16_from_f16_to_f16, 33, 77, 129, 12, 1);
-    test_linear_variant<bf16>(k64, linear_forward_mma_bf16_from_bf16, linear_forward_mma_k64_bf16_from_bf16,
-                              linear_forward_mma_k64_bf16_from_bf16_to_bf16, 70, 328, 65, 0, 4);
+    auto k64_bf16 = [&](int M, int K, int N, int act, int splits) {
+        test_linear_variant<bf16>(k64, linear_forward_mma_bf16_from_bf16, linear_forward_mma_k64_bf16_from_bf16,
+                                  linear_forward_mma_k64_bf16_from_bf16_to_bf16, M, K, N, act, splits);
+    };
+    auto k64_f16 = [&](int M, int K, int N, int act, int splits) {
+        test_linear_variant<f16>(k64, linear_forward_mma_f16_from_f16, linear_forward_mma_k64_f16_from_f16,
+                                 linear_forward_mma_k64_f16_from_f16_to_f16, M, K, N, act, splits);
+    };
+    k64_bf16(130, 136, 200, 2, 1);
+    k64_f16(33, 77, 129, 12, 1);
+    k64_bf16(70, 328, 65, 0, 4);
     // The 8-stage 64x64 kernels: K = 520 (9 k tiles: the ring of 8 stages wraps), K = 136 (3
     // tiles: most of the prologue's 7 stages empty, a partial last tile), K = 77 (plain stores),
     // ragged M and N over two block rows/columns, act 2 and 12; split-K 4 at K = 3072 (12 tiles
     // per share, the FFN output's) and 3 at K = 328.
     const Variant deep{"linear_forward_mma64_deep", "4 stages", 64, MMA_THREADS_SMALL, MMA_T_SMEM_BYTES_SMALL,
                        MMA_T_SMEM_BYTES_DEEP};
-    test_linear_variant<bf16>(deep, linear_forward_mma64_bf16_from_bf16, linear_forward_mma64_deep_bf16_from_bf16,
-                              linear_forward_mma64_deep_bf16_from_bf16_to_bf16, 70, 520, 130, 2, 1);
-    test_linear_variant<f16>(deep, linear_forward_mma64_f16_from_f16, linear_forward_mma64_deep_f16_from_f16,
-                             linear_forward_mma64_deep_f16_from_f16_to_f16, 65, 136, 66, 12, 1);
-    test_linear_variant<bf16>(deep, linear_forward_mma64_bf16_from_bf16, linear_forward_mma64_deep_bf16_from_bf16,
-                              linear_forward_mma64_deep_bf16_from_bf16_to_bf16, 33, 77, 70, 0, 1);
-    test_linear_variant<bf16>(deep, linear_forward_mma64_bf16_from_bf16, linear_forward_mma64_deep_bf16_from_bf16,
-                              linear_forward_mma64_deep_bf16_from_bf16_to_bf16, 20, 3072, 72, 0, 4);
-    test_linear_variant<f16>(deep, linear_forward_mma64_f16_from_f16, linear_forward_mma64_deep_f16_from_f16,
-                             linear_forward_mma64_deep_f16_from_f16_to_f16, 70, 328, 65, 0, 3);
+    auto deep_bf16 = [&](int M, int K, int N, int act, int splits) {
+        test_linear_variant<bf16>(deep, linear_forward_mma64_bf16_from_bf16, linear_forward_mma64_deep_bf16_from_bf16,
+                                  linear_forward_mma64_deep_bf16_from_bf16_to_bf16, M, K, N, act, splits);
+    };
+    auto deep_f16 = [&](int M, int K, int N, int act, int splits) {
+        test_linear_variant<f16>(deep, linear_forward_mma64_f16_from_f16, linear_forward_mma64_deep_f16_from_f16,
+                                 linear_forward_mma64_deep_f16_from_f16_to_f16, M, K, N, act, splits);
+    };
+    deep_bf16(70, 520, 130, 2, 1);
+    deep_f16(65, 136, 66, 12, 1);
+    deep_bf16(33, 77, 70, 0, 1);
+    deep_bf16(20, 3072, 72, 0, 4);
+    deep_f16(70, 328, 65, 0, 3);
     test_embeddings_project<bf16>(embeddings_project_bf16, embeddings_forward_bf16,
                                   linear_forward_mma64_bf16_from_bf16, 70, 64, 200);
     test_embeddings_project<f16>(embeddings_project_f16, embeddings_forward_f16,
