@@ -108,18 +108,15 @@ fn main() {
                 problems.push(format!("{} for sm_{arch}: {e}", src.display()));
                 continue;
             }
-            let _ = match job.kind {
-                Output::Cubin => write!(
-                    cubin_entries,
-                    "(\"sm_{arch}\", include_bytes!({:?}) as &[u8]), ",
-                    job.out
-                ),
-                Output::Ptx => write!(
-                    ptx_entries,
-                    "(\"sm_{arch}\", include_str!({:?})), ",
-                    job.out
-                ),
+            let list = match job.kind {
+                Output::Cubin => &mut cubin_entries,
+                Output::Ptx => &mut ptx_entries,
             };
+            let _ = write!(
+                list,
+                "(\"sm_{arch}\", include_bytes!({:?}) as &[u8]), ",
+                job.embedded()
+            );
         }
         let _ = writeln!(
             modules,
@@ -253,12 +250,23 @@ impl Job<'_> {
         format!("{}\n{:?}\n{}", self.version, self.args(), self.text)
     }
 
+    /// The file the registry embeds: the cubin, or the PTX compressed (zlib).
+    fn embedded(&self) -> PathBuf {
+        match self.kind {
+            Output::Cubin => self.out.clone(),
+            Output::Ptx => self.out.with_extension("ptx.z"),
+        }
+    }
+
     fn run(&self) -> Result<(), String> {
         let key_path = self
             .out
             .with_extension(format!("{}.key", self.kind.extension()));
         let key = self.key();
-        if self.out.is_file() && fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
+        if self.out.is_file()
+            && self.embedded().is_file()
+            && fs::read_to_string(&key_path).ok().as_deref() == Some(&key)
+        {
             return Ok(());
         }
         let _ = fs::remove_file(&key_path);
@@ -272,6 +280,11 @@ impl Job<'_> {
         if !output.status.success() {
             let err = String::from_utf8_lossy(&output.stderr);
             return Err(err.lines().take(3).collect::<Vec<_>>().join(" "));
+        }
+        if self.kind == Output::Ptx {
+            let text = fs::read(&self.out).map_err(|e| format!("reading the PTX: {e}"))?;
+            let packed = miniz_oxide::deflate::compress_to_vec_zlib(&text, 6);
+            fs::write(self.embedded(), packed).map_err(|e| format!("writing the PTX: {e}"))?;
         }
         let _ = fs::write(&key_path, key);
         Ok(())

@@ -19,7 +19,21 @@ pub struct KernelModule {
     pub name: &'static str,
     pub source: &'static str,
     pub cubin: &'static [(&'static str, &'static [u8])],
-    pub ptx: &'static [(&'static str, &'static str)],
+    /// zlib-compressed (build.rs): `ptx_text` inflates one.
+    pub ptx: &'static [(&'static str, &'static [u8])],
+}
+
+impl KernelModule {
+    /// The PTX for `target`, inflated; None where this build has none, Err if it is corrupt.
+    pub fn ptx_text(&self, target: &str) -> Option<std::result::Result<String, String>> {
+        let (_, packed) = self.ptx.iter().find(|(t, _)| *t == target)?;
+        Some(
+            miniz_oxide::inflate::decompress_to_vec_zlib(packed)
+                .map_err(|e| format!("{e:?}"))
+                .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()))
+                .map_err(|e| format!("embedded {target} PTX of `{}` unreadable: {e}", self.name)),
+        )
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
@@ -360,12 +374,11 @@ fn load_sm90a(
         Some(Err(e)) => format!("{e}; "),
         None => String::new(),
     };
-    let (_, text) = module
-        .ptx
-        .iter()
-        .find(|(t, _)| *t == "sm_90a")
-        .ok_or_else(|| format!("{cubin_error}this build has no sm_90a PTX (ALBERT_CUDA_ARCHS)"))?;
-    ctx.load_module(Ptx::from_src(*text))
+    let text = module
+        .ptx_text("sm_90a")
+        .ok_or_else(|| format!("{cubin_error}this build has no sm_90a PTX (ALBERT_CUDA_ARCHS)"))?
+        .map_err(|e| format!("{cubin_error}{e}"))?;
+    ctx.load_module(Ptx::from_src(text))
         .map(|m| (m, "ptx sm_90a".to_string()))
         .map_err(|e| {
             format!("{cubin_error}embedded sm_90a PTX (from {PTX_BUILT_WITH}) rejected: {e}")
@@ -386,18 +399,18 @@ fn load_module(
         None => {}
     }
     if let Some(target) = ptx_target(cc) {
-        let ptx = module
-            .ptx
-            .iter()
-            .find(|(t, _)| *t == target)
-            .or_else(|| module.ptx.iter().find(|(t, _)| *t == "sm_80"));
-        if let Some((t, text)) = ptx {
-            match ctx.load_module(Ptx::from_src(*text)) {
+        let ptx = [target, "sm_80"]
+            .into_iter()
+            .find_map(|t| module.ptx_text(t).map(|text| (t, text)));
+        match ptx {
+            Some((t, Ok(text))) => match ctx.load_module(Ptx::from_src(text)) {
                 Ok(m) => return Ok((m, format!("ptx {t}"))),
                 Err(e) => rejected.push(format!(
                     "embedded {t} PTX (from {PTX_BUILT_WITH}) rejected: {e}"
                 )),
-            }
+            },
+            Some((_, Err(e))) => rejected.push(e),
+            None => {}
         }
     }
     // NVRTC for this exact device. cuda_bf16.h / cuda_fp16.h come from the toolkit's include
@@ -508,8 +521,9 @@ mod tests {
         );
     }
 
-    /// Every module built to PTX was built to a cubin for the same targets, and each cubin is a
-    /// CUDA ELF image for its architecture holding every entry point the launchers ask for.
+    /// Every module built to PTX was built to a cubin for the same targets; each PTX inflates
+    /// and each cubin is a CUDA ELF image for its architecture, both holding every entry point
+    /// the launchers ask for.
     #[test]
     fn embedded_cubins_hold_every_entry_point() {
         if MODULES.iter().all(|m| m.ptx.is_empty()) {
@@ -526,6 +540,16 @@ mod tests {
                 .iter()
                 .find(|(m, _)| *m == module.name)
                 .map_or(&[][..], |(_, e)| *e);
+            for target in &ptx_targets {
+                let text = module.ptx_text(target).unwrap().unwrap();
+                for entry in entries {
+                    assert!(
+                        text.contains(&format!(".entry {entry}(")),
+                        "{}.{target}.ptx lacks {entry}",
+                        module.name
+                    );
+                }
+            }
             for (target, image) in module.cubin {
                 let what = format!("{}.{target}.cubin", module.name);
                 assert!(
@@ -565,7 +589,7 @@ mod tests {
         let get = |list: &[(&'static str, &'static [u8])], t: &str| {
             list.iter().find(|(x, _)| *x == t).map(|(_, b)| b.len())
         };
-        let ptx = |t: &str| module.ptx.iter().find(|(x, _)| *x == t).map(|(_, p)| *p);
+        let ptx = |t: &str| module.ptx_text(t).map(|p| p.unwrap());
         let (Some(sm90a), Some(sm80)) = (ptx("sm_90a"), ptx("sm_80")) else {
             eprintln!(
                 "skipped: this build has no sm_80 and sm_90a PTX (no nvcc, or ALBERT_CUDA_ARCHS)"
