@@ -2,8 +2,10 @@
 // without a GPU. Force-included (g++ -include) before each kernel source.
 //
 // Execution model (see launch() at the end):
-//  * Blocks run one after another; the threads of a block run concurrently, one std::thread per
-//    CUDA thread. Everything a block shares therefore lives in per-block state.
+//  * Blocks run one after another; the threads of a block run as fibers on the launching thread
+//    (default), switched round-robin whenever one waits at a barrier, or, in the sanitizer
+//    builds (EMU_FIBERS=0), concurrently, one std::thread per CUDA thread. Everything a block
+//    shares therefore lives in per-block state. See "fibers" below.
 //  * `__shared__` is `static`: a static local of a (template) function is one object shared by
 //    every thread that runs it, which is exactly shared memory while only one block runs at a
 //    time. Caveat: it keeps the previous block's values (real shared memory starts undefined), so
@@ -45,6 +47,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <functional>
 #include <map>
 #include <vector>
 #if defined(__SANITIZE_ADDRESS__) // under ASan, reads of the guard bytes are reported too
@@ -77,6 +80,25 @@ extern "C" void AnnotateIgnoreSyncEnd(const char *file, int line);
 #define __shared__ static // see above; __restrict__ is already a g++ keyword
 #define EMU_DYNAMIC_SHARED(T, name) T *name = static_cast<T *>(::emu::dynamic_shared())
 
+// Fibers (EMU_FIBERS, the default without sanitizers): the threads of a block run as fibers on
+// the launching thread, switched at barriers (see "fibers" below), instead of one std::thread
+// each: ~100x faster on few cores. The sanitizer builds keep real threads (TSan sees the races
+// between them; ASan does not follow stack switches).
+#ifndef EMU_FIBERS
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define EMU_FIBERS 0
+#else
+#define EMU_FIBERS 1
+#endif
+#endif
+// The state of an emulated thread (indices, ctx, pending copies and products): thread_local
+// with real threads; with fibers plain globals that the scheduler swaps (one launch runs at a
+// time in a process either way: launch() is not reentrant).
+#if EMU_FIBERS
+#define EMU_THREAD_STATE
+#else
+#define EMU_THREAD_STATE thread_local
+#endif
 // ---- thread and block indices ------------------------------------------------------------------
 // CUDA's 16-byte vector type (16-byte aligned, as on the device) and its constructor.
 struct alignas(16) uint4 {
@@ -88,7 +110,7 @@ struct dim3 {
     unsigned x = 1, y = 1, z = 1;
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+inline EMU_THREAD_STATE dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 // ---- bit casts ----------------------------------------------------------------------------------
 inline uint32_t emu_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
@@ -143,7 +165,7 @@ struct Site { const char *file = nullptr; unsigned line = 0; };
 
 // Problems found while running kernels (divergent barriers, ...); checked by the tests.
 inline std::mutex errors_mu;
-inline thread_local int ignoring_sync = 0; // inside a shuffle of the TSan build (see below)
+inline EMU_THREAD_STATE int ignoring_sync = 0; // inside a shuffle of the TSan build (see below)
 inline std::vector<std::string> &errors() { static std::vector<std::string> e; return e; }
 inline void report(const std::string &msg) {
     if (ignoring_sync) EMU_IGNORE_SYNC_END(); // this lock must order the vector for TSan
@@ -155,15 +177,29 @@ inline void report(const std::string &msg) {
 }
 inline std::string where(Site s) { return std::string(s.file) + ":" + std::to_string(s.line); }
 
-// A barrier of the threads of a block or of the lanes of a warp (mutex + condition variable, so
-// that members can leave it when they return from the kernel). When the last member arrives it
-// checks the phase: all members must wait at the same call site, and none may have exited
-// (CUDA requires block-/warp-uniform barriers). Its counters are atomics only so that the TSan
-// build can ignore its synchronisation without reports on this bookkeeping; the mutex guards them.
+#if EMU_FIBERS
+inline void fiber_yield(); // to the block's scheduler, which resumes the next fiber
+inline unsigned long fiber_progress = 0; // arrivals and exits, for deadlocks
+// The fibers of a launch share one OS thread: nothing to lock.
+struct GroupMutex { void lock() {} void unlock() {} };
+#else
+using GroupMutex = std::mutex;
+#endif
+
+// A barrier of the threads of a block or of the lanes of a warp (with threads: mutex + condition
+// variable, so that members can leave it when they return from the kernel). When the last member
+// arrives it checks the phase: all members must wait at the same call site, and none may have
+// exited (CUDA requires block-/warp-uniform barriers). Its counters are atomics only so that the
+// TSan build can ignore its synchronisation without reports on this bookkeeping; the mutex
+// guards them (hence relaxed), and `phase` is read outside it only by a member that has not
+// arrived yet, so it cannot change meanwhile.
 struct Group {
     struct Slot { std::atomic<const char *> file{nullptr}; std::atomic<unsigned> line{0}; };
-    std::mutex mu;
+    static constexpr auto kRelaxed = std::memory_order_relaxed;
+    GroupMutex mu;
+#if !EMU_FIBERS
     std::condition_variable cv;
+#endif
     std::atomic<unsigned> expected, arrived{0}, phase{0}, exited{0};
     std::unique_ptr<Slot[]> site; // where each member waits in this phase (file null: not)
     const unsigned n, first;      // members; linear thread id of member 0 (for messages)
@@ -172,35 +208,51 @@ struct Group {
         : expected(n_), site(new Slot[n_]), n(n_), first(first_), what(what_) {}
 
     void wait(unsigned member, Site s) {
-        std::unique_lock<std::mutex> lk(mu);
-        site[member].file = s.file;
-        site[member].line = s.line;
-        const unsigned p = phase;
-        if (++arrived == expected) complete();
-        else cv.wait(lk, [&] { return phase != p; });
+        std::unique_lock<GroupMutex> lk(mu);
+        site[member].file.store(s.file, kRelaxed);
+        site[member].line.store(s.line, kRelaxed);
+        const unsigned p = phase.load(kRelaxed);
+        const bool last = arrived.fetch_add(1, kRelaxed) + 1 == expected.load(kRelaxed);
+#if EMU_FIBERS
+        fiber_progress++;
+        if (last) complete();
+        else {
+            lk.unlock();
+            while (phase.load(kRelaxed) == p) fiber_yield();
+        }
+#else
+        if (last) complete();
+        else cv.wait(lk, [&] { return phase.load(kRelaxed) != p; });
+#endif
     }
     void exit() { // the member returned from the kernel
-        std::lock_guard<std::mutex> lk(mu);
-        exited++;
-        if (--expected == arrived && arrived > 0) complete();
+        std::lock_guard<GroupMutex> lk(mu);
+#if EMU_FIBERS
+        fiber_progress++;
+#endif
+        exited.fetch_add(1, kRelaxed);
+        const unsigned left = expected.fetch_sub(1, kRelaxed) - 1, in = arrived.load(kRelaxed);
+        if (left == in && in > 0) complete();
     }
     void complete() { // under mu
         Site ref{};
         for (unsigned i = 0; i < n; i++) {
-            const Site s{site[i].file, site[i].line};
-            site[i].file = nullptr;
+            const Site s{site[i].file.load(kRelaxed), site[i].line.load(kRelaxed)};
+            site[i].file.store(nullptr, kRelaxed);
             if (!s.file) continue;
             if (!ref.file) ref = s;
-            else if (s.line != ref.line || std::strcmp(s.file, ref.file) != 0)
+            else if (s.line != ref.line || (s.file != ref.file && std::strcmp(s.file, ref.file) != 0))
                 report(std::string("divergent ") + what + ": thread " + std::to_string(first + i) +
                        " at " + where(s) + ", another at " + where(ref) + block_str());
         }
-        if (ref.file && exited > 0)
+        if (ref.file && exited.load(kRelaxed) > 0)
             report(std::string(what) + " at " + where(ref) + " after " +
                    std::to_string(exited.load()) + " thread(s) of the group exited" + block_str());
-        arrived = 0;
-        phase++;
+        arrived.store(0, kRelaxed);
+        phase.fetch_add(1, kRelaxed);
+#if !EMU_FIBERS
         cv.notify_all();
+#endif
     }
     static std::string block_str() {
         return " (block " + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
@@ -208,8 +260,15 @@ struct Group {
     }
 };
 
+// One mma.m16n8k16's operands, assembled from a warp's fragments (mma_emu.h).
+struct MmaTile {
+    float A[16][16], B[16][8], C[16][8];
+    unsigned phase = ~0u; // the warp barrier phase they were assembled in
+};
+
 struct Warp {
     Group group;
+    MmaTile mma_tile[2]; // with fibers: assembled once per mma, by the first lane (mma_emu.h)
     std::atomic<double> xchg[32]; // shuffle exchange buffer (float and double fit exactly)
     // mma_m16n8k16 fragments (mma_emu.h): [buffer][lane][registers a[0..3], b[0..1], c[0..3] bits]
     std::atomic<uint32_t> mma_xchg[2][32][10];
@@ -235,7 +294,7 @@ struct Block {
 };
 
 struct ThreadCtx { Block *block = nullptr; unsigned tid = 0; };
-inline thread_local ThreadCtx ctx;
+inline EMU_THREAD_STATE ThreadCtx ctx;
 inline unsigned char *dyn_smem = nullptr; // the current launch's dynamic shared memory
 inline size_t dyn_smem_bytes = 0;
 // Dynamic shared memory starts at this many bytes past a 1024-byte boundary (host address and
@@ -321,8 +380,8 @@ inline double __shfl_xor_sync(unsigned mask, double v, int lane_mask, int width 
 // 16-byte alignment of both addresses, and no copy left pending when the thread exits.
 namespace emu {
 struct PendingCopy { void *dst; const void *src; int src_bytes; };
-inline thread_local std::vector<PendingCopy> cp_open;                  // issued, not committed
-inline thread_local std::vector<std::vector<PendingCopy>> cp_committed; // groups, oldest first
+inline EMU_THREAD_STATE std::vector<PendingCopy> cp_open;                  // issued, not committed
+inline EMU_THREAD_STATE std::vector<std::vector<PendingCopy>> cp_committed; // groups, oldest first
 inline void cp_run(const std::vector<PendingCopy> &group) {
     for (const PendingCopy &c : group) {
         std::memcpy(c.dst, c.src, size_t(c.src_bytes));
@@ -347,7 +406,7 @@ inline void cp_async_commit() {
     emu::cp_committed.push_back(std::move(emu::cp_open));
     emu::cp_open.clear();
 }
-namespace emu { inline thread_local bool cp_landed = false; } // for wgmma's proxy-fence check
+namespace emu { inline EMU_THREAD_STATE bool cp_landed = false; } // for wgmma's proxy-fence check
 template <int N> inline void cp_async_wait() {
     while (emu::cp_committed.size() > size_t(N)) {
         emu::cp_landed |= !emu::cp_committed.front().empty();
@@ -366,9 +425,9 @@ struct PendingWgmma {
     float (*widen)(uint16_t);
     std::vector<double> at_issue; // the thread's sums of products as shared memory held at issue
 };
-inline thread_local std::vector<PendingWgmma> wg_open;                   // issued, not committed
-inline thread_local std::vector<std::vector<PendingWgmma>> wg_committed; // groups, oldest first
-inline thread_local bool wg_fenced = false;       // wgmma_fence since the last wait
+inline EMU_THREAD_STATE std::vector<PendingWgmma> wg_open;                   // issued, not committed
+inline EMU_THREAD_STATE std::vector<std::vector<PendingWgmma>> wg_committed; // groups, oldest first
+inline EMU_THREAD_STATE bool wg_fenced = false;       // wgmma_fence since the last wait
 inline void wgmma_check_exit() {
     bool pending = !wg_open.empty();
     for (const auto &g : wg_committed) pending |= !g.empty();
@@ -378,6 +437,188 @@ inline void wgmma_check_exit() {
     wg_fenced = false;
     cp_landed = false;
 }
+
+// ---- fibers ------------------------------------------------------------------------------------
+// With EMU_FIBERS, launch() runs a block's threads as fibers (ucontext) on its own thread: each
+// runs until it waits at a barrier whose phase has not completed, then yields to the scheduler,
+// which resumes the next unfinished fiber round-robin. The thread-local state of an emulated
+// thread (indices, ctx, pending cp.async and wgmma groups) is swapped in and out with it. A round
+// in which no fiber arrives at a barrier or exits is a deadlock: reported, then abort().
+#if EMU_FIBERS
+} // namespace emu
+#include <sys/mman.h>
+#if defined(__x86_64__) && !defined(EMU_FIBER_UCONTEXT)
+#define EMU_FIBER_ASM 1
+#else
+#define EMU_FIBER_ASM 0
+#include <ucontext.h>
+#endif
+namespace emu {
+
+struct FiberTls { // an emulated thread's EMU_THREAD_STATE while it is switched out
+    dim3 thread_idx; // blockIdx, blockDim, gridDim: the same for every fiber of the block
+    ThreadCtx ctx;
+    int ignoring_sync = 0;
+    std::vector<PendingCopy> cp_open;
+    std::vector<std::vector<PendingCopy>> cp_committed;
+    bool cp_landed = false;
+    std::vector<PendingWgmma> wg_open;
+    std::vector<std::vector<PendingWgmma>> wg_committed;
+    bool wg_fenced = false;
+    void swap_with_thread() {
+        std::swap(thread_idx, threadIdx), std::swap(ctx, emu::ctx);
+        std::swap(ignoring_sync, emu::ignoring_sync);
+        cp_open.swap(emu::cp_open), cp_committed.swap(emu::cp_committed);
+        std::swap(cp_landed, emu::cp_landed);
+        wg_open.swap(emu::wg_open), wg_committed.swap(emu::wg_committed);
+        std::swap(wg_fenced, emu::wg_fenced);
+    }
+};
+
+struct Fiber {
+    FiberTls tls; // the fiber's state while it is not running
+    const std::function<void()> *body = nullptr;
+    bool done = false;
+#if EMU_FIBER_ASM
+    void *sp = nullptr; // saved stack pointer while switched out
+#else
+    ucontext_t uc;
+#endif
+};
+
+constexpr size_t kFiberStack = 256 * 1024; // + a PROT_NONE guard page below: overflow faults
+inline Fiber *fiber_current = nullptr;
+
+inline std::vector<void *> &fiber_stacks() { // reused across blocks and launches
+    static std::vector<void *> stacks;
+    return stacks;
+}
+inline void *fiber_stack(size_t i) {
+    auto &stacks = fiber_stacks();
+    while (stacks.size() <= i) {
+        void *m = mmap(nullptr, kFiberStack + 4096, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) { std::perror("emu: fiber stack"); std::abort(); }
+        mprotect(m, 4096, PROT_NONE);
+        stacks.push_back(static_cast<char *>(m) + 4096);
+    }
+    return stacks[i];
+}
+
+#if EMU_FIBER_ASM
+// emu_fiber_switch(&save, load): pushes the callee-saved registers, MXCSR and the x87 control
+// word (System V x86-64) on the current stack, stores the stack pointer in *save, switches to
+// `load` and pops the same from there. No system call (ucontext's swapcontext makes one per
+// switch for the signal mask: ~5x slower here).
+extern "C" void emu_fiber_switch(void **save, void *load);
+asm(R"(
+    .text
+    .globl emu_fiber_switch
+    .type emu_fiber_switch, @function
+emu_fiber_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_fiber_switch, .-emu_fiber_switch
+)");
+inline void *fiber_scheduler_sp = nullptr;
+[[noreturn]] inline void fiber_start() {
+    Fiber *f = fiber_current;
+    (*f->body)();
+    f->done = true;
+    emu_fiber_switch(&f->sp, fiber_scheduler_sp);
+    std::abort(); // never resumed
+}
+// A new fiber's stack as emu_fiber_switch leaves a switched-out one: control words, six
+// registers, then fiber_start as the return address, placed so that fiber_start begins with the
+// stack aligned as after a call (rsp = 8 mod 16).
+inline void fiber_init(Fiber &f, void *stack) {
+    auto *top = reinterpret_cast<uint64_t *>(
+        (reinterpret_cast<uintptr_t>(stack) + kFiberStack) & ~uintptr_t(15));
+    uint64_t *sp = top - 2; // [sp] = return address; after ret, rsp = top - 8 (8 mod 16)
+    sp[0] = reinterpret_cast<uint64_t>(&fiber_start);
+    sp -= 6;
+    for (int i = 0; i < 6; i++) sp[i] = 0; // r15 r14 r13 r12 rbx rbp
+    sp -= 1;
+    uint32_t mxcsr;
+    uint16_t fpucw;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr));
+    asm volatile("fnstcw %0" : "=m"(fpucw));
+    std::memcpy(sp, &mxcsr, 4);
+    std::memcpy(reinterpret_cast<char *>(sp) + 4, &fpucw, 2);
+    f.sp = sp;
+}
+inline void fiber_resume(Fiber &f) { emu_fiber_switch(&fiber_scheduler_sp, f.sp); }
+} // namespace emu
+inline void emu::fiber_yield() { emu_fiber_switch(&fiber_current->sp, fiber_scheduler_sp); }
+namespace emu {
+#else
+inline ucontext_t fiber_scheduler;
+inline void fiber_entry() {
+    Fiber *f = fiber_current;
+    (*f->body)();
+    f->done = true; // uc_link returns to the scheduler
+}
+inline void fiber_init(Fiber &f, void *stack) {
+    getcontext(&f.uc);
+    f.uc.uc_stack.ss_sp = stack;
+    f.uc.uc_stack.ss_size = kFiberStack;
+    f.uc.uc_link = &fiber_scheduler;
+    makecontext(&f.uc, fiber_entry, 0);
+}
+inline void fiber_resume(Fiber &f) { swapcontext(&fiber_scheduler, &f.uc); }
+} // namespace emu
+inline void emu::fiber_yield() { swapcontext(&fiber_current->uc, &fiber_scheduler); }
+namespace emu {
+#endif
+
+// Runs body(t) for t < n as n fibers; returns when all have returned.
+inline void run_fibers(unsigned n, const std::function<void(unsigned)> &body) {
+    std::vector<Fiber> fibers(n);
+    std::vector<std::function<void()>> bodies(n);
+    for (unsigned t = 0; t < n; t++) {
+        bodies[t] = [&body, t] { body(t); };
+        fibers[t].body = &bodies[t];
+        fiber_init(fibers[t], fiber_stack(t));
+    }
+    for (unsigned alive = n; alive > 0;) {
+        const unsigned long before = fiber_progress;
+        for (Fiber &f : fibers) {
+            if (f.done) continue;
+            fiber_current = &f;
+            f.tls.swap_with_thread();
+            fiber_resume(f);
+            f.tls.swap_with_thread();
+            fiber_current = nullptr;
+            if (f.done) alive--;
+        }
+        if (alive > 0 && fiber_progress == before) {
+            report("deadlock: every unfinished thread of the block waits at a barrier that the "
+                   "others never reach" + Group::block_str());
+            for (const std::string &e : errors()) std::fprintf(stderr, "emu: %s\n", e.c_str());
+            std::abort();
+        }
+    }
+}
+#endif
 } // namespace emu
 
 // ---- launch ------------------------------------------------------------------------------------
@@ -440,22 +681,26 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
                 EMU_GUARD(guarded, kGuard, true);
                 EMU_GUARD(dyn_smem + smem_bytes, kGuard, true);
                 Block blk(n);
+                const auto thread = [&](unsigned t) {
+                    threadIdx = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
+                    blockIdx = dim3(bx, by, bz);
+                    blockDim = block;
+                    gridDim = grid;
+                    ctx = ThreadCtx{&blk, t};
+                    std::apply(kernel, params); // each thread gets its own copy of the args
+                    cp_check_exit();
+                    wgmma_check_exit();
+                    blk.warps[t / 32]->group.exit();
+                    blk.group.exit();
+                };
+#if EMU_FIBERS
+                run_fibers(n, thread);
+#else
                 std::vector<std::thread> threads;
                 threads.reserve(n);
-                for (unsigned t = 0; t < n; t++)
-                    threads.emplace_back([&, t] {
-                        threadIdx = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
-                        blockIdx = dim3(bx, by, bz);
-                        blockDim = block;
-                        gridDim = grid;
-                        ctx = ThreadCtx{&blk, t};
-                        std::apply(kernel, params); // each thread gets its own copy of the args
-                        cp_check_exit();
-                        wgmma_check_exit();
-                        blk.warps[t / 32]->group.exit();
-                        blk.group.exit();
-                    });
+                for (unsigned t = 0; t < n; t++) threads.emplace_back(thread, t);
                 for (auto &th : threads) th.join();
+#endif
                 EMU_GUARD(guarded, guarded_size, false);
                 for (size_t i = 0; i < kGuard; i++)
                     if (guarded[i] != kPoison || guarded[kGuard + smem_bytes + i] != kPoison) {

@@ -48,25 +48,13 @@ namespace emu {
 inline float widen_bf16(uint16_t h) { return emu_float(uint32_t(h) << 16); }
 inline float widen_f16(uint16_t h) { return __half2float(__half{h}); }
 
-// One warp's mma.m16n8k16 with f32 accumulators; widen converts a 16-bit element to float.
-inline void mma_m16n8k16_warp(float *c, const unsigned *a, const unsigned *b,
-                              float (*widen)(uint16_t), const void *ret_pc) {
-    Warp &w = *ctx.block->warps[ctx.tid / 32];
-    const unsigned lane = ctx.tid % 32;
-    EMU_IGNORE_SYNC_BEGIN();
-    ignoring_sync++;
-    // The phase of the barrier this lane is about to join (it cannot advance before we arrive).
-    const unsigned buf = w.group.phase.load() & 1u;
-    std::atomic<uint32_t> *mine = w.mma_xchg[buf][lane];
-    for (int r = 0; r < 4; r++) mine[r].store(a[r], std::memory_order_relaxed);
-    for (int r = 0; r < 2; r++) mine[4 + r].store(b[r], std::memory_order_relaxed);
-    for (int i = 0; i < 4; i++) mine[6 + i].store(emu_bits(c[i]), std::memory_order_relaxed);
-    w.group.wait(lane, Site{"<mma_m16n8k16 call, return pc>", unsigned(uintptr_t(ret_pc))});
-
-    // Assemble the whole tile from all lanes, per the ISA layout above.
-    float A[16][16], B[16][8], C[16][8];
+// The A (16 x 16), B (16 x 8) and C (16 x 8) tiles of one mma from the 32 lanes' fragments.
+inline void mma_assemble(const std::atomic<uint32_t> (*xchg)[10], float (*widen)(uint16_t),
+                         MmaTile &tile) {
+    auto &A = tile.A;
+    auto &B = tile.B, &C = tile.C;
     for (unsigned src = 0; src < 32; src++) {
-        const std::atomic<uint32_t> *f = w.mma_xchg[buf][src];
+        const std::atomic<uint32_t> *f = xchg[src];
         const unsigned g = src >> 2, t = src & 3;
         for (unsigned r = 0; r < 4; r++) { // a[r] = (a_{2r}, a_{2r+1})
             const uint32_t v = f[r].load(std::memory_order_relaxed);
@@ -83,13 +71,53 @@ inline void mma_m16n8k16_warp(float *c, const unsigned *a, const unsigned *b,
         for (unsigned i = 0; i < 4; i++)
             C[g + 8 * (i >> 1)][2 * t + (i & 1)] = emu_float(f[6 + i].load(std::memory_order_relaxed));
     }
-    const unsigned g = lane >> 2, t = lane & 3;
-    for (unsigned i = 0; i < 4; i++) {
-        const unsigned row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
-        double s = 0.0;
-        for (unsigned k = 0; k < 16; k++) s += double(A[row][k]) * double(B[k][col]);
-        c[i] = float(s + double(C[row][col]));
+}
+
+// One warp's mma.m16n8k16 with f32 accumulators; widen converts a 16-bit element to float.
+inline void mma_m16n8k16_warp(float *c, const unsigned *a, const unsigned *b,
+                              float (*widen)(uint16_t), const void *ret_pc) {
+    Warp &w = *ctx.block->warps[ctx.tid / 32];
+    const unsigned lane = ctx.tid % 32;
+    EMU_IGNORE_SYNC_BEGIN();
+    ignoring_sync++;
+    // The phase of the barrier this lane is about to join (it cannot advance before we arrive).
+    const unsigned phase = w.group.phase.load(), buf = phase & 1u;
+    std::atomic<uint32_t> *mine = w.mma_xchg[buf][lane];
+    for (int r = 0; r < 4; r++) mine[r].store(a[r], std::memory_order_relaxed);
+    for (int r = 0; r < 2; r++) mine[4 + r].store(b[r], std::memory_order_relaxed);
+    for (int i = 0; i < 4; i++) mine[6 + i].store(emu_bits(c[i]), std::memory_order_relaxed);
+    w.group.wait(lane, Site{"<mma_m16n8k16 call, return pc>", unsigned(uintptr_t(ret_pc))});
+
+    // Assemble the whole tile from all lanes, per the ISA layout above: with fibers once per warp
+    // and phase (the first lane to pass the barrier), with threads by every lane (no lock whose
+    // ordering would hide a missing __syncwarp from the TSan build).
+#if EMU_FIBERS
+    MmaTile &tile = w.mma_tile[buf];
+    if (tile.phase != phase) {
+        mma_assemble(w.mma_xchg[buf], widen, tile);
+        tile.phase = phase;
     }
+#else
+    MmaTile tile;
+    mma_assemble(w.mma_xchg[buf], widen, tile);
+#endif
+    const auto &A = tile.A;
+    const auto &B = tile.B, &C = tile.C;
+    // c[i]: row g + 8 (i / 2), column 2 t + i % 2; four independent chains in registers, each
+    // summed in k order.
+    const unsigned g = lane >> 2, c0 = 2 * (lane & 3), c1 = c0 + 1;
+    double s00 = 0.0, s01 = 0.0, s10 = 0.0, s11 = 0.0;
+    for (unsigned k = 0; k < 16; k++) {
+        const double x0 = A[g][k], x1 = A[g + 8][k], y0 = B[k][c0], y1 = B[k][c1];
+        s00 += x0 * y0;
+        s01 += x0 * y1;
+        s10 += x1 * y0;
+        s11 += x1 * y1;
+    }
+    c[0] = float(s00 + double(C[g][c0]));
+    c[1] = float(s01 + double(C[g][c1]));
+    c[2] = float(s10 + double(C[g + 8][c0]));
+    c[3] = float(s11 + double(C[g + 8][c1]));
     ignoring_sync--;
     EMU_IGNORE_SYNC_END();
 }

@@ -5,8 +5,7 @@
 #   EMU_SAN=thread dev/emu/run.sh  with ThreadSanitizer (races between emulated threads)
 #   dev/emu/run.sh --quick         fewer activations at the large linear shapes, small mma shapes
 #   dev/emu/run.sh --only=GROUP    conversions, emulator, linear, mma, embeddings, layernorm, ...
-# Kernel sources are copied to dev/emu/build/kernels with one rewrite: `extern __shared__ [__align__(N)] T x[];`
-# becomes EMU_DYNAMIC_SHARED(T, x) (not expressible with a macro; see cuda_emu.h).
+# Kernel sources are copied to dev/emu/build/.../kernels by copy-kernels.sh (one rewrite).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -15,11 +14,7 @@ src_dir="${EMU_KERNELS:-$root/kernels}" # EMU_KERNELS: test another copy (e.g. a
 # One build folder per configuration, so that runs with different settings can overlap.
 build="$here/build/${EMU_KERNELS:+mutant-$$-}${san:-plain}"
 build="${build//,/_}"
-mkdir -p "$build/kernels"
-for f in "$src_dir"/*.cu "$src_dir"/*.cuh; do
-    sed -E 's/extern[[:space:]]+__shared__[[:space:]]+(__align__\([0-9]+\)[[:space:]]+)?([A-Za-z_][A-Za-z_0-9]*( short| int)?)[[:space:]]+([A-Za-z_][A-Za-z_0-9]*)[[:space:]]*\[[[:space:]]*\][[:space:]]*;/EMU_DYNAMIC_SHARED(\2, \4);/' \
-        "$f" > "$build/kernels/$(basename "$f")"
-done
+"$here/copy-kernels.sh" "$src_dir" "$build/kernels"
 # -fno-strict-aliasing: CUDA code reads 16-bit shared arrays through 32-bit pointers (linear_mma.cu).
 flags=(-O2 -std=c++20 -pthread -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unknown-pragmas)
 exe="$build/emu_test"

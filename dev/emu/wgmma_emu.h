@@ -58,19 +58,27 @@ inline float wgmma_element(uint64_t desc, unsigned r, unsigned k, float (*widen)
     return widen(h);
 }
 
-// This thread's N / 2 sums of 16 products (the order of its accumulators).
+// This thread's N / 2 sums of 16 products (the order of its accumulators): d[4 j + 2 h + c] =
+// sum over k of A[16 w + l / 4 + 8 h][k] B[8 j + 2 (l % 4) + c][k]; each operand element is
+// read once.
 inline std::vector<double> wgmma_sums(const PendingWgmma &op) {
     const unsigned lane = ctx.tid % 32, w = (ctx.tid % 128) / 32;
-    std::vector<double> s(op.n / 2);
-    for (unsigned i = 0; i < op.n / 2; i++) {
-        const unsigned j = i / 4, e = i % 4;
-        const unsigned row = 16 * w + lane / 4 + 8 * (e / 2), col = 8 * j + 2 * (lane % 4) + e % 2;
-        double sum = 0.0;
+    double a[2][16];
+    for (unsigned h = 0; h < 2; h++)
         for (unsigned k = 0; k < 16; k++)
-            sum += double(wgmma_element(op.a, row, k, op.widen)) *
-                   double(wgmma_element(op.b, col, k, op.widen));
-        s[i] = sum;
-    }
+            a[h][k] = double(wgmma_element(op.a, 16 * w + lane / 4 + 8 * h, k, op.widen));
+    std::vector<double> s(op.n / 2);
+    for (unsigned j = 0; j < op.n / 8; j++)
+        for (unsigned c = 0; c < 2; c++) {
+            const unsigned col = 8 * j + 2 * (lane % 4) + c;
+            double b[16];
+            for (unsigned k = 0; k < 16; k++) b[k] = double(wgmma_element(op.b, col, k, op.widen));
+            for (unsigned h = 0; h < 2; h++) {
+                double sum = 0.0;
+                for (unsigned k = 0; k < 16; k++) sum += a[h][k] * b[k];
+                s[4 * j + 2 * h + c] = sum;
+            }
+        }
     return s;
 }
 
