@@ -236,34 +236,34 @@ API CUresult cuCtxGetDevice(CUdevice *d) {
 }
 API CUresult cuCtxSynchronize() { return forbidden_in_capture("cuCtxSynchronize"); }
 
+namespace {
+// The codes this driver returns, with CUDA's names and messages.
+struct ErrorText { CUresult code; const char *name, *text; };
+constexpr ErrorText kErrors[] = {
+    {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
+    {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED",
+     "unspecified launch failure (fakecuda: see stderr)"},
+    {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
+     "operation not permitted when stream is capturing"},
+    {CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
+     "operation failed due to a previous error during capture"},
+};
+const ErrorText &error_text(CUresult e) {
+    static constexpr ErrorText other{CUDA_ERROR_UNKNOWN, "CUDA_ERROR_UNKNOWN", "fakecuda error"};
+    for (const ErrorText &t : kErrors)
+        if (t.code == e) return t;
+    return other;
+}
+} // namespace
 API CUresult cuGetErrorString(CUresult e, const char **s) {
-    switch (e) {
-    case CUDA_SUCCESS: *s = "no error"; break;
-    case CUDA_ERROR_OUT_OF_MEMORY: *s = "out of memory"; break;
-    case CUDA_ERROR_INVALID_VALUE: *s = "invalid argument"; break;
-    case CUDA_ERROR_LAUNCH_FAILED: *s = "unspecified launch failure (fakecuda: see stderr)"; break;
-    case CUDA_ERROR_NOT_FOUND: *s = "named symbol not found"; break;
-    case CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED:
-        *s = "operation not permitted when stream is capturing";
-        break;
-    case CUDA_ERROR_STREAM_CAPTURE_INVALIDATED:
-        *s = "operation failed due to a previous error during capture";
-        break;
-    default: *s = "fakecuda error";
-    }
+    *s = error_text(e).text;
     return CUDA_SUCCESS;
 }
 API CUresult cuGetErrorName(CUresult e, const char **s) {
-    switch (e) {
-    case CUDA_SUCCESS: *s = "CUDA_SUCCESS"; break;
-    case CUDA_ERROR_OUT_OF_MEMORY: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
-    case CUDA_ERROR_INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; break;
-    case CUDA_ERROR_LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
-    case CUDA_ERROR_NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; break;
-    case CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: *s = "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"; break;
-    case CUDA_ERROR_STREAM_CAPTURE_INVALIDATED: *s = "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"; break;
-    default: *s = "CUDA_ERROR_UNKNOWN";
-    }
+    *s = error_text(e).name;
     return CUDA_SUCCESS;
 }
 
