@@ -190,6 +190,7 @@ mod tests {
             ),
             ("wgmma_layout_probes", wgmma_layout_probes),
             ("wgmma_model_batch_invariant", wgmma_model_batch_invariant),
+            ("tma_products_match_wgmma", tma_products_match_wgmma),
             ("cubins_match_ptx", cubins_match_ptx),
             ("kernel_costs_cover_the_pass", kernel_costs_cover_the_pass),
         ]
@@ -1724,6 +1725,68 @@ mod tests {
                         "{label}{dtype} {name}: wgmma engine {worst} from mma.sync"
                     );
                 }
+            }
+        }
+    }
+
+    /// The ALBERT_CUDA_TMA experiment (kernels/linear_tma.cu: the wgmma products' tiles staged by
+    /// TMA from a producer warp): the same bits as the cp.async wgmma kernels through the whole
+    /// model, eager, captured and replayed, at b1 (64x64 tiles) and the large batch (128x128,
+    /// split-K FFN output), and every T-input product of the pass took a TMA kernel (albert-base's
+    /// K of 768 and 3072 and the arena's buffers are all describable by a tensor map).
+    fn tma_products_match_wgmma(dev: &Ctx) {
+        let Some(probe) = wgmma_device(false) else {
+            return;
+        };
+        if !probe.kernels.has("linear_forward_wgmma_tma_bf16_from_bf16") {
+            let why = probe
+                .kernels
+                .origin
+                .iter()
+                .find(|(m, _)| *m == "linear_tma");
+            println!("  skipped: linear_tma not loaded: {why:?}");
+            return;
+        }
+        let model = Albert::synthetic(base_shaped(), albert::Head::Model, 73);
+        let vocab = model.config.vocab_size;
+        for dtype in [DType::BF16, DType::F16] {
+            let wg = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
+            let mut tma = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
+            tma.dev.tma = true;
+            assert_eq!(tma.products(), "wgmma tma");
+            let mut r = Rng::new(79);
+            for (rows, s) in [(1, 128), (large_rows(dev), 128)] {
+                let inputs = random_inputs(&mut r, rows, s, vocab);
+                let want = wg.forward(&inputs, ForwardOptions::default()).unwrap();
+                for pass in ["warm-up", "capture", "replay"] {
+                    let got = tma.forward(&inputs, ForwardOptions::default()).unwrap();
+                    same_bits(&format!("tma {dtype} R={rows} S={s} {pass}"), &got, &want);
+                }
+                let costs = tma.kernel_costs(&inputs).unwrap();
+                let products: Vec<_> = costs
+                    .iter()
+                    .filter(|c| {
+                        c.kernel.starts_with("linear_forward") && c.kernel.contains("_from_")
+                    })
+                    .collect();
+                let on_tma = products
+                    .iter()
+                    .filter(|c| c.kernel.contains("_tma_"))
+                    .count();
+                println!(
+                    "  tma {dtype} R={rows} S={s}: {on_tma} of {} T-input products",
+                    products.len()
+                );
+                assert_eq!(
+                    on_tma,
+                    products.len(),
+                    "{dtype} R={rows}: a product left TMA"
+                );
+                assert_eq!(
+                    on_tma,
+                    4 * model.config.num_hidden_layers,
+                    "{dtype} R={rows}: products per pass"
+                );
             }
         }
     }

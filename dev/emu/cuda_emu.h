@@ -26,7 +26,8 @@
 //    that retires it, through a checked barrier of the warpgroup's 128 threads: wgmma_emu.h.
 //    Dynamic shared memory has emulated .shared addresses (smem_u32) for its descriptors, and
 //    starts 528 bytes past a 1024-byte boundary (16-byte aligned as CUDA promises, no more).
-//  * cp.async copies run when the issuing thread waits for their group (see "cp.async" below).
+//  * cp.async copies run when the issuing thread waits for their group (see "cp.async" below);
+//    TMA copies (cp.async.bulk.tensor) when a thread waits on their mbarrier: tma_emu.h.
 //  * Emulated barriers and shuffles are full memory fences between the participants, so a
 //    missing barrier only shows when the schedule happens to expose it. Build with
 //    EMU_SAN=thread (ThreadSanitizer) to see every unordered shared-memory access; in that build
@@ -624,6 +625,9 @@ inline void run_fibers(unsigned n, const std::function<void(unsigned)> &body) {
 // ---- launch ------------------------------------------------------------------------------------
 namespace emu {
 
+inline void tma_block_begin(); // tma_emu.h: the block's mbarriers, copies pending at its end
+inline void tma_block_end();
+
 constexpr size_t kGuard = 4096;       // guard bytes on each side of dynamic shared memory
 constexpr unsigned char kPoison = 0xff; // 0xffffffff is a NaN as float and double
 
@@ -681,6 +685,7 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
                 EMU_GUARD(guarded, kGuard, true);
                 EMU_GUARD(dyn_smem + smem_bytes, kGuard, true);
                 Block blk(n);
+                tma_block_begin();
                 const auto thread = [&](unsigned t) {
                     threadIdx = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
                     blockIdx = dim3(bx, by, bz);
@@ -701,6 +706,7 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
                 for (unsigned t = 0; t < n; t++) threads.emplace_back(thread, t);
                 for (auto &th : threads) th.join();
 #endif
+                tma_block_end();
                 EMU_GUARD(guarded, guarded_size, false);
                 for (size_t i = 0; i < kGuard; i++)
                     if (guarded[i] != kPoison || guarded[kGuard + smem_bytes + i] != kPoison) {
@@ -718,3 +724,4 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
 
 #include "mma_emu.h"   // after emu::Warp
 #include "wgmma_emu.h" // after emu::Warpgroup
+#include "tma_emu.h"

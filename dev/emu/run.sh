@@ -4,7 +4,7 @@
 #   EMU_SAN=address,undefined dev/emu/run.sh   with AddressSanitizer + UBSan
 #   EMU_SAN=thread dev/emu/run.sh  with ThreadSanitizer (races between emulated threads)
 #   dev/emu/run.sh --quick         fewer activations at the large linear shapes, small mma shapes
-#   dev/emu/run.sh --only=GROUP    conversions, emulator, linear, mma, embeddings, layernorm, ...
+#   dev/emu/run.sh --only=GROUP    conversions, emulator, linear, mma, wgmma, tma, embeddings, ...
 # Kernel sources are copied to dev/emu/build/.../kernels by copy-kernels.sh (one rewrite).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,7 +16,7 @@ build="$here/build/${EMU_KERNELS:+mutant-$$-}${san:-plain}"
 build="${build//,/_}"
 "$here/copy-kernels.sh" "$src_dir" "$build/kernels"
 # -fno-strict-aliasing: CUDA code reads 16-bit shared arrays through 32-bit pointers (linear_mma.cu).
-flags=(-O2 -std=c++20 -pthread -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unknown-pragmas)
+flags=(-O2 -std=c++20 -pthread -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unknown-pragmas -Wno-psabi)
 exe="$build/emu_test"
 if [[ -n "$san" ]]; then
     flags+=(-g -fno-omit-frame-pointer "-fsanitize=$san")

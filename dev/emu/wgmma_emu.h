@@ -21,7 +21,7 @@
 //    per element the 16 products summed in double, D added in double, one rounding to float.
 //
 // Asynchrony: the product happens at the latest moment the ISA allows, the wait_group that
-// retires its group, reading shared memory and writing the accumulators then. A kernel that
+// retires its group (as each thread arrives at it), reading shared memory and writing the accumulators then. A kernel that
 // reads the accumulators before the wait, or overwrites an operand's stage while a group reading
 // it is pending, therefore computes wrong values; the latter is also reported directly: each
 // product's sums are computed at issue too and must equal those at the wait. Also checked: all
@@ -100,13 +100,17 @@ inline Warpgroup *warpgroup_of_thread(const char *what) {
 }
 
 // The warpgroup-collective part of every wgmma instruction: all 128 threads arrive from the same
-// site (checked by the barrier), and for the product, with the same descriptors.
-inline void warpgroup_sync(const char *what, const void *ret_pc, uint64_t a = 0, uint64_t b = 0) {
+// site (checked by the barrier), and for the product, with the same descriptors. The barrier
+// orders nothing for ThreadSanitizer (the instructions are not memory barriers), except where
+// `orders`: at wait_group, whose retirement of the warpgroup's products is one event (every
+// member's operand reads precede any member's return from the wait).
+inline void warpgroup_sync(const char *what, const void *ret_pc, uint64_t a = 0, uint64_t b = 0,
+                           bool orders = false) {
     Warpgroup *g = warpgroup_of_thread(what);
     if (!g) return;
     const unsigned member = ctx.tid % 128;
-    EMU_IGNORE_SYNC_BEGIN();
-    ignoring_sync++;
+    if (!orders) EMU_IGNORE_SYNC_BEGIN();
+    ignoring_sync += !orders;
     const unsigned buf = g->group.phase.load() & 1u;
     g->desc_xchg[buf][member][0].store(a, std::memory_order_relaxed);
     g->desc_xchg[buf][member][1].store(b, std::memory_order_relaxed);
@@ -114,8 +118,8 @@ inline void warpgroup_sync(const char *what, const void *ret_pc, uint64_t a = 0,
     if (g->desc_xchg[buf][0][0].load(std::memory_order_relaxed) != a ||
         g->desc_xchg[buf][0][1].load(std::memory_order_relaxed) != b)
         report(std::string(what) + ": descriptors differ across the warpgroup");
-    ignoring_sync--;
-    EMU_IGNORE_SYNC_END();
+    ignoring_sync -= !orders;
+    if (!orders) EMU_IGNORE_SYNC_END();
 }
 
 inline void wgmma_issue(float *d, unsigned n, uint64_t a, uint64_t b, float (*widen)(uint16_t),
@@ -139,12 +143,15 @@ inline void wgmma_issue(float *d, unsigned n, uint64_t a, uint64_t b, float (*wi
     wg_committed.push_back(std::move(wg_open));
     wg_open.clear();
 }
+// Each thread retires its share of the groups before the warpgroup's barrier, so that when any
+// thread returns from the wait the whole warpgroup's products have read their operands: one
+// thread may then release the stages (linear_tma.cu arrives on an mbarrier for its warpgroup).
 [[gnu::noinline]] static void wgmma_wait_at_caller(size_t n) {
-    warpgroup_sync("<wgmma.wait_group call, return pc>", __builtin_return_address(0));
     while (wg_committed.size() > n) {
         for (const PendingWgmma &op : wg_committed.front()) wgmma_retire(op);
         wg_committed.erase(wg_committed.begin());
     }
+    warpgroup_sync("<wgmma.wait_group call, return pc>", __builtin_return_address(0), 0, 0, true);
     wg_fenced = false;
 }
 template <typename T, int N>

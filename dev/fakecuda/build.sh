@@ -23,7 +23,7 @@ PY
 cmp -s "$build/entries.inc.new" "$build/entries.inc" 2>/dev/null || mv "$build/entries.inc.new" "$build/entries.inc"
 rm -f "$build/entries.inc.new"
 flags=(-O2 -std=c++20 -pthread -fPIC -fno-strict-aliasing -fvisibility=hidden -Wall
-    -Wno-unused-function -Wno-unknown-pragmas)
+    -Wno-unused-function -Wno-unknown-pragmas -Wno-psabi)
 g++ "${flags[@]}" -c -I "$build/kernels" -I "$build" -I "$here" -I "$root/dev/emu/fake_include" \
     -include "$root/dev/emu/cuda_emu.h" "$here/kernels.cpp" -o "$build/kernels.o" &
 g++ "${flags[@]}" -c -I "$include" -I "$here" "$here/driver.cpp" -o "$build/driver.o"

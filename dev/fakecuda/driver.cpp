@@ -531,6 +531,36 @@ API CUresult cuFuncSetAttribute(CUfunction f, CUfunction_attribute a, int v) {
     complain(err);
     return CUDA_ERROR_INVALID_VALUE;
 }
+// The tiled 2-D maps of 16-bit elements the TMA products use (dev/emu/tma_emu.h encodes them);
+// anything else is refused as not modelled. The described matrix must lie inside one allocation.
+API CUresult cuTensorMapEncodeTiled(CUtensorMap *map, CUtensorMapDataType type, cuuint32_t rank,
+                                    void *addr, const cuuint64_t *dims, const cuuint64_t *strides,
+                                    const cuuint32_t *box, const cuuint32_t *element_strides,
+                                    CUtensorMapInterleave interleave, CUtensorMapSwizzle swizzle,
+                                    CUtensorMapL2promotion, CUtensorMapFloatOOBfill fill) {
+    LOCK;
+    if (!map || !addr || !dims || !strides || !box || !element_strides) return CUDA_ERROR_INVALID_VALUE;
+    const bool modelled = rank == 2 && element_strides[0] == 1 && element_strides[1] == 1 &&
+                          interleave == CU_TENSOR_MAP_INTERLEAVE_NONE &&
+                          fill == CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE &&
+                          (type == CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 || type == CU_TENSOR_MAP_DATA_TYPE_FLOAT16) &&
+                          (swizzle == CU_TENSOR_MAP_SWIZZLE_NONE || swizzle == CU_TENSOR_MAP_SWIZZLE_128B);
+    if (!modelled) {
+        complain("cuTensorMapEncodeTiled: only 2-D bf16/f16 maps, element strides 1, no interleave, "
+                 "zero fill and no or 128-byte swizzle are modelled");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    const uint64_t d[2] = {dims[0], dims[1]};
+    const uint32_t b[2] = {box[0], box[1]};
+    const unsigned swizzle_bytes = swizzle == CU_TENSOR_MAP_SWIZZLE_128B ? 128 : 0;
+    if (const char *e = fake::encode_tensor_map(map, 2, addr, d, strides[0], b, swizzle_bytes)) {
+        complain(std::string("cuTensorMapEncodeTiled: ") + e);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    const size_t extent = size_t(strides[0]) * size_t(d[1] - 1) + 2 * size_t(d[0]);
+    if (!device_range(CUdeviceptr(addr), extent, "cuTensorMapEncodeTiled")) return CUDA_ERROR_INVALID_VALUE;
+    return CUDA_SUCCESS;
+}
 API CUresult cuFuncGetAttribute(int *v, CUfunction_attribute, CUfunction) {
     *v = 0;
     return CUDA_SUCCESS;

@@ -3,6 +3,7 @@
 // define CUDA's names.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -18,6 +19,11 @@ const char *kernel_name(const void *kernel);
 // shared memory, ...).
 std::function<std::string()> bind(const void *kernel, Dim grid, Dim block, size_t smem,
                                   void **params);
+// cuTensorMapEncodeTiled for a 2-D map of 16-bit elements (dev/emu/tma_emu.h's encoding, which the
+// emulated cp.async.bulk.tensor reads): null, or what the driver would refuse.
+const char *encode_tensor_map(void *map, unsigned elem_bytes, const void *addr,
+                              const uint64_t dims[2], uint64_t stride_bytes, const uint32_t box[2],
+                              unsigned swizzle_bytes);
 // cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES): "" or why refused.
 std::string opt_in(const void *kernel, size_t bytes, size_t device_limit);
 

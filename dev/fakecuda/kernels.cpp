@@ -13,6 +13,7 @@
 #include "attention_mma.cu"
 #include "embeddings_project.cu"
 #include "linear_wgmma.cu"
+#include "linear_tma.cu"
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
 float round_f16(float x) { return __half2float(__float2half_rn(x)); }
 
@@ -90,6 +91,12 @@ std::function<std::string()> bind(const void *k, Dim grid, Dim block, size_t sme
         std::string msg = take_errors();
         return ok || !msg.empty() ? msg : std::string("launch refused");
     };
+}
+
+const char *encode_tensor_map(void *map, unsigned elem_bytes, const void *addr,
+                              const uint64_t dims[2], uint64_t stride_bytes, const uint32_t box[2],
+                              unsigned swizzle_bytes) {
+    return emu::encode_tensor_map_2d(map, elem_bytes, addr, dims, stride_bytes, box, swizzle_bytes);
 }
 
 std::string opt_in(const void *k, size_t bytes, size_t limit) {

@@ -36,6 +36,10 @@ pub struct CudaDevice {
     /// that results stay batch-invariant: ALBERT_CUDA_WGMMA=1, an experiment until measured on
     /// a GPU (notes/gpu.md v1.24); used where those kernels loaded (compute capability 9.0).
     pub wgmma: bool,
+    /// With `wgmma`, the products whose operands a tensor map can describe stage their tiles
+    /// by TMA from a producer warp (kernels/linear_tma.cu): ALBERT_CUDA_TMA=1 (which implies
+    /// ALBERT_CUDA_WGMMA), an experiment until measured on a GPU (notes/gpu.md v1.29).
+    pub tma: bool,
     /// With `wgmma`, 128x256 tiles for products whose grid still fills two waves of them
     /// (ALBERT_CUDA_WGMMA_WIDE=1, an experiment: notes/gpu.md v1.25).
     pub wgmma_wide: bool,
@@ -83,7 +87,8 @@ impl CudaDevice {
         unsafe { ctx.disable_event_tracking() };
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let compute_capability = ctx.compute_capability().map_err(|e| fail(e.to_string()))?;
-        let wgmma = std::env::var("ALBERT_CUDA_WGMMA").is_ok_and(|v| v == "1");
+        let tma = std::env::var("ALBERT_CUDA_TMA").is_ok_and(|v| v == "1");
+        let wgmma = tma || std::env::var("ALBERT_CUDA_WGMMA").is_ok_and(|v| v == "1");
         let load = LoadOptions {
             wgmma,
             ptx_only: std::env::var("ALBERT_CUDA_PTX").is_ok_and(|v| v == "1"),
@@ -117,6 +122,7 @@ impl CudaDevice {
             k64,
             deep,
             wgmma,
+            tma,
             wgmma_wide,
             costs: CostLog::default(),
         })

@@ -129,6 +129,19 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_wgmma_wide_f16_from_f16_to_f16",
         ],
     ),
+    (
+        "linear_tma",
+        &[
+            "linear_forward_wgmma_tma_bf16_from_bf16",
+            "linear_forward_wgmma_tma_f16_from_f16",
+            "linear_forward_wgmma_tma_bf16_from_bf16_to_bf16",
+            "linear_forward_wgmma_tma_f16_from_f16_to_f16",
+            "linear_forward_wgmma64_tma_bf16_from_bf16",
+            "linear_forward_wgmma64_tma_f16_from_f16",
+            "linear_forward_wgmma64_tma_bf16_from_bf16_to_bf16",
+            "linear_forward_wgmma64_tma_f16_from_f16_to_f16",
+        ],
+    ),
 ];
 
 /// The dynamic shared memory a kernel is launched with, opted in at load where it is above the
@@ -136,7 +149,11 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 /// MMA_T_SMEM_BYTES: 4 stages of an A tile and a W tile of 128 rows x 32 k, rows padded to 40;
 /// MMA_T_SMEM_BYTES_SMALL: 4 stages of 64 rows x 64 k, rows padded to 72).
 pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
-    if entry.starts_with("linear_forward_wgmma64_") {
+    if entry.starts_with("linear_forward_wgmma64_tma_") {
+        Some(WG_TMA_SMEM_SMALL)
+    } else if entry.starts_with("linear_forward_wgmma_tma_") {
+        Some(WG_TMA_SMEM)
+    } else if entry.starts_with("linear_forward_wgmma64_") {
         Some(WG_SMEM_SMALL)
     } else if entry.starts_with("linear_forward_wgmma_wide_") {
         Some(WG_SMEM_WIDE)
@@ -170,11 +187,15 @@ pub(super) const WG_SMEM_SMALL: usize = 6 * (64 + 64) * 64 * 2 + 1024;
 /// WG_SMEM_BYTES_WIDE: 4 stages of a 128-row A tile and a 256-row W tile.
 pub(super) const WG_SMEM_WIDE: usize = 4 * (128 + 256) * 64 * 2 + 1024;
 
+/// kernels/linear_tma.cu WG_TMA_SMEM_BYTES{,_SMALL}: the same stages, then 2 x 6 mbarriers.
+pub(super) const WG_TMA_SMEM: usize = WG_SMEM + 128;
+pub(super) const WG_TMA_SMEM_SMALL: usize = WG_SMEM_SMALL + 128;
+
 /// Modules built only for sm_90a (wgmma): loaded on compute capability 9.0 from the embedded
 /// sm_90a PTX and nowhere else (their other targets' entry points trap). If the driver rejects
 /// that PTX the module is left out, not compiled by NVRTC, and the products keep mma.sync.
 fn sm90a_only(module: &str) -> bool {
-    module == "linear_wgmma"
+    module == "linear_wgmma" || module == "linear_tma"
 }
 
 /// Modules that need a minimum compute capability; below it they are not loaded and the
@@ -182,7 +203,7 @@ fn sm90a_only(module: &str) -> bool {
 fn min_capability(module: &str) -> (i32, i32) {
     match module {
         "linear_mma" | "attention_mma" | "layernorm_t" | "embeddings_project" => (8, 0),
-        "linear_wgmma" => (9, 0),
+        "linear_wgmma" | "linear_tma" => (9, 0),
         _ => (0, 0),
     }
 }
@@ -197,7 +218,7 @@ pub struct Kernels {
 /// What `Kernels::load` loads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadOptions {
-    /// Also kernels/linear_wgmma.cu (ALBERT_CUDA_WGMMA=1).
+    /// Also kernels/linear_wgmma.cu and linear_tma.cu (ALBERT_CUDA_WGMMA=1 or ALBERT_CUDA_TMA=1).
     pub wgmma: bool,
     /// Skip the cubins and JIT-compile the PTX (ALBERT_CUDA_PTX=1): the PTX carries line
     /// numbers for a profiler's source view, and it measures what the cubins save at start-up.
@@ -219,7 +240,7 @@ impl Kernels {
             if sm90a_only(module_name) && !opts.wgmma {
                 origin.push((
                     module_name,
-                    "not loaded (ALBERT_CUDA_WGMMA is not 1)".into(),
+                    "not loaded (neither ALBERT_CUDA_WGMMA nor ALBERT_CUDA_TMA is 1)".into(),
                 ));
                 continue;
             }

@@ -8,11 +8,13 @@
 //!
 //! `Launch` takes the launchers' `.arg(...)` calls like cudarc's `LaunchArgs`. With PDL an
 //! argument is just its value (the context's event tracking is off, device.rs): buffers as
-//! their device address, scalars as their bytes.
+//! their device address, scalars as their bytes, tensor maps as their 128 bytes.
 
 use std::ffi::c_void;
 
 use cudarc::driver::sys::{self, CUlaunchAttributeID};
+
+use super::tma::TensorMap;
 use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, DriverError,
     LaunchArgs, LaunchConfig, PushKernelArg,
@@ -58,14 +60,19 @@ const MAX_ARGS: usize = 24;
 pub(super) struct PdlArgs<'a> {
     func: &'a CudaFunction,
     stream: &'a CudaStream,
-    /// Each argument's bytes, little-endian in an 8-byte slot (a pointer to the slot is a
-    /// pointer to the value for every argument type the kernels take: pointers, int, float,
-    /// long long).
-    slots: Vec<u64>,
+    slots: Vec<Slot>,
+}
+
+/// One argument's bytes: a pointer to the slot's value is a pointer to the argument.
+enum Slot {
+    /// Little-endian in 8 bytes: pointers, int, float, long long.
+    Word(u64),
+    /// A tensor map passed by value (kernels/tma.cuh), boxed so its address stays put.
+    Map(Box<TensorMap>),
 }
 
 impl PdlArgs<'_> {
-    fn push(&mut self, v: u64) -> &mut Self {
+    fn push(&mut self, v: Slot) -> &mut Self {
         assert!(
             self.slots.len() < MAX_ARGS,
             "more than {MAX_ARGS} kernel arguments"
@@ -81,7 +88,10 @@ impl PdlArgs<'_> {
         let mut params: Vec<*mut c_void> = self
             .slots
             .iter_mut()
-            .map(|s| s as *mut u64 as *mut c_void)
+            .map(|s| match s {
+                Slot::Word(w) => w as *mut u64 as *mut c_void,
+                Slot::Map(m) => &mut **m as *mut TensorMap as *mut c_void,
+            })
             .collect();
         // SAFETY: a zeroed attribute is a valid value of this plain C struct; id and value are
         // set below.
@@ -125,7 +135,7 @@ impl<'a> Launch<'a> {
             Launch::Plain(b) => plain(b),
             Launch::Pdl(p) => {
                 let v = value(p.stream);
-                p.push(v);
+                p.push(Slot::Word(v));
             }
         }
         self
@@ -153,7 +163,7 @@ unsafe impl<'a, 'b: 'a, T> PushKernelArg<&'b mut CudaSlice<T>> for Launch<'a> {
             }
             Launch::Pdl(p) => {
                 let v = s.device_ptr_mut(p.stream).0;
-                p.push(v);
+                p.push(Slot::Word(v));
             }
         }
         self
@@ -189,3 +199,17 @@ scalar_arg!(i32, |v: i32| v as u32 as u64);
 scalar_arg!(i64, |v: i64| v as u64);
 scalar_arg!(u64, |v: u64| v);
 scalar_arg!(f32, |v: f32| v.to_bits() as u64);
+
+unsafe impl<'a, 'b: 'a> PushKernelArg<&'b TensorMap> for Launch<'a> {
+    fn arg(&mut self, m: &'b TensorMap) -> &mut Self {
+        match self {
+            Launch::Plain(b) => {
+                b.arg(m);
+            }
+            Launch::Pdl(p) => {
+                p.push(Slot::Map(Box::new(*m)));
+            }
+        }
+        self
+    }
+}

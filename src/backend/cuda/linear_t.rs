@@ -12,12 +12,15 @@ use super::costs::Cost;
 use super::device::CudaDevice;
 use super::kernels::dynamic_smem;
 use super::launch::{cuda_activation_id, LINEAR_THREADS, MMA_TILE};
+use super::tma::describable;
 
 /// kernels/linear_mma.cu TileSmall: 64x64 output tiles, 128 threads (T activations only).
 const MMA_TILE_SMALL: usize = 64;
 const MMA_THREADS_SMALL: u32 = 128;
 /// kernels/linear_wgmma.cu WgWide: 128x256 output tiles, 256 threads (ALBERT_CUDA_WGMMA_WIDE).
 const WG_TILE_N_WIDE: usize = 256;
+/// kernels/linear_tma.cu: the TMA products' producer warp, after the wgmma tile's warpgroups.
+const TMA_PRODUCER_THREADS: u32 = 32;
 
 /// K per split of a split-K product: 24 k tiles of 32 keep each block's pipeline busy.
 /// ALBERT_CUDA_K_PER_SPLIT (a multiple of 64) overrides it for the whole process, to measure
@@ -104,6 +107,10 @@ impl CudaDevice {
             LINEAR_THREADS
         } else {
             MMA_THREADS_SMALL
+        } + if kn.contains("_tma_") {
+            TMA_PRODUCER_THREADS
+        } else {
+            0
         };
         let cfg = LaunchConfig {
             grid_dim: (
@@ -226,7 +233,8 @@ impl CudaDevice {
 
     /// The product's kernel and its tile (rows, columns): wgmma where asked for
     /// (ALBERT_CUDA_WGMMA; with ALBERT_CUDA_WGMMA_WIDE 128x256 tiles where they fill two
-    /// waves), else the k-64 128x128 kernel (ALBERT_CUDA_K64) or the 8-stage 64x64 one
+    /// waves; with ALBERT_CUDA_TMA the other tiles staged by TMA where `tma_ok`: both operands
+    /// describable by a tensor map), else the k-64 128x128 kernel (ALBERT_CUDA_K64) or the 8-stage 64x64 one
     /// (ALBERT_CUDA_DEEP), else mma.sync, at `product_tile`'s size; the experiments take T inputs only and fall back where their
     /// kernels did not load. Only the taken path's name is built (every eager launch runs this).
     fn product_kernel(
@@ -235,6 +243,7 @@ impl CudaDevice {
         (t, from, to): (&str, &str, &str),
         (m, n): (usize, usize),
         splits: usize,
+        tma_ok: bool,
     ) -> (String, usize, usize) {
         let tile = self.product_tile(inp, (m, n), splits);
         let name = |kind: &str| format!("linear_forward_{kind}_{t}{from}{to}");
@@ -247,7 +256,12 @@ impl CudaDevice {
                     return (k, tile, WG_TILE_N_WIDE);
                 }
             }
-            let k = name(if tile == MMA_TILE { "wgmma" } else { "wgmma64" });
+            let kind = if tile == MMA_TILE { "wgmma" } else { "wgmma64" };
+            let k = name(&format!("{kind}_tma"));
+            if self.tma && tma_ok && self.kernels.has(&k) {
+                return (k, tile, tile);
+            }
+            let k = name(kind);
             if self.kernels.has(&k) {
                 return (k, tile, tile);
             }
@@ -293,8 +307,14 @@ impl CudaDevice {
             DType::F32 => String::new(),
             _ => format!("_to_{t}"),
         };
+        let addrs = (
+            inp.device_addr(&self.stream),
+            weight.device_addr(&self.stream),
+        );
+        let tma_ok =
+            self.tma && !from.is_empty() && describable(addrs.0, k) && describable(addrs.1, k);
         let (name, tile, tile_n) =
-            self.product_kernel(inp.dtype(), (t, &from, &to), (m, n), splits);
+            self.product_kernel(inp.dtype(), (t, &from, &to), (m, n), splits, tma_ok);
         let kn = name.as_str();
         self.check(kn, !(from.is_empty() && to.is_empty()), || {
             "both sides are f32: use linear_forward".into()
@@ -331,6 +351,26 @@ impl CudaDevice {
         let sizes = [inp.dtype(), weight.dtype(), out.dtype()].map(DType::size_of);
         let cost = Cost::product(shape, sizes.into(), splits);
         let null: u64 = 0;
+        // The TMA kernels take the operands as tensor maps (boxes of the kernel's tile).
+        let maps = match kn.contains("_tma_") {
+            true => Some((
+                self.tensor_map(
+                    &format!("{kn} input"),
+                    addrs.0,
+                    inp.dtype(),
+                    (m, k),
+                    tile as u32,
+                )?,
+                self.tensor_map(
+                    &format!("{kn} weight"),
+                    addrs.1,
+                    weight.dtype(),
+                    (n, k),
+                    tile_n as u32,
+                )?,
+            )),
+            false => None,
+        };
         let f = self.kernels.get(kn);
         let mut b = self.launcher(f);
         match out {
@@ -338,16 +378,20 @@ impl CudaDevice {
             DeviceOut::BF16(o) => b.arg(o),
             DeviceOut::F16(o) => b.arg(o),
         };
-        match inp {
-            DeviceView::F32(x) => b.arg(x),
-            DeviceView::BF16(x) => b.arg(x),
-            DeviceView::F16(x) => b.arg(x),
-        };
-        match weight {
-            DeviceMatrix::F32(w) => b.arg(w),
-            DeviceMatrix::BF16(w) => b.arg(w),
-            DeviceMatrix::F16(w) => b.arg(w),
-        };
+        if let Some((amap, wmap)) = &maps {
+            b.arg(amap).arg(wmap);
+        } else {
+            match inp {
+                DeviceView::F32(x) => b.arg(x),
+                DeviceView::BF16(x) => b.arg(x),
+                DeviceView::F16(x) => b.arg(x),
+            };
+            match weight {
+                DeviceMatrix::F32(w) => b.arg(w),
+                DeviceMatrix::BF16(w) => b.arg(w),
+                DeviceMatrix::F16(w) => b.arg(w),
+            };
+        }
         match bias {
             Some(bias) => b.arg(bias),
             None => b.arg(&null),
@@ -355,7 +399,11 @@ impl CudaDevice {
         b.arg(&c.mkn.0).arg(&c.mkn.1).arg(&c.mkn.2).arg(&c.act);
         // SAFETY: arguments match linear_forward_mma{,64,_k64}_{t}[_from_{t}][_to_{t}] in
         // kernels/linear_mma.cu and linear_forward_wgmma{,64,_wide}_{t}_from_{t}[_to_{t}] in
-        // kernels/linear_wgmma.cu (the same parameter list) in type and order: the name is
+        // kernels/linear_wgmma.cu (the same parameter list), or, for the _tma_ kernels of
+        // kernels/linear_tma.cu, the same with inp and weight replaced by their tensor maps
+        // (built above for exactly these matrices, boxes of the kernel's tile rows and columns:
+        // the kernel reads only through them, and the copy engine stays inside the described
+        // matrices), in type and order: the name is
         // built from the storage types of out and inp, each T side has the weight's type
         // (checked above and by check_linear_t), a null bias is a 64-bit zero pointer, which the
         // kernel tests; sizes checked there too, out for all `splits` partials (grid z). The 64

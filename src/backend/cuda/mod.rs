@@ -4,7 +4,7 @@
 //! stored as T) and `embeddings_t` (the fused embeddings + projection); the weights resident on
 //! the device in `weights`; the scheduler that runs the forward pass in `forward` (the layers in
 //! `forward/layer.rs`), replaying it as CUDA graphs (`graphs`); `costs`: each launch's FLOPs and
-//! bytes, for the per-kernel floors.
+//! bytes, for the per-kernel floors; `tma`: the tensor maps of the TMA products.
 
 mod arena;
 mod attention;
@@ -18,6 +18,7 @@ pub mod kernels;
 pub mod launch;
 mod launcher;
 mod linear_t;
+mod tma;
 pub mod weights;
 
 pub use device::{probe, CudaDevice};

@@ -6,7 +6,7 @@
 
 use std::ops::RangeBounds;
 
-use cudarc::driver::{CudaSlice, CudaView};
+use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr};
 use half::{bf16, f16};
 
 use super::device::CudaDevice;
@@ -83,6 +83,15 @@ impl DeviceMatrix {
         }
     }
 
+    /// The device address of the first element (tensor maps, alignment checks).
+    pub fn device_addr(&self, stream: &CudaStream) -> u64 {
+        match self {
+            DeviceMatrix::F32(s) => s.device_ptr(stream).0,
+            DeviceMatrix::BF16(s) => s.device_ptr(stream).0,
+            DeviceMatrix::F16(s) => s.device_ptr(stream).0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             DeviceMatrix::F32(s) => s.len(),
@@ -114,6 +123,15 @@ pub enum DeviceView<'a> {
 }
 
 impl DeviceView<'_> {
+    /// The device address of the first element (tensor maps, alignment checks).
+    pub fn device_addr(&self, stream: &CudaStream) -> u64 {
+        match self {
+            DeviceView::F32(s) => s.device_ptr(stream).0,
+            DeviceView::BF16(s) => s.device_ptr(stream).0,
+            DeviceView::F16(s) => s.device_ptr(stream).0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             DeviceView::F32(s) => s.len(),
