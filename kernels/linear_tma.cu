@@ -4,7 +4,8 @@
 // linear_wgmma.cu's kernels with another staging: the same tiles (wgmma_tile.cuh), stage layout,
 // split-K shares, chain of k16 steps and epilogue, so the same bits (tests: == linear_wgmma.cu).
 //
-// Roles (warp specialisation): the block is WgTile's consumer warpgroups plus one producer warp.
+// Roles (warp specialisation): the block is WgTile's consumer warpgroups plus one producer warp
+// (128x128, 64x64) or warpgroup (128x256, which needs the producer's registers: setmaxnreg).
 // One producer thread issues two box copies per k tile (A: TM rows, W: TN rows, 64 k each) into
 // the stage of the tile, up to STAGES tiles ahead, each stage's `full` barrier counting the bytes
 // (one arrival, the producer's, with the stage's byte count). The consumers wait on `full`, issue
@@ -22,24 +23,101 @@
 #include "wgmma.cuh"
 #include "wgmma_tile.cuh"
 
-// WgTile's block plus the producer warp; the stages, then the 2 STAGES barriers (8 bytes each).
-template <typename W> struct WgTma : W {
-    static constexpr int CONSUMERS = W::NTHREADS, NTHREADS = W::NTHREADS + 32;
+// WgTile's block plus the producer: one warp, or (PRODUCER_WG) a whole warpgroup that gives
+// registers to the consumers with setmaxnreg; the stages, then the 2 STAGES barriers (8 bytes each).
+template <typename W, bool PRODUCER_WG> struct WgTma : W {
+    static constexpr int CONSUMERS = W::NTHREADS, NTHREADS = W::NTHREADS + (PRODUCER_WG ? 128 : 32);
+    static constexpr bool SETMAXNREG = PRODUCER_WG;
     static constexpr unsigned STAGE_BYTES = W::STAGE_ELEMS * 2;
     static constexpr int SMEM = W::SMEM + 128;
     static_assert(W::STAGES * 2 * 8 <= 128, "the barriers fit after the stages");
 };
-typedef WgTma<WgLarge> WgTmaLarge; // 288 threads, 197,760 B
-typedef WgTma<WgSmall> WgTmaSmall; // 160 threads, 99,456 B
-// No 128x256 version: 9 warps leave 168 registers a thread (a quarter of the register file per
-// 3 warps of each SM sub-partition), and m64n256k16's 128 accumulators then spill (ptxas: 1.3 KB);
-// it needs a producer warpgroup and setmaxnreg (consumers 232, producer 40).
+typedef WgTma<WgLarge, false> WgTmaLarge; // 288 threads, 197,760 B
+typedef WgTma<WgSmall, false> WgTmaSmall; // 160 threads, 99,456 B
+// 128x256: with one producer warp (9 warps) a thread gets 168 registers (a quarter of the
+// register file per 3 warps of each SM sub-partition) and m64n256k16's 128 accumulators spill
+// (ptxas: 1.3 KB). With a producer warpgroup (12 warps, 168 at entry) setmaxnreg moves them:
+// producer 40, consumers 232 (2 x 128 x 232 + 128 x 40 = 64,512 of 65,536).
+typedef WgTma<WgWide, true> WgTmaWide; // 384 threads, 197,760 B
 #define WG_TMA_SMEM_BYTES 197760
 #define WG_TMA_SMEM_BYTES_SMALL 99456
-static_assert(WG_TMA_SMEM_BYTES == WgTmaLarge::SMEM && WG_TMA_SMEM_BYTES_SMALL == WgTmaSmall::SMEM,
+#define WG_TMA_SMEM_BYTES_WIDE 197760
+#define WG_TMA_REGS_PRODUCER 40
+#define WG_TMA_REGS_CONSUMER 232
+static_assert(WG_TMA_SMEM_BYTES == WgTmaLarge::SMEM && WG_TMA_SMEM_BYTES_SMALL == WgTmaSmall::SMEM &&
+                  WG_TMA_SMEM_BYTES_WIDE == WgTmaWide::SMEM,
               "kernels.rs WG_TMA_SMEM* mirror these");
+static_assert(2 * 128 * WG_TMA_REGS_CONSUMER + 128 * WG_TMA_REGS_PRODUCER <= 65536, "register file");
 
 #if HAVE_WGMMA
+
+// The block's shared layout: stage s's A tile at stage0 + s STAGE_BYTES, its W tile TM rows of
+// 128 bytes after it; full[s] and empty[s] barriers after the last stage.
+template <typename C> struct TmaStages {
+    unsigned stage0, bars;
+    __device__ __forceinline__ unsigned a(int s) const { return stage0 + s * C::STAGE_BYTES; }
+    __device__ __forceinline__ unsigned w(int s) const { return a(s) + C::TILE_M * 128; }
+    __device__ __forceinline__ unsigned full(int s) const { return bars + 8u * s; }
+    __device__ __forceinline__ unsigned empty(int s) const { return bars + 8u * (C::STAGES + s); }
+};
+
+// The producer: one thread issues every copy of the block's tiles t0 .. t0 + tiles - 1. The
+// first STAGES tiles: the weights' boxes before the wait for the previous kernel (common.cuh),
+// the activations' after it; then each stage again once its tile is released.
+template <typename C>
+__device__ __forceinline__ void tma_produce(const TmaStages<C> &st, const TensorMap *amap,
+                                            const TensorMap *wmap, int t0, int tiles, int m0,
+                                            int n0) {
+    constexpr int S = C::STAGES;
+    if (threadIdx.x != C::CONSUMERS) {
+        grid_dependency_enter();
+        return;
+    }
+    const int first = tiles < S ? tiles : S;
+    for (int t = 0; t < first; t++) {
+        mbar_arrive_expect_tx(st.full(t), C::STAGE_BYTES);
+        tma_load_2d(st.w(t), wmap, (t0 + t) * WG_BK, n0, st.full(t));
+    }
+    grid_dependency_enter();
+    for (int t = 0; t < first; t++) tma_load_2d(st.a(t), amap, (t0 + t) * WG_BK, m0, st.full(t));
+    for (int t = S; t < tiles; t++) {
+        const int s = t % S;
+        mbar_wait(st.empty(s), (t / S - 1) & 1); // tile t - S released its stage
+        mbar_arrive_expect_tx(st.full(s), C::STAGE_BYTES);
+        tma_load_2d(st.w(s), wmap, (t0 + t) * WG_BK, n0, st.full(s));
+        tma_load_2d(st.a(s), amap, (t0 + t) * WG_BK, m0, st.full(s));
+    }
+}
+
+// A consumer warpgroup: the tiles' wgmma k16 steps into this thread's accumulators, each
+// stage released once the product of the next tile has been issued and its own has retired.
+template <typename C, typename T>
+__device__ __forceinline__ void tma_consume(const TmaStages<C> &st, float (&acc)[1][C::NJ][4],
+                                            int tiles) {
+    constexpr int S = C::STAGES;
+    const int warpgroup = threadIdx.x / 128;
+    // This warpgroup's descriptors at stage 0, k 0: its 64 rows of A, all TN rows of W.
+    const unsigned long long a_desc0 = wgmma_desc(st.a(0) + warpgroup * 64 * 128);
+    const unsigned long long w_desc0 = wgmma_desc(st.w(0));
+    for (int t = 0; t < tiles; t++) {
+        const int s = t % S;
+        mbar_wait(st.full(s), (t / S) & 1); // tile t has landed
+        const unsigned long long off = (unsigned long long)s * (C::STAGE_BYTES >> 4); // desc units
+        wgmma_fence();
+#pragma unroll
+        for (int j = 0; j < WG_BK / 16; j++)
+            wgmma_k16<T, C::TILE_N>(acc[0], a_desc0 + off + j * WGMMA_DESC_K16_STEP,
+                                    w_desc0 + off + j * WGMMA_DESC_K16_STEP);
+        wgmma_commit();
+        wgmma_wait<1>(); // tile t - 1's group has retired in this warpgroup: release its stage
+        if (t > 0 && threadIdx.x % 128 == 0) mbar_arrive(st.empty((t - 1) % S));
+    }
+    wgmma_wait<0>();
+#pragma unroll
+    for (int j = 0; j < C::NJ; j++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) wgmma_fence_acc(acc[0][j][c]);
+}
 
 template <typename C, typename T, typename O>
 __device__ void linear_forward_wgmma_tma(O *__restrict__ out,            // [gridDim.z, M, N]
@@ -47,90 +125,44 @@ __device__ void linear_forward_wgmma_tma(O *__restrict__ out,            // [gri
                                          const TensorMap *wmap,          // weight [N, K] as T
                                          const float *__restrict__ bias, // [N] or null
                                          int M, int K, int N, int act) {
-    constexpr int S = C::STAGES, TM = C::TILE_M, TN = C::TILE_N, NJ = C::NJ;
-    constexpr unsigned STAGE = C::STAGE_BYTES;
     extern __shared__ __align__(16) unsigned short wg_smem[];
     unsigned short *base = reinterpret_cast<unsigned short *>(
         (reinterpret_cast<unsigned long long>(wg_smem) + 1023) & ~1023ull);
-    // Stage s: A tile at stage0 + s STAGE, W tile TM rows of 128 bytes after it.
-    const unsigned stage0 = smem_u32(base), bars = stage0 + S * STAGE;
-    auto full = [&](int s) { return bars + 8u * s; };
-    auto empty = [&](int s) { return bars + 8u * (S + s); };
-    const int tid = threadIdx.x;
-    const int m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
+    const unsigned stage0 = smem_u32(base);
+    const TmaStages<C> st{stage0, stage0 + C::STAGES * C::STAGE_BYTES};
+    const int m0 = blockIdx.y * C::TILE_M, n0 = blockIdx.x * C::TILE_N;
     const KShare<WG_BK> share(K);
-    const int t0 = share.t0, tiles = share.tiles;
     out += (long long)blockIdx.z * M * N;
     if (blockIdx.z > 0) bias = nullptr;
 
-    if (tid == 0) {
-        for (int s = 0; s < S; s++) {
-            mbar_init(full(s), 1);
-            mbar_init(empty(s), C::WARPGROUPS);
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < C::STAGES; s++) {
+            mbar_init(st.full(s), 1);
+            mbar_init(st.empty(s), C::WARPGROUPS);
         }
         mbar_init_fence();
     }
     __syncthreads(); // the last block-wide barrier
 
-    if (tid >= C::CONSUMERS) { // the producer warp
-        if (tid == C::CONSUMERS) {
-            // The first S tiles: the weights' boxes before the wait for the previous kernel
-            // (common.cuh), the activations' after it.
-            const int first = tiles < S ? tiles : S;
-            for (int t = 0; t < first; t++) {
-                mbar_arrive_expect_tx(full(t), STAGE);
-                tma_load_2d(stage0 + t * STAGE + TM * 128, wmap, (t0 + t) * WG_BK, n0, full(t));
-            }
-            grid_dependency_enter();
-            for (int t = 0; t < first; t++)
-                tma_load_2d(stage0 + t * STAGE, amap, (t0 + t) * WG_BK, m0, full(t));
-            for (int t = S; t < tiles; t++) {
-                const int s = t % S;
-                mbar_wait(empty(s), (t / S - 1) & 1); // tile t - S released its stage
-                mbar_arrive_expect_tx(full(s), STAGE);
-                tma_load_2d(stage0 + s * STAGE + TM * 128, wmap, (t0 + t) * WG_BK, n0, full(s));
-                tma_load_2d(stage0 + s * STAGE, amap, (t0 + t) * WG_BK, m0, full(s));
-            }
-        } else {
-            grid_dependency_enter();
+    // The two roles, one branch each (setmaxnreg applies per warpgroup and branch).
+    if (threadIdx.x >= C::CONSUMERS) {
+        if (C::SETMAXNREG) setmaxnreg_dec<WG_TMA_REGS_PRODUCER>();
+        tma_produce<C>(st, amap, wmap, share.t0, share.tiles, m0, n0);
+    } else {
+        if (C::SETMAXNREG) setmaxnreg_inc<WG_TMA_REGS_CONSUMER>();
+        grid_dependency_enter(); // before the epilogue's writes
+        float acc[1][C::NJ][4];
+#pragma unroll
+        for (int j = 0; j < C::NJ; j++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) acc[0][j][c] = 0.0f;
+        tma_consume<C, T>(st, acc, share.tiles);
+        switch (act) { // the activation chosen once (linear_mma.cu)
+        case ACT_NONE: store_tile<C, ACT_NONE>(out, acc, bias, m0, n0, M, N, act); break;
+        case ACT_GELU: store_tile<C, ACT_GELU>(out, acc, bias, m0, n0, M, N, act); break;
+        case ACT_GELU_TANH: store_tile<C, ACT_GELU_TANH>(out, acc, bias, m0, n0, M, N, act); break;
+        default: store_tile<C, -1>(out, acc, bias, m0, n0, M, N, act); break;
         }
-        return;
-    }
-
-    grid_dependency_enter(); // before the epilogue's writes
-    float acc[1][NJ][4];
-#pragma unroll
-    for (int j = 0; j < NJ; j++)
-#pragma unroll
-        for (int c = 0; c < 4; c++) acc[0][j][c] = 0.0f;
-    // This warpgroup's descriptors at stage 0, k 0: its 64 rows of A, all TN rows of W.
-    const int warpgroup = tid / 128;
-    const unsigned long long a_desc0 = wgmma_desc(stage0 + warpgroup * 64 * 128);
-    const unsigned long long w_desc0 = wgmma_desc(stage0 + TM * 128);
-    for (int t = 0; t < tiles; t++) {
-        const int s = t % S;
-        mbar_wait(full(s), (t / S) & 1); // tile t has landed
-        const unsigned long long st = (unsigned long long)s * (STAGE >> 4); // descriptor units
-        wgmma_fence();
-#pragma unroll
-        for (int j = 0; j < WG_BK / 16; j++)
-            wgmma_k16<T, TN>(acc[0], a_desc0 + st + j * WGMMA_DESC_K16_STEP,
-                             w_desc0 + st + j * WGMMA_DESC_K16_STEP);
-        wgmma_commit();
-        wgmma_wait<1>(); // tile t - 1's group has retired in this warpgroup: release its stage
-        if (t > 0 && tid % 128 == 0) mbar_arrive(empty((t - 1) % S));
-    }
-    wgmma_wait<0>();
-#pragma unroll
-    for (int j = 0; j < NJ; j++)
-#pragma unroll
-        for (int c = 0; c < 4; c++) wgmma_fence_acc(acc[0][j][c]);
-
-    switch (act) { // the activation chosen once (linear_mma.cu)
-    case ACT_NONE: store_tile<C, ACT_NONE>(out, acc, bias, m0, n0, M, N, act); break;
-    case ACT_GELU: store_tile<C, ACT_GELU>(out, acc, bias, m0, n0, M, N, act); break;
-    case ACT_GELU_TANH: store_tile<C, ACT_GELU_TANH>(out, acc, bias, m0, n0, M, N, act); break;
-    default: store_tile<C, -1>(out, acc, bias, m0, n0, M, N, act); break;
     }
 }
 
@@ -155,3 +187,7 @@ LINEAR_TMA(linear_forward_wgmma64_tma_bf16_from_bf16, WgTmaSmall, bf16, float)
 LINEAR_TMA(linear_forward_wgmma64_tma_f16_from_f16, WgTmaSmall, f16, float)
 LINEAR_TMA(linear_forward_wgmma64_tma_bf16_from_bf16_to_bf16, WgTmaSmall, bf16, bf16)
 LINEAR_TMA(linear_forward_wgmma64_tma_f16_from_f16_to_f16, WgTmaSmall, f16, f16)
+LINEAR_TMA(linear_forward_wgmma_wide_tma_bf16_from_bf16, WgTmaWide, bf16, float)
+LINEAR_TMA(linear_forward_wgmma_wide_tma_f16_from_f16, WgTmaWide, f16, float)
+LINEAR_TMA(linear_forward_wgmma_wide_tma_bf16_from_bf16_to_bf16, WgTmaWide, bf16, bf16)
+LINEAR_TMA(linear_forward_wgmma_wide_tma_f16_from_f16_to_f16, WgTmaWide, f16, f16)

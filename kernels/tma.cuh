@@ -59,8 +59,23 @@ __device__ __forceinline__ void tma_load_2d(unsigned dst, const TensorMap *map, 
                  : "memory");
 }
 #endif
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// The warpgroup's registers per thread become N (sm_90a; a multiple of 8 in 24 .. 256): a
+// producer gives registers back, the consumers take them. All 128 threads execute it.
+template <int N> __device__ __forceinline__ void setmaxnreg_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void setmaxnreg_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+#else
+template <int N> __device__ __forceinline__ void setmaxnreg_dec() {}
+template <int N> __device__ __forceinline__ void setmaxnreg_inc() {}
+#endif
 #else
 // The CPU emulator (dev/emu/tma_emu.h) defines these.
+template <int N> void setmaxnreg_dec();
+template <int N> void setmaxnreg_inc();
 #define GRID_CONSTANT
 void mbar_init(unsigned bar, unsigned count);
 void mbar_init_fence();

@@ -1732,7 +1732,8 @@ mod tests {
     /// The ALBERT_CUDA_TMA experiment (kernels/linear_tma.cu: the wgmma products' tiles staged by
     /// TMA from a producer warp): the same bits as the cp.async wgmma kernels through the whole
     /// model, eager, captured and replayed, at b1 (64x64 tiles) and the large batch (128x128,
-    /// split-K FFN output), and every T-input product of the pass took a TMA kernel (albert-base's
+    /// split-K FFN output; and with ALBERT_CUDA_WGMMA_WIDE 128x256 from a producer warpgroup),
+    /// and every T-input product of the pass took a TMA kernel (albert-base's
     /// K of 768 and 3072 and the arena's buffers are all describable by a tensor map).
     fn tma_products_match_wgmma(dev: &Ctx) {
         let Some(probe) = wgmma_device(false) else {
@@ -1749,18 +1750,31 @@ mod tests {
         }
         let model = Albert::synthetic(base_shaped(), albert::Head::Model, 73);
         let vocab = model.config.vocab_size;
-        for dtype in [DType::BF16, DType::F16] {
-            let wg = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
+        // 128x256 tiles (a producer warpgroup) at the large batch only, where they are taken.
+        let runs = [
+            (DType::BF16, false, vec![(1, 128), (large_rows(dev), 128)]),
+            (DType::F16, false, vec![(1, 128), (large_rows(dev), 128)]),
+            (DType::BF16, true, vec![(large_rows(dev), 128)]),
+        ];
+        for (dtype, wide, shapes) in runs {
+            let mut wg = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
             let mut tma = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
+            wg.dev.wgmma_wide = wide;
+            tma.dev.wgmma_wide = wide;
             tma.dev.tma = true;
-            assert_eq!(tma.products(), "wgmma tma");
+            let label = if wide { "wgmma wide tma" } else { "wgmma tma" };
+            assert_eq!(tma.products(), label);
             let mut r = Rng::new(79);
-            for (rows, s) in [(1, 128), (large_rows(dev), 128)] {
+            for (rows, s) in shapes {
                 let inputs = random_inputs(&mut r, rows, s, vocab);
                 let want = wg.forward(&inputs, ForwardOptions::default()).unwrap();
                 for pass in ["warm-up", "capture", "replay"] {
                     let got = tma.forward(&inputs, ForwardOptions::default()).unwrap();
-                    same_bits(&format!("tma {dtype} R={rows} S={s} {pass}"), &got, &want);
+                    same_bits(
+                        &format!("{label} {dtype} R={rows} S={s} {pass}"),
+                        &got,
+                        &want,
+                    );
                 }
                 let costs = tma.kernel_costs(&inputs).unwrap();
                 let products: Vec<_> = costs
@@ -1773,9 +1787,21 @@ mod tests {
                     .iter()
                     .filter(|c| c.kernel.contains("_tma_"))
                     .count();
+                let on_wide = products
+                    .iter()
+                    .filter(|c| c.kernel.contains("_wide_tma_"))
+                    .count();
                 println!(
-                    "  tma {dtype} R={rows} S={s}: {on_tma} of {} T-input products",
+                    "  {label} {dtype} R={rows} S={s}: {on_tma} of {} T-input products, {on_wide} 128x256",
                     products.len()
+                );
+                // QKV, FFN-in and the split FFN-out fill two waves of 128x256 tiles at the large
+                // batch; the attention output (N = 768, one split) does not.
+                let layers = model.config.num_hidden_layers;
+                assert_eq!(
+                    on_wide,
+                    if wide { 3 * layers } else { 0 },
+                    "{label} {dtype}: 128x256 launches"
                 );
                 assert_eq!(
                     on_tma,

@@ -1,8 +1,9 @@
 // tma_emu.h: sm_90's tensor memory accelerator and shared-memory barriers for the CPU emulator:
 //   cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [dst], [map, {k, row}], [bar]
 //   mbarrier.init / arrive / arrive.expect_tx / try_wait.parity, fence.mbarrier_init
-// Kernels call tma_load_2d, mbar_init, mbar_init_fence, mbar_arrive, mbar_arrive_expect_tx and
-// mbar_wait (kernels/tma.cuh). Included at the end of cuda_emu.h.
+//   setmaxnreg.{inc,dec}.sync.aligned (registers are not modelled: checked, then nothing)
+// Kernels call tma_load_2d, mbar_init, mbar_init_fence, mbar_arrive, mbar_arrive_expect_tx,
+// mbar_wait and setmaxnreg_{inc,dec}<N> (kernels/tma.cuh). Included at the end of cuda_emu.h.
 //
 // Written from the PTX ISA and the driver API's cuTensorMapEncodeTiled, NOT from the kernel:
 //  * A tensor map (encode_tensor_map_2d, which the fake driver's cuTensorMapEncodeTiled calls) is
@@ -172,4 +173,15 @@ inline void mbar_wait(unsigned bar, unsigned parity) {
         std::this_thread::yield();
 #endif
     }
+}
+
+// setmaxnreg: all 128 threads of a warpgroup from the same site (`.sync.aligned`), N a multiple
+// of 8 in 24 .. 256.
+template <int N> [[gnu::noinline]] void setmaxnreg_dec() {
+    static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg: N a multiple of 8 in 24 .. 256");
+    emu::warpgroup_sync("<setmaxnreg.dec call, return pc>", __builtin_return_address(0));
+}
+template <int N> [[gnu::noinline]] void setmaxnreg_inc() {
+    static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg: N a multiple of 8 in 24 .. 256");
+    emu::warpgroup_sync("<setmaxnreg.inc call, return pc>", __builtin_return_address(0));
 }

@@ -21,30 +21,31 @@ template <typename T>
 static void test_linear_tma(void (*wg)(float *, const T *, const T *, const float *, int, int, int, int),
                             void (*tma)(float *, TensorMap, TensorMap, const float *, int, int, int, int),
                             void (*tma_to)(T *, TensorMap, TensorMap, const float *, int, int, int, int),
-                            int tile, int M, int K, int N, int act, int splits) {
+                            int tile, int tile_n, int M, int K, int N, int act, int splits) {
     auto [inp, w, bias] = t_product<T>(M, K, N);
-    const bool small = tile == 64;
+    const bool small = tile == 64, wide = tile_n == 256;
     const size_t mn = size_t(M) * N * splits;
-    const dim3 grid((N + tile - 1) / tile, (M + tile - 1) / tile, splits);
-    const unsigned threads = small ? 128 : 256;
-    const std::string t = tname<T>(), kn = std::string("linear_forward_wgmma") + (small ? "64" : "") + "_tma_" + t + "_from_" + t;
+    const dim3 grid((N + tile_n - 1) / tile_n, (M + tile - 1) / tile, splits);
+    const unsigned threads = small ? 128 : 256, producer = wide ? 128 : 32;
+    const std::string t = tname<T>(),
+                      kn = std::string("linear_forward_wgmma") + (small ? "64" : wide ? "_wide" : "") + "_tma_" + t + "_from_" + t;
     OutBuf want(mn);
-    bool ok = emu::launch(wg, grid, dim3(threads), small ? WG_SMEM_BYTES_SMALL : WG_SMEM_BYTES, want.ptr(), inp.data(),
-                          w.data(), bias.data(), M, K, N, act);
+    bool ok = emu::launch(wg, grid, dim3(threads), small ? WG_SMEM_BYTES_SMALL : wide ? WG_SMEM_BYTES_WIDE : WG_SMEM_BYTES,
+                          want.ptr(), inp.data(), w.data(), bias.data(), M, K, N, act);
     std::vector<double> same(mn);
     for (size_t i = 0; i < mn; i++) same[i] = want[i];
-    const TensorMap amap = tma_map(inp, M, K, tile), wmap = tma_map(w, N, K, tile);
-    const size_t smem = small ? WG_TMA_SMEM_BYTES_SMALL : WG_TMA_SMEM_BYTES;
+    const TensorMap amap = tma_map(inp, M, K, tile), wmap = tma_map(w, N, K, tile_n);
+    const size_t smem = small ? WG_TMA_SMEM_BYTES_SMALL : wide ? WG_TMA_SMEM_BYTES_WIDE : WG_TMA_SMEM_BYTES;
     for (bool at_issue : {false, true}) {
         emu::tma_copy_at_issue = at_issue;
         const std::string sh = shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}, {"splits", splits}}) +
                                (at_issue ? " early" : " late");
         OutBuf got(mn);
-        const bool ok_tma = emu::launch(tma, grid, dim3(threads + 32), smem, got.ptr(), amap, wmap, bias.data(), M, K, N, act);
+        const bool ok_tma = emu::launch(tma, grid, dim3(threads + producer), smem, got.ptr(), amap, wmap, bias.data(), M, K, N, act);
         record(kn + " == cp.async wgmma", sh, got, same, ok && ok_tma, 0.0);
         if (splits > 1) continue;
         std::vector<T> got_t(mn, T{0xffff});
-        const bool ok_t = emu::launch(tma_to, grid, dim3(threads + 32), smem, got_t.data(), amap, wmap, bias.data(), M, K,
+        const bool ok_t = emu::launch(tma_to, grid, dim3(threads + producer), smem, got_t.data(), amap, wmap, bias.data(), M, K,
                                       N, act);
         record_rounded(kn + "_to_" + t, sh, got_t, got.ptr(), mn, ok_tma && ok_t);
     }
@@ -116,6 +117,10 @@ static void test_tma(bool quick) {
     emu::opt_in_dynamic_smem(linear_forward_wgmma64_tma_f16_from_f16, WG_TMA_SMEM_BYTES_SMALL, sm90);
     emu::opt_in_dynamic_smem(linear_forward_wgmma64_tma_bf16_from_bf16_to_bf16, WG_TMA_SMEM_BYTES_SMALL, sm90);
     emu::opt_in_dynamic_smem(linear_forward_wgmma64_tma_f16_from_f16_to_f16, WG_TMA_SMEM_BYTES_SMALL, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_tma_bf16_from_bf16, WG_TMA_SMEM_BYTES_WIDE, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_tma_f16_from_f16, WG_TMA_SMEM_BYTES_WIDE, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_tma_bf16_from_bf16_to_bf16, WG_TMA_SMEM_BYTES_WIDE, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_tma_f16_from_f16_to_f16, WG_TMA_SMEM_BYTES_WIDE, sm90);
     test_tensor_map_refusals();
     const size_t unit_smem = 2 * 64 * 64 * 2 + 1024;
     auto expect = [&](const char *name, void (*k)(float *), const char *want) {
@@ -126,15 +131,15 @@ static void test_tma(bool quick) {
     expect("emulator: detects mbarrier over-arrival", selftest_mbar_overarrive, "more arrivals");
     auto large_bf16 = [](int M, int K, int N, int act, int splits) {
         test_linear_tma<bf16>(linear_forward_wgmma_bf16_from_bf16, linear_forward_wgmma_tma_bf16_from_bf16,
-                              linear_forward_wgmma_tma_bf16_from_bf16_to_bf16, 128, M, K, N, act, splits);
+                              linear_forward_wgmma_tma_bf16_from_bf16_to_bf16, 128, 128, M, K, N, act, splits);
     };
     auto small_f16 = [](int M, int K, int N, int act, int splits) {
         test_linear_tma<f16>(linear_forward_wgmma64_f16_from_f16, linear_forward_wgmma64_tma_f16_from_f16,
-                             linear_forward_wgmma64_tma_f16_from_f16_to_f16, 64, M, K, N, act, splits);
+                             linear_forward_wgmma64_tma_f16_from_f16_to_f16, 64, 64, M, K, N, act, splits);
     };
     auto small_bf16 = [](int M, int K, int N, int act, int splits) {
         test_linear_tma<bf16>(linear_forward_wgmma64_bf16_from_bf16, linear_forward_wgmma64_tma_bf16_from_bf16,
-                              linear_forward_wgmma64_tma_bf16_from_bf16_to_bf16, 64, M, K, N, act, splits);
+                              linear_forward_wgmma64_tma_bf16_from_bf16_to_bf16, 64, 64, M, K, N, act, splits);
     };
     // K = 520: 9 k tiles through 6 stages (the ring wraps: the producer waits on `empty`), the
     // last partial (zero fill past K); M, N ragged over two block rows/columns (zero-filled rows);
@@ -144,8 +149,18 @@ static void test_tma(bool quick) {
     small_f16(70, 520, 129, 12, 1);
     small_bf16(3, 136, 7, 0, 1);
     small_f16(70, 328, 65, 0, 4);
+    // 128x256 (producer warpgroup): N = 300, a ragged second block column; K = 520 through 4
+    // stages; split-K 3.
+    auto wide_bf16 = [](int M, int K, int N, int act, int splits) {
+        test_linear_tma<bf16>(linear_forward_wgmma_wide_bf16_from_bf16, linear_forward_wgmma_wide_tma_bf16_from_bf16,
+                              linear_forward_wgmma_wide_tma_bf16_from_bf16_to_bf16, 128, 256, M, K, N, act, splits);
+    };
+    wide_bf16(130, 520, 300, 2, 1);
+    wide_bf16(33, 136, 260, 0, 3);
     if (quick) return;
+    test_linear_tma<f16>(linear_forward_wgmma_wide_f16_from_f16, linear_forward_wgmma_wide_tma_f16_from_f16,
+                         linear_forward_wgmma_wide_tma_f16_from_f16_to_f16, 128, 256, 70, 1000, 520, 12, 1);
     test_linear_tma<f16>(linear_forward_wgmma_f16_from_f16, linear_forward_wgmma_tma_f16_from_f16,
-                         linear_forward_wgmma_tma_f16_from_f16_to_f16, 128, 33, 1000, 129, 1, 1);
+                         linear_forward_wgmma_tma_f16_from_f16_to_f16, 128, 128, 33, 1000, 129, 1, 1);
     large_bf16(257, 1000, 130, 0, 3);
 }

@@ -37,7 +37,7 @@ pub struct CudaDevice {
     /// a GPU (notes/gpu.md v1.24); used where those kernels loaded (compute capability 9.0).
     pub wgmma: bool,
     /// With `wgmma`, the products whose operands a tensor map can describe stage their tiles
-    /// by TMA from a producer warp (kernels/linear_tma.cu): ALBERT_CUDA_TMA=1 (which implies
+    /// by TMA from a producer warp or warpgroup (kernels/linear_tma.cu): ALBERT_CUDA_TMA=1 (which implies
     /// ALBERT_CUDA_WGMMA), an experiment until measured on a GPU (notes/gpu.md v1.29).
     pub tma: bool,
     /// With `wgmma`, 128x256 tiles for products whose grid still fills two waves of them

@@ -96,8 +96,8 @@ impl CudaAlbert {
 
     /// Which kernels the encoder's T-input products run on, as linear_t.rs picks them:
     /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded; "wgmma wide" with
-    /// ALBERT_CUDA_WGMMA_WIDE=1 too; "... tma" with ALBERT_CUDA_TMA=1: the tiles without a
-    /// 128x256 version staged by TMA where a tensor map can describe the operands), "mma.sync k64" (ALBERT_CUDA_K64=1), "mma.sync deep"
+    /// ALBERT_CUDA_WGMMA_WIDE=1 too; "... tma" with ALBERT_CUDA_TMA=1: the tiles staged by TMA
+    /// where a tensor map can describe the operands), "mma.sync k64" (ALBERT_CUDA_K64=1), "mma.sync deep"
     /// (ALBERT_CUDA_DEEP=1; both: "mma.sync k64 deep"), "mma.sync", or "portable" (f32, or no
     /// tensor cores).
     pub fn products(&self) -> &'static str {

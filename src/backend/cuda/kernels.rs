@@ -140,6 +140,10 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_wgmma64_tma_f16_from_f16",
             "linear_forward_wgmma64_tma_bf16_from_bf16_to_bf16",
             "linear_forward_wgmma64_tma_f16_from_f16_to_f16",
+            "linear_forward_wgmma_wide_tma_bf16_from_bf16",
+            "linear_forward_wgmma_wide_tma_f16_from_f16",
+            "linear_forward_wgmma_wide_tma_bf16_from_bf16_to_bf16",
+            "linear_forward_wgmma_wide_tma_f16_from_f16_to_f16",
         ],
     ),
 ];
@@ -149,7 +153,9 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 /// MMA_T_SMEM_BYTES: 4 stages of an A tile and a W tile of 128 rows x 32 k, rows padded to 40;
 /// MMA_T_SMEM_BYTES_SMALL: 4 stages of 64 rows x 64 k, rows padded to 72).
 pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
-    if entry.starts_with("linear_forward_wgmma64_tma_") {
+    if entry.starts_with("linear_forward_wgmma_wide_tma_") {
+        Some(WG_TMA_SMEM_WIDE)
+    } else if entry.starts_with("linear_forward_wgmma64_tma_") {
         Some(WG_TMA_SMEM_SMALL)
     } else if entry.starts_with("linear_forward_wgmma_tma_") {
         Some(WG_TMA_SMEM)
@@ -187,9 +193,11 @@ pub(super) const WG_SMEM_SMALL: usize = 6 * (64 + 64) * 64 * 2 + 1024;
 /// WG_SMEM_BYTES_WIDE: 4 stages of a 128-row A tile and a 256-row W tile.
 pub(super) const WG_SMEM_WIDE: usize = 4 * (128 + 256) * 64 * 2 + 1024;
 
-/// kernels/linear_tma.cu WG_TMA_SMEM_BYTES{,_SMALL}: the same stages, then 2 x 6 mbarriers.
+/// kernels/linear_tma.cu WG_TMA_SMEM_BYTES{,_SMALL,_WIDE}: the same stages, then their
+/// mbarriers (2 per stage) in 128 bytes.
 pub(super) const WG_TMA_SMEM: usize = WG_SMEM + 128;
 pub(super) const WG_TMA_SMEM_SMALL: usize = WG_SMEM_SMALL + 128;
+pub(super) const WG_TMA_SMEM_WIDE: usize = WG_SMEM_WIDE + 128;
 
 /// Modules built only for sm_90a (wgmma): loaded on compute capability 9.0 from the embedded
 /// sm_90a PTX and nowhere else (their other targets' entry points trap). If the driver rejects

@@ -19,8 +19,16 @@ const MMA_TILE_SMALL: usize = 64;
 const MMA_THREADS_SMALL: u32 = 128;
 /// kernels/linear_wgmma.cu WgWide: 128x256 output tiles, 256 threads (ALBERT_CUDA_WGMMA_WIDE).
 const WG_TILE_N_WIDE: usize = 256;
-/// kernels/linear_tma.cu: the TMA products' producer warp, after the wgmma tile's warpgroups.
-const TMA_PRODUCER_THREADS: u32 = 32;
+/// kernels/linear_tma.cu: the TMA products' producer after the wgmma tile's warpgroups, a warp
+/// (128x128, 64x64) or a warpgroup (128x256: its registers go to the consumers); none for the
+/// other kernels.
+fn tma_producer_threads(kernel: &str) -> u32 {
+    match (kernel.contains("_wide_tma_"), kernel.contains("_tma_")) {
+        (true, _) => 128,
+        (false, true) => 32,
+        (false, false) => 0,
+    }
+}
 
 /// K per split of a split-K product: 24 k tiles of 32 keep each block's pipeline busy.
 /// ALBERT_CUDA_K_PER_SPLIT (a multiple of 64) overrides it for the whole process, to measure
@@ -107,11 +115,7 @@ impl CudaDevice {
             LINEAR_THREADS
         } else {
             MMA_THREADS_SMALL
-        } + if kn.contains("_tma_") {
-            TMA_PRODUCER_THREADS
-        } else {
-            0
-        };
+        } + tma_producer_threads(kn);
         let cfg = LaunchConfig {
             grid_dim: (
                 n.div_ceil(tile_n) as u32,
@@ -233,7 +237,7 @@ impl CudaDevice {
 
     /// The product's kernel and its tile (rows, columns): wgmma where asked for
     /// (ALBERT_CUDA_WGMMA; with ALBERT_CUDA_WGMMA_WIDE 128x256 tiles where they fill two
-    /// waves; with ALBERT_CUDA_TMA the other tiles staged by TMA where `tma_ok`: both operands
+    /// waves; with ALBERT_CUDA_TMA every tile staged by TMA where `tma_ok`: both operands
     /// describable by a tensor map), else the k-64 128x128 kernel (ALBERT_CUDA_K64) or the 8-stage 64x64 one
     /// (ALBERT_CUDA_DEEP), else mma.sync, at `product_tile`'s size; the experiments take T inputs only and fall back where their
     /// kernels did not load. Only the taken path's name is built (every eager launch runs this).
@@ -251,6 +255,10 @@ impl CudaDevice {
         if self.wgmma && t_in {
             let wide_blocks = m.div_ceil(MMA_TILE) * n.div_ceil(WG_TILE_N_WIDE) * splits;
             if self.wgmma_wide && tile == MMA_TILE && wide_blocks >= 2 * self.sm_count {
+                let k = name("wgmma_wide_tma");
+                if self.tma && tma_ok && self.kernels.has(&k) {
+                    return (k, tile, WG_TILE_N_WIDE);
+                }
                 let k = name("wgmma_wide");
                 if self.kernels.has(&k) {
                     return (k, tile, WG_TILE_N_WIDE);
@@ -399,7 +407,7 @@ impl CudaDevice {
         b.arg(&c.mkn.0).arg(&c.mkn.1).arg(&c.mkn.2).arg(&c.act);
         // SAFETY: arguments match linear_forward_mma{,64,_k64}_{t}[_from_{t}][_to_{t}] in
         // kernels/linear_mma.cu and linear_forward_wgmma{,64,_wide}_{t}_from_{t}[_to_{t}] in
-        // kernels/linear_wgmma.cu (the same parameter list), or, for the _tma_ kernels of
+        // kernels/linear_wgmma.cu (the same parameter list), or, for the {,64,_wide}_tma_ kernels of
         // kernels/linear_tma.cu, the same with inp and weight replaced by their tensor maps
         // (built above for exactly these matrices, boxes of the kernel's tile rows and columns:
         // the kernel reads only through them, and the copy engine stays inside the described
