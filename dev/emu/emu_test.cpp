@@ -1300,15 +1300,17 @@ static void opt_in_wgmma() { // these kernels load on sm_90 only
     emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_f16_from_f16_to_f16, WG_SMEM_BYTES_WIDE, sm90);
 }
 
+// A self-test kernel of one warpgroup with two 64 x 64 stages (wg_selftest_stages) must be
+// reported with `want`.
+static void expect(const char *name, void (*k)(float *), const char *want) {
+    expect_report(name, k, want, 128, 2 * 64 * 64 * 2 + 1024);
+}
+
 static void test_wgmma(bool quick) {
     opt_in_products(); // the mma.sync kernels compared with
     opt_in_wgmma();
     test_wgmma_unit();
     test_wgmma_probes();
-    const size_t unit_smem = 2 * 64 * 64 * 2 + 1024;
-    auto expect = [&](const char *name, void (*k)(float *), const char *want) {
-        expect_report(name, k, want, 128, unit_smem);
-    };
     expect("emulator: detects wgmma without fence", selftest_wgmma_no_fence, "without a wgmma.fence");
     expect("emulator: detects wgmma operand overwrite", selftest_wgmma_overwrite, "changed between");
     expect("emulator: detects wgmma left pending", selftest_wgmma_pending, "still pending");

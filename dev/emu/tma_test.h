@@ -122,10 +122,6 @@ static void test_tma(bool quick) {
     emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_tma_bf16_from_bf16_to_bf16, WG_TMA_SMEM_BYTES_WIDE, sm90);
     emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_tma_f16_from_f16_to_f16, WG_TMA_SMEM_BYTES_WIDE, sm90);
     test_tensor_map_refusals();
-    const size_t unit_smem = 2 * 64 * 64 * 2 + 1024;
-    auto expect = [&](const char *name, void (*k)(float *), const char *want) {
-        expect_report(name, k, want, 128, unit_smem);
-    };
     expect("emulator: detects an uninitialised mbarrier", selftest_mbar_uninit, "not initialised");
     expect("emulator: detects a TMA copy never waited", selftest_tma_unwaited, "still pending");
     expect("emulator: detects mbarrier over-arrival", selftest_mbar_overarrive, "more arrivals");
