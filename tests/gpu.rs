@@ -191,6 +191,7 @@ mod tests {
             ("wgmma_layout_probes", wgmma_layout_probes),
             ("wgmma_model_batch_invariant", wgmma_model_batch_invariant),
             ("tma_products_match_wgmma", tma_products_match_wgmma),
+            ("arena_poison_changes_nothing", arena_poison_changes_nothing),
             ("cubins_match_ptx", cubins_match_ptx),
             ("kernel_costs_cover_the_pass", kernel_costs_cover_the_pass),
         ]
@@ -1254,7 +1255,7 @@ mod tests {
                 .position(|(a, b)| a.to_bits() != b.to_bits());
             assert!(
                 differ.is_none(),
-                "{what}: {n}[{}] = {} eagerly, {} with graphs",
+                "{what}: {n}[{}] = {} in the reference run (`want`), {} in this one",
                 differ.unwrap(),
                 w.data[differ.unwrap()],
                 g.data[differ.unwrap()]
@@ -1813,6 +1814,36 @@ mod tests {
                     4 * model.config.num_hidden_layers,
                     "{dtype} R={rows}: products per pass"
                 );
+            }
+        }
+    }
+
+    /// ALBERT_CUDA_POISON (the activation arena filled with NaN bytes before every pass)
+    /// changes no bit: no kernel reads arena memory its pass did not write, eager, captured or
+    /// replayed, as the arena grows and when a smaller pass runs inside a larger arena (its rows
+    /// past M then hold NaN), with the f32 kernels and the bf16 tensor-core path (T copies, split-K
+    /// partials), through the pretraining head.
+    fn arena_poison_changes_nothing(_dev: &Ctx) {
+        let model = Albert::synthetic(base_shaped(), albert::Head::PreTraining, 83);
+        let vocab = model.config.vocab_size;
+        for dtype in [DType::F32, DType::BF16] {
+            let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+            let mut poisoned = CudaAlbert::new(&model, 0, dtype).unwrap();
+            poisoned.dev.poison = true;
+            let mut r = Rng::new(89);
+            for (rows, s) in [(1, 37), (2, 64), (1, 20)] {
+                let inputs = random_inputs(&mut r, rows, s, vocab);
+                let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+                for pass in ["warm-up", "capture", "replay"] {
+                    let got = poisoned
+                        .forward(&inputs, ForwardOptions::default())
+                        .unwrap();
+                    same_bits(
+                        &format!("poison {dtype} R={rows} S={s} {pass}"),
+                        &got,
+                        &want,
+                    );
+                }
             }
         }
     }

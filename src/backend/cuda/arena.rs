@@ -2,7 +2,7 @@
 //! largest batch x sequence seen so far and reused by every pass that fits (CUDA graphs point
 //! into it, so it is only ever replaced whole, after they are dropped).
 
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{sys, CudaSlice, DevicePtrMut, DriverError};
 
 use super::device::CudaDevice;
 use super::weights::DeviceMatrix;
@@ -139,4 +139,48 @@ impl Arena {
             },
         })
     }
+}
+
+impl Arena {
+    /// Fills every buffer with 0xff bytes (NaN as f32, bf16 and f16; -1 as i32), stream-ordered
+    /// before the pass that follows: with ALBERT_CUDA_POISON=1 (`CudaDevice::poison`) before every
+    /// pass, so that a kernel reading arena memory its pass did not write reads NaN instead of a
+    /// previous pass's plausible values (tests/gpu.rs `arena_poison_changes_nothing`).
+    pub fn poison(&mut self, dev: &CudaDevice) -> Result<()> {
+        let up = |e| dev.err("poisoning the activation arena", e);
+        for s in [&mut self.ids, &mut self.types] {
+            fill(dev, s).map_err(up)?;
+        }
+        let f32s = [
+            Some(&mut self.mask),
+            Some(&mut self.hidden),
+            Some(&mut self.proj),
+        ];
+        let more = [Some(&mut self.attn), self.x.as_mut(), self.ctx.as_mut()];
+        for s in f32s.into_iter().chain(more).flatten() {
+            fill(dev, s).map_err(up)?;
+        }
+        let mut matrices = vec![&mut self.qkv, &mut self.ffn];
+        if let Some(t) = &mut self.t {
+            matrices.extend([&mut t.hidden, &mut t.ctx, &mut t.attn]);
+        }
+        for m in matrices {
+            match m {
+                DeviceMatrix::F32(s) => fill(dev, s),
+                DeviceMatrix::BF16(s) => fill(dev, s),
+                DeviceMatrix::F16(s) => fill(dev, s),
+            }
+            .map_err(up)?;
+        }
+        Ok(())
+    }
+}
+
+/// cuMemsetD8Async(0xff) over the whole buffer on the device's stream.
+fn fill<T>(dev: &CudaDevice, s: &mut CudaSlice<T>) -> std::result::Result<(), DriverError> {
+    let bytes = s.len() * std::mem::size_of::<T>();
+    let (ptr, _sync) = s.device_ptr_mut(&dev.stream);
+    // SAFETY: `ptr` is this live allocation's address and `bytes` its size; the memset is
+    // ordered on the stream every use of the arena is ordered on.
+    unsafe { sys::cuMemsetD8Async(ptr, 0xff, bytes, dev.stream.cu_stream()) }.result()
 }

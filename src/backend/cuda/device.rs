@@ -46,6 +46,9 @@ pub struct CudaDevice {
     /// 64x64 products whose grid is at most one block per SM take the 8-stage kernels
     /// (ALBERT_CUDA_DEEP=1, an experiment: notes/gpu.md v1.27); used where they loaded.
     pub deep: bool,
+    /// Fill the activation arena with NaN bytes before every pass (ALBERT_CUDA_POISON=1, a
+    /// debugging aid: a kernel reading memory its pass did not write then yields NaN).
+    pub poison: bool,
     /// Each launch's kernel, grid, FLOPs and bytes while recording (`albert bench
     /// --kernel-costs`).
     pub costs: CostLog,
@@ -109,6 +112,7 @@ impl CudaDevice {
         let k64 = std::env::var("ALBERT_CUDA_K64").is_ok_and(|v| v == "1");
         let deep = std::env::var("ALBERT_CUDA_DEEP").is_ok_and(|v| v == "1");
         let wgmma_wide = std::env::var("ALBERT_CUDA_WGMMA_WIDE").is_ok_and(|v| v == "1");
+        let poison = std::env::var("ALBERT_CUDA_POISON").is_ok_and(|v| v == "1");
         Ok(CudaDevice {
             ctx,
             stream,
@@ -124,6 +128,7 @@ impl CudaDevice {
             wgmma,
             tma,
             wgmma_wide,
+            poison,
             costs: CostLog::default(),
         })
     }

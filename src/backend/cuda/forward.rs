@@ -200,6 +200,9 @@ impl CudaAlbert {
             *arena = Some(Arena::new(dev, cfg, m, st)?);
         }
         let ar = arena.as_mut().expect("allocated just above");
+        if dev.poison {
+            ar.poison(dev)?;
+        }
 
         let key = GraphKey { rows, seq: s };
         let recording = record.is_some();
