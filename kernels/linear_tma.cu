@@ -15,6 +15,12 @@
 // copy instructions or addresses in the consumers' loop (linear_wgmma.cu: ~8 cp.async per thread
 // and a __syncthreads per k tile).
 //
+// Grid (x, 1, splits): the output tiles of split z (blockIdx.z) are numbered n fastest; block x
+// takes tiles x, x + gridDim.x, ... With one block per tile that is the usual launch; with fewer
+// (ALBERT_CUDA_PERSISTENT: as many as fit on the SMs at once) each block keeps its stages, barriers
+// and producer across its tiles, and the producer fills the stages for the next tile while the
+// consumers store the last one (v1.30). Each output element's chain is the same either way.
+//
 // Host contract (src/backend/cuda/tma.rs, linear_t.rs): `amap` is the activation [M, K] with a box
 // of 64 k x TM rows, `wmap` the weight [N, K] with 64 x TN, both 128-byte swizzled with zero fill;
 // so K % 8 == 0 and both matrices 16-byte aligned (else the host takes linear_wgmma.cu's kernels).
@@ -61,18 +67,33 @@ template <typename C> struct TmaStages {
     __device__ __forceinline__ unsigned empty(int s) const { return bars + 8u * (C::STAGES + s); }
 };
 
-// The producer: one thread issues every copy of the block's tiles t0 .. t0 + tiles - 1. The
-// first STAGES tiles: the weights' boxes before the wait for the previous kernel (common.cuh),
-// the activations' after it; then each stage again once its tile is released.
+// The block's output tiles (persistent grid): w = blockIdx.x, + gridDim.x, ... below tiles_n x
+// tiles_m, n fastest (the order of a launch with one block per tile); one split (blockIdx.z) each.
+struct TmaWork {
+    int tiles_n, work;
+    __device__ __forceinline__ TmaWork(int M, int N, int TM, int TN)
+        : tiles_n((N + TN - 1) / TN), work(tiles_n * ((M + TM - 1) / TM)) {}
+    __device__ __forceinline__ int m0(int w, int TM) const { return w / tiles_n * TM; }
+    __device__ __forceinline__ int n0(int w, int TN) const { return w % tiles_n * TN; }
+};
+
+// The producer: one thread issues every copy of the block's output tiles, `tiles` k tiles each
+// (t0 .. t0 + tiles - 1 of K), the ring of stages running on across them: the block's k tile g
+// (counted over all its output tiles) goes to stage g % STAGES. The first output tile's first
+// STAGES k tiles: the weights' boxes before the wait for the previous kernel (common.cuh), the
+// activations' after it; then each stage again once its tile is released, which for the next
+// output tile happens while the consumers store the previous one.
 template <typename C>
 __device__ __forceinline__ void tma_produce(const TmaStages<C> &st, const TensorMap *amap,
-                                            const TensorMap *wmap, int t0, int tiles, int m0,
-                                            int n0) {
+                                            const TensorMap *wmap, int t0, int tiles,
+                                            const TmaWork &work) {
     constexpr int S = C::STAGES;
-    if (threadIdx.x != C::CONSUMERS) {
+    int w = blockIdx.x;
+    if (threadIdx.x != C::CONSUMERS || w >= work.work) {
         grid_dependency_enter();
         return;
     }
+    int m0 = work.m0(w, C::TILE_M), n0 = work.n0(w, C::TILE_N);
     const int first = tiles < S ? tiles : S;
     for (int t = 0; t < first; t++) {
         mbar_arrive_expect_tx(st.full(t), C::STAGE_BYTES);
@@ -80,28 +101,38 @@ __device__ __forceinline__ void tma_produce(const TmaStages<C> &st, const Tensor
     }
     grid_dependency_enter();
     for (int t = 0; t < first; t++) tma_load_2d(st.a(t), amap, (t0 + t) * WG_BK, m0, st.full(t));
-    for (int t = S; t < tiles; t++) {
-        const int s = t % S;
-        mbar_wait(st.empty(s), (t / S - 1) & 1); // tile t - S released its stage
-        mbar_arrive_expect_tx(st.full(s), C::STAGE_BYTES);
-        tma_load_2d(st.w(s), wmap, (t0 + t) * WG_BK, n0, st.full(s));
-        tma_load_2d(st.a(s), amap, (t0 + t) * WG_BK, m0, st.full(s));
+    int g = first; // k tiles issued so far
+    for (int t = first;;) {
+        for (; t < tiles; t++, g++) {
+            const int s = g % S;
+            if (g >= S) mbar_wait(st.empty(s), (g / S - 1) & 1); // tile g - S released its stage
+            mbar_arrive_expect_tx(st.full(s), C::STAGE_BYTES);
+            tma_load_2d(st.w(s), wmap, (t0 + t) * WG_BK, n0, st.full(s));
+            tma_load_2d(st.a(s), amap, (t0 + t) * WG_BK, m0, st.full(s));
+        }
+        w += gridDim.x;
+        if (w >= work.work) return;
+        m0 = work.m0(w, C::TILE_M);
+        n0 = work.n0(w, C::TILE_N);
+        t = 0;
     }
 }
 
-// A consumer warpgroup: the tiles' wgmma k16 steps into this thread's accumulators, each
-// stage released once the product of the next tile has been issued and its own has retired.
+// A consumer warpgroup: one output tile's `tiles` k tiles (the block's k tiles g0 .. g0 + tiles
+// - 1) as wgmma k16 steps into this thread's accumulators, each stage released once the product
+// of the next tile has been issued and its own has retired, the last one once all have.
 template <typename C, typename T>
 __device__ __forceinline__ void tma_consume(const TmaStages<C> &st, float (&acc)[1][C::NJ][4],
-                                            int tiles) {
+                                            int g0, int tiles) {
     constexpr int S = C::STAGES;
     const int warpgroup = threadIdx.x / 128;
+    const bool leader = threadIdx.x % 128 == 0; // arrives for its warpgroup
     // This warpgroup's descriptors at stage 0, k 0: its 64 rows of A, all TN rows of W.
     const unsigned long long a_desc0 = wgmma_desc(st.a(0) + warpgroup * 64 * 128);
     const unsigned long long w_desc0 = wgmma_desc(st.w(0));
     for (int t = 0; t < tiles; t++) {
-        const int s = t % S;
-        mbar_wait(st.full(s), (t / S) & 1); // tile t has landed
+        const int g = g0 + t, s = g % S;
+        mbar_wait(st.full(s), (g / S) & 1); // k tile g has landed
         const unsigned long long off = (unsigned long long)s * (C::STAGE_BYTES >> 4); // desc units
         wgmma_fence();
 #pragma unroll
@@ -109,10 +140,11 @@ __device__ __forceinline__ void tma_consume(const TmaStages<C> &st, float (&acc)
             wgmma_k16<T, C::TILE_N>(acc[0], a_desc0 + off + j * WGMMA_DESC_K16_STEP,
                                     w_desc0 + off + j * WGMMA_DESC_K16_STEP);
         wgmma_commit();
-        wgmma_wait<1>(); // tile t - 1's group has retired in this warpgroup: release its stage
-        if (t > 0 && threadIdx.x % 128 == 0) mbar_arrive(st.empty((t - 1) % S));
+        wgmma_wait<1>(); // k tile g - 1's group has retired in this warpgroup: release its stage
+        if (t > 0 && leader) mbar_arrive(st.empty((g - 1) % S));
     }
     wgmma_wait<0>();
+    if (tiles > 0 && leader) mbar_arrive(st.empty((g0 + tiles - 1) % S));
 #pragma unroll
     for (int j = 0; j < C::NJ; j++)
 #pragma unroll
@@ -130,7 +162,7 @@ __device__ void linear_forward_wgmma_tma(O *__restrict__ out,            // [gri
         (reinterpret_cast<unsigned long long>(wg_smem) + 1023) & ~1023ull);
     const unsigned stage0 = smem_u32(base);
     const TmaStages<C> st{stage0, stage0 + C::STAGES * C::STAGE_BYTES};
-    const int m0 = blockIdx.y * C::TILE_M, n0 = blockIdx.x * C::TILE_N;
+    const TmaWork work(M, N, C::TILE_M, C::TILE_N);
     const KShare<WG_BK> share(K);
     out += (long long)blockIdx.z * M * N;
     if (blockIdx.z > 0) bias = nullptr;
@@ -147,21 +179,25 @@ __device__ void linear_forward_wgmma_tma(O *__restrict__ out,            // [gri
     // The two roles, one branch each (setmaxnreg applies per warpgroup and branch).
     if (threadIdx.x >= C::CONSUMERS) {
         if (C::SETMAXNREG) setmaxnreg_dec<WG_TMA_REGS_PRODUCER>();
-        tma_produce<C>(st, amap, wmap, share.t0, share.tiles, m0, n0);
+        tma_produce<C>(st, amap, wmap, share.t0, share.tiles, work);
     } else {
         if (C::SETMAXNREG) setmaxnreg_inc<WG_TMA_REGS_CONSUMER>();
         grid_dependency_enter(); // before the epilogue's writes
-        float acc[1][C::NJ][4];
+        int g0 = 0; // the block's k tiles consumed so far
+        for (int w = blockIdx.x; w < work.work; w += gridDim.x, g0 += share.tiles) {
+            const int m0 = work.m0(w, C::TILE_M), n0 = work.n0(w, C::TILE_N);
+            float acc[1][C::NJ][4];
 #pragma unroll
-        for (int j = 0; j < C::NJ; j++)
+            for (int j = 0; j < C::NJ; j++)
 #pragma unroll
-            for (int c = 0; c < 4; c++) acc[0][j][c] = 0.0f;
-        tma_consume<C, T>(st, acc, share.tiles);
-        switch (act) { // the activation chosen once (linear_mma.cu)
-        case ACT_NONE: store_tile<C, ACT_NONE>(out, acc, bias, m0, n0, M, N, act); break;
-        case ACT_GELU: store_tile<C, ACT_GELU>(out, acc, bias, m0, n0, M, N, act); break;
-        case ACT_GELU_TANH: store_tile<C, ACT_GELU_TANH>(out, acc, bias, m0, n0, M, N, act); break;
-        default: store_tile<C, -1>(out, acc, bias, m0, n0, M, N, act); break;
+                for (int c = 0; c < 4; c++) acc[0][j][c] = 0.0f;
+            tma_consume<C, T>(st, acc, g0, share.tiles);
+            switch (act) { // the activation chosen once (linear_mma.cu)
+            case ACT_NONE: store_tile<C, ACT_NONE>(out, acc, bias, m0, n0, M, N, act); break;
+            case ACT_GELU: store_tile<C, ACT_GELU>(out, acc, bias, m0, n0, M, N, act); break;
+            case ACT_GELU_TANH: store_tile<C, ACT_GELU_TANH>(out, acc, bias, m0, n0, M, N, act); break;
+            default: store_tile<C, -1>(out, acc, bias, m0, n0, M, N, act); break;
+            }
         }
     }
 }

@@ -1760,21 +1760,64 @@ mod tests {
         for (dtype, wide, shapes) in runs {
             let mut wg = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
             let mut tma = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
+            // The same kernels on a persistent grid (ALBERT_CUDA_PERSISTENT).
+            let mut per = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
             wg.dev.wgmma_wide = wide;
             tma.dev.wgmma_wide = wide;
             tma.dev.tma = true;
+            per.dev.wgmma_wide = wide;
+            per.dev.tma = true;
+            per.dev.persistent = true;
             let label = if wide { "wgmma wide tma" } else { "wgmma tma" };
             assert_eq!(tma.products(), label);
+            assert_eq!(per.products(), format!("{label} persistent"));
             let mut r = Rng::new(79);
             for (rows, s) in shapes {
                 let inputs = random_inputs(&mut r, rows, s, vocab);
                 let want = wg.forward(&inputs, ForwardOptions::default()).unwrap();
-                for pass in ["warm-up", "capture", "replay"] {
-                    let got = tma.forward(&inputs, ForwardOptions::default()).unwrap();
-                    same_bits(
-                        &format!("{label} {dtype} R={rows} S={s} {pass}"),
-                        &got,
-                        &want,
+                for (engine, kind) in [
+                    (&mut tma, label.to_string()),
+                    (&mut per, format!("{label} persistent")),
+                ] {
+                    for pass in ["warm-up", "capture", "replay"] {
+                        let got = engine.forward(&inputs, ForwardOptions::default()).unwrap();
+                        same_bits(
+                            &format!("{kind} {dtype} R={rows} S={s} {pass}"),
+                            &got,
+                            &want,
+                        );
+                    }
+                }
+                // The persistent grids: never more blocks than fit on the SMs (at most 2 per SM
+                // for these kernels), and fewer than the output tiles somewhere at the large batch.
+                let grids = |costs: &[albert::backend::cuda::costs::LaunchCost]| -> Vec<u32> {
+                    let tma_products = costs.iter().filter(|c| c.kernel.contains("_tma_"));
+                    tma_products.map(|c| c.grid[0] * c.grid[2]).collect()
+                };
+                let one_each = grids(&tma.kernel_costs(&inputs).unwrap());
+                let resident = grids(&per.kernel_costs(&inputs).unwrap());
+                let sms = per.dev.sm_count as u32;
+                assert_eq!(
+                    one_each.len(),
+                    resident.len(),
+                    "{label} {dtype}: TMA launches"
+                );
+                for (a, b) in one_each.iter().zip(&resident) {
+                    assert!(
+                        b <= a && *b <= 2 * sms,
+                        "{label} {dtype}: {b} persistent blocks for {a} tiles, {sms} SMs"
+                    );
+                }
+                let looped = one_each
+                    .iter()
+                    .zip(&resident)
+                    .filter(|(a, b)| b < a)
+                    .count();
+                println!("  {label} persistent {dtype} R={rows}: {looped} of {} products on fewer blocks than tiles", resident.len());
+                if rows > 1 {
+                    assert!(
+                        looped > 0,
+                        "{label} {dtype} R={rows}: no product took tiles in turn"
                     );
                 }
                 let costs = tma.kernel_costs(&inputs).unwrap();

@@ -21,7 +21,8 @@ template <typename T>
 static void test_linear_tma(void (*wg)(float *, const T *, const T *, const float *, int, int, int, int),
                             void (*tma)(float *, TensorMap, TensorMap, const float *, int, int, int, int),
                             void (*tma_to)(T *, TensorMap, TensorMap, const float *, int, int, int, int),
-                            int tile, int tile_n, int M, int K, int N, int act, int splits) {
+                            int tile, int tile_n, int M, int K, int N, int act, int splits,
+                            unsigned persistent = 0) {
     auto [inp, w, bias] = t_product<T>(M, K, N);
     const bool small = tile == 64, wide = tile_n == 256;
     const size_t mn = size_t(M) * N * splits;
@@ -36,19 +37,25 @@ static void test_linear_tma(void (*wg)(float *, const T *, const T *, const floa
     for (size_t i = 0; i < mn; i++) same[i] = want[i];
     const TensorMap amap = tma_map(inp, M, K, tile), wmap = tma_map(w, N, K, tile_n);
     const size_t smem = small ? WG_TMA_SMEM_BYTES_SMALL : wide ? WG_TMA_SMEM_BYTES_WIDE : WG_TMA_SMEM_BYTES;
-    for (bool at_issue : {false, true}) {
-        emu::tma_copy_at_issue = at_issue;
-        const std::string sh = shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}, {"splits", splits}}) +
-                               (at_issue ? " early" : " late");
-        OutBuf got(mn);
-        const bool ok_tma = emu::launch(tma, grid, dim3(threads + producer), smem, got.ptr(), amap, wmap, bias.data(), M, K, N, act);
-        record(kn + " == cp.async wgmma", sh, got, same, ok && ok_tma, 0.0);
-        if (splits > 1) continue;
-        std::vector<T> got_t(mn, T{0xffff});
-        const bool ok_t = emu::launch(tma_to, grid, dim3(threads + producer), smem, got_t.data(), amap, wmap, bias.data(), M, K,
-                                      N, act);
-        record_rounded(kn + "_to_" + t, sh, got_t, got.ptr(), mn, ok_tma && ok_t);
-    }
+    // One block per output tile, then `blocks` blocks taking every tile in turn (persistent).
+    const unsigned work = grid.x * grid.y;
+    for (unsigned blocks : {work, persistent})
+        for (bool at_issue : {false, true}) {
+            if (blocks == 0 || (blocks != work && blocks >= work)) continue;
+            emu::tma_copy_at_issue = at_issue;
+            const std::string sh = shape({{"M", M}, {"K", K}, {"N", N}, {"act", act}, {"splits", splits}}) +
+                                   (at_issue ? " early" : " late") +
+                                   (blocks == work ? "" : " " + std::to_string(blocks) + " blocks");
+            OutBuf got(mn);
+            const dim3 g(blocks, 1, splits);
+            const bool ok_tma = emu::launch(tma, g, dim3(threads + producer), smem, got.ptr(), amap, wmap, bias.data(), M, K, N, act);
+            record(kn + " == cp.async wgmma", sh, got, same, ok && ok_tma, 0.0);
+            if (splits > 1) continue;
+            std::vector<T> got_t(mn, T{0xffff});
+            const bool ok_t = emu::launch(tma_to, g, dim3(threads + producer), smem, got_t.data(), amap, wmap, bias.data(), M, K,
+                                          N, act);
+            record_rounded(kn + "_to_" + t, sh, got_t, got.ptr(), mn, ok_tma && ok_t);
+        }
     emu::tma_copy_at_issue = false;
 }
 
@@ -125,38 +132,40 @@ static void test_tma(bool quick) {
     expect("emulator: detects an uninitialised mbarrier", selftest_mbar_uninit, "not initialised");
     expect("emulator: detects a TMA copy never waited", selftest_tma_unwaited, "still pending");
     expect("emulator: detects mbarrier over-arrival", selftest_mbar_overarrive, "more arrivals");
-    auto large_bf16 = [](int M, int K, int N, int act, int splits) {
+    auto large_bf16 = [](int M, int K, int N, int act, int splits, unsigned persistent = 0) {
         test_linear_tma<bf16>(linear_forward_wgmma_bf16_from_bf16, linear_forward_wgmma_tma_bf16_from_bf16,
-                              linear_forward_wgmma_tma_bf16_from_bf16_to_bf16, 128, 128, M, K, N, act, splits);
+                              linear_forward_wgmma_tma_bf16_from_bf16_to_bf16, 128, 128, M, K, N, act, splits, persistent);
     };
-    auto small_f16 = [](int M, int K, int N, int act, int splits) {
+    auto small_f16 = [](int M, int K, int N, int act, int splits, unsigned persistent = 0) {
         test_linear_tma<f16>(linear_forward_wgmma64_f16_from_f16, linear_forward_wgmma64_tma_f16_from_f16,
-                             linear_forward_wgmma64_tma_f16_from_f16_to_f16, 64, 64, M, K, N, act, splits);
+                             linear_forward_wgmma64_tma_f16_from_f16_to_f16, 64, 64, M, K, N, act, splits, persistent);
     };
-    auto small_bf16 = [](int M, int K, int N, int act, int splits) {
+    auto small_bf16 = [](int M, int K, int N, int act, int splits, unsigned persistent = 0) {
         test_linear_tma<bf16>(linear_forward_wgmma64_bf16_from_bf16, linear_forward_wgmma64_tma_bf16_from_bf16,
-                              linear_forward_wgmma64_tma_bf16_from_bf16_to_bf16, 64, 64, M, K, N, act, splits);
+                              linear_forward_wgmma64_tma_bf16_from_bf16_to_bf16, 64, 64, M, K, N, act, splits, persistent);
     };
     // K = 520: 9 k tiles through 6 stages (the ring wraps: the producer waits on `empty`), the
     // last partial (zero fill past K); M, N ragged over two block rows/columns (zero-filled rows);
     // K = 136: fewer tiles than stages; split-K 4 at K = 328 (shares of 2, 2, 2, 0 tiles: a block
-    // with none) and 3 at K = 1000.
-    large_bf16(130, 520, 200, 2, 1);
-    small_f16(70, 520, 129, 12, 1);
+    // with none) and 3 at K = 1000. Persistent grids (last argument: blocks per split): 3 blocks
+    // for 4 output tiles (block 0 takes two, its ring wrapping inside and across them), 1 block
+    // for all 6 (54 k tiles), 3 blocks per split with an empty share.
+    large_bf16(130, 520, 200, 2, 1, 3);
+    small_f16(70, 520, 129, 12, 1, 1);
     small_bf16(3, 136, 7, 0, 1);
-    small_f16(70, 328, 65, 0, 4);
+    small_f16(70, 328, 65, 0, 4, 3);
     // 128x256 (producer warpgroup): N = 300, a ragged second block column; K = 520 through 4
-    // stages; split-K 3.
-    auto wide_bf16 = [](int M, int K, int N, int act, int splits) {
+    // stages; split-K 3. Persistent: one block for all tiles.
+    auto wide_bf16 = [](int M, int K, int N, int act, int splits, unsigned persistent = 0) {
         test_linear_tma<bf16>(linear_forward_wgmma_wide_bf16_from_bf16, linear_forward_wgmma_wide_tma_bf16_from_bf16,
-                              linear_forward_wgmma_wide_tma_bf16_from_bf16_to_bf16, 128, 256, M, K, N, act, splits);
+                              linear_forward_wgmma_wide_tma_bf16_from_bf16_to_bf16, 128, 256, M, K, N, act, splits, persistent);
     };
-    wide_bf16(130, 520, 300, 2, 1);
-    wide_bf16(33, 136, 260, 0, 3);
+    wide_bf16(130, 520, 300, 2, 1, 1);
+    wide_bf16(33, 136, 260, 0, 3, 1);
     if (quick) return;
     test_linear_tma<f16>(linear_forward_wgmma_wide_f16_from_f16, linear_forward_wgmma_wide_tma_f16_from_f16,
                          linear_forward_wgmma_wide_tma_f16_from_f16_to_f16, 128, 256, 70, 1000, 520, 12, 1);
     test_linear_tma<f16>(linear_forward_wgmma_f16_from_f16, linear_forward_wgmma_tma_f16_from_f16,
                          linear_forward_wgmma_tma_f16_from_f16_to_f16, 128, 128, 33, 1000, 129, 1, 1);
-    large_bf16(257, 1000, 130, 0, 3);
+    large_bf16(257, 1000, 130, 0, 3, 4);
 }

@@ -561,6 +561,15 @@ API CUresult cuTensorMapEncodeTiled(CUtensorMap *map, CUtensorMapDataType type, 
     if (!device_range(CUdeviceptr(addr), extent, "cuTensorMapEncodeTiled")) return CUDA_ERROR_INVALID_VALUE;
     return CUDA_SUCCESS;
 }
+// Blocks per SM from the threads and the dynamic shared memory alone (1 KB reserved per block, as
+// on the GPU); the fake knows neither registers nor static shared memory.
+API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *n, CUfunction, int threads,
+                                                                   size_t smem, unsigned) {
+    const size_t per_sm = cc() >= 90 ? 233472 : cc() == 80 ? 167936 : 102400;
+    const int by_threads = threads > 0 ? 2048 / threads : 0, by_smem = int(per_sm / (smem + 1024));
+    *n = std::min(std::min(by_threads, by_smem), 32);
+    return CUDA_SUCCESS;
+}
 API CUresult cuFuncGetAttribute(int *v, CUfunction_attribute, CUfunction) {
     *v = 0;
     return CUDA_SUCCESS;

@@ -2,7 +2,8 @@
 //! probed before any other cudarc call (cudarc panics when libcuda is missing), and every failure
 //! becomes an `Error::Device` that says why.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
@@ -40,6 +41,12 @@ pub struct CudaDevice {
     /// by TMA from a producer warp or warpgroup (kernels/linear_tma.cu): ALBERT_CUDA_TMA=1 (which implies
     /// ALBERT_CUDA_WGMMA), an experiment until measured on a GPU (notes/gpu.md v1.29).
     pub tma: bool,
+    /// With `tma`, each TMA product launches only as many blocks as fit on the SMs at once, each
+    /// taking output tiles in turn (kernels/linear_tma.cu): ALBERT_CUDA_PERSISTENT=1 (which
+    /// implies ALBERT_CUDA_TMA), an experiment until measured on a GPU (notes/gpu.md v1.30).
+    pub persistent: bool,
+    /// Blocks of each persistent kernel resident per SM (the driver's occupancy), by entry name.
+    pub(super) resident: Mutex<HashMap<String, u32>>,
     /// With `wgmma`, 128x256 tiles for products whose grid still fills two waves of them
     /// (ALBERT_CUDA_WGMMA_WIDE=1, an experiment: notes/gpu.md v1.25).
     pub wgmma_wide: bool,
@@ -90,7 +97,8 @@ impl CudaDevice {
         unsafe { ctx.disable_event_tracking() };
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let compute_capability = ctx.compute_capability().map_err(|e| fail(e.to_string()))?;
-        let tma = std::env::var("ALBERT_CUDA_TMA").is_ok_and(|v| v == "1");
+        let persistent = std::env::var("ALBERT_CUDA_PERSISTENT").is_ok_and(|v| v == "1");
+        let tma = persistent || std::env::var("ALBERT_CUDA_TMA").is_ok_and(|v| v == "1");
         let wgmma = tma || std::env::var("ALBERT_CUDA_WGMMA").is_ok_and(|v| v == "1");
         let load = LoadOptions {
             wgmma,
@@ -127,6 +135,8 @@ impl CudaDevice {
             deep,
             wgmma,
             tma,
+            persistent,
+            resident: Mutex::default(),
             wgmma_wide,
             poison,
             costs: CostLog::default(),

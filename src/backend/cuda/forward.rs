@@ -97,7 +97,8 @@ impl CudaAlbert {
     /// Which kernels the encoder's T-input products run on, as linear_t.rs picks them:
     /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded; "wgmma wide" with
     /// ALBERT_CUDA_WGMMA_WIDE=1 too; "... tma" with ALBERT_CUDA_TMA=1: the tiles staged by TMA
-    /// where a tensor map can describe the operands), "mma.sync k64" (ALBERT_CUDA_K64=1), "mma.sync deep"
+    /// where a tensor map can describe the operands; "... tma persistent" with
+    /// ALBERT_CUDA_PERSISTENT=1: those on a grid of resident blocks), "mma.sync k64" (ALBERT_CUDA_K64=1), "mma.sync deep"
     /// (ALBERT_CUDA_DEEP=1; both: "mma.sync k64 deep"), "mma.sync", or "portable" (f32, or no
     /// tensor cores).
     pub fn products(&self) -> &'static str {
@@ -112,11 +113,13 @@ impl CudaAlbert {
             let wide =
                 self.dev.wgmma_wide && has(format!("linear_forward_wgmma_wide_{t}_from_{t}"));
             let tma = self.dev.tma && has(format!("linear_forward_wgmma_tma_{t}_from_{t}"));
-            match (wide, tma) {
-                (true, true) => "wgmma wide tma",
-                (true, false) => "wgmma wide",
-                (false, true) => "wgmma tma",
-                (false, false) => "wgmma",
+            match (wide, tma, tma && self.dev.persistent) {
+                (true, true, true) => "wgmma wide tma persistent",
+                (true, true, false) => "wgmma wide tma",
+                (true, false, _) => "wgmma wide",
+                (false, true, true) => "wgmma tma persistent",
+                (false, true, false) => "wgmma tma",
+                (false, false, _) => "wgmma",
             }
         } else {
             let k64 = self.dev.k64 && has(format!("linear_forward_mma_k64_{t}_from_{t}"));

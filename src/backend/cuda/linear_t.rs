@@ -78,6 +78,21 @@ impl CudaDevice {
             .all(|k| self.kernels.has(k))
     }
 
+    /// A persistent grid's blocks per split: the SMs times the blocks of `kn` the driver can keep
+    /// resident on one (its occupancy, asked once per kernel), shared among the splits, at least
+    /// one each. Every block's tiles are computed the same way, so this changes no bits.
+    fn persistent_blocks(&self, kn: &str, threads: u32, smem: usize, splits: usize) -> usize {
+        let mut resident = self.resident.lock().unwrap_or_else(|e| e.into_inner());
+        let per_sm = *resident.entry(kn.to_string()).or_insert_with(|| {
+            self.kernels
+                .get(kn)
+                .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
+                .unwrap_or(1)
+                .max(1)
+        });
+        (self.sm_count * per_sm as usize / splits.max(1)).max(1)
+    }
+
     /// The checks before a T-activation product: `stored` (the T side) has the weight's 16-bit
     /// type and the kernel exists, then `check_product`'s sizes; the launch grid for `tile`
     /// (rows; columns `tile_n`) and `splits`, or None when the output is empty.
@@ -116,14 +131,31 @@ impl CudaDevice {
         } else {
             MMA_THREADS_SMALL
         } + tma_producer_threads(kn);
-        let cfg = LaunchConfig {
-            grid_dim: (
+        let smem = dynamic_smem(kn).unwrap_or(0);
+        // The TMA kernels number a split's output tiles in x (kernels/linear_tma.cu), one block
+        // per tile or, persistent, as many blocks as fit on the SMs, each taking tiles in turn.
+        let grid_dim = match tma_producer_threads(kn) {
+            0 => (
                 n.div_ceil(tile_n) as u32,
                 m.div_ceil(tile) as u32,
                 splits as u32,
             ),
+            _ => {
+                let work = m.div_ceil(tile) * n.div_ceil(tile_n);
+                let blocks = match self.persistent {
+                    true => work.min(self.persistent_blocks(kn, threads, smem, splits)),
+                    false => work,
+                };
+                self.check(kn, work <= i32::MAX as usize, || {
+                    format!("{work} output tiles exceed the grid")
+                })?;
+                (blocks as u32, 1, splits as u32)
+            }
+        };
+        let cfg = LaunchConfig {
+            grid_dim,
             block_dim: (threads, 1, 1),
-            shared_mem_bytes: dynamic_smem(kn).unwrap_or(0) as u32,
+            shared_mem_bytes: smem as u32,
         };
         let act = cuda_activation_id(act);
         Ok(Some(Checked { cfg, mkn, act }))
