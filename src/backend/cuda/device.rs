@@ -47,6 +47,8 @@ pub struct CudaDevice {
     pub persistent: bool,
     /// Blocks of each persistent kernel resident per SM (the driver's occupancy), by entry name.
     pub(super) resident: Mutex<HashMap<String, u32>>,
+    /// The TMA products' tensor maps, encoded once per matrix and box (tma.rs).
+    pub(super) maps: Mutex<HashMap<super::tma::MapKey, super::tma::TensorMap>>,
     /// With `wgmma`, 128x256 tiles for products whose grid still fills two waves of them
     /// (ALBERT_CUDA_WGMMA_WIDE=1, an experiment: notes/gpu.md v1.25).
     pub wgmma_wide: bool,
@@ -137,6 +139,7 @@ impl CudaDevice {
             tma,
             persistent,
             resident: Mutex::default(),
+            maps: Mutex::default(),
             wgmma_wide,
             poison,
             costs: CostLog::default(),

@@ -226,7 +226,8 @@ pub struct Kernels {
 /// What `Kernels::load` loads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadOptions {
-    /// Also kernels/linear_wgmma.cu and linear_tma.cu (ALBERT_CUDA_WGMMA=1 or ALBERT_CUDA_TMA=1).
+    /// Also kernels/linear_wgmma.cu and linear_tma.cu (ALBERT_CUDA_WGMMA=1, ALBERT_CUDA_TMA=1 or
+    /// ALBERT_CUDA_PERSISTENT=1).
     pub wgmma: bool,
     /// Skip the cubins and JIT-compile the PTX (ALBERT_CUDA_PTX=1): the PTX carries line
     /// numbers for a profiler's source view, and it measures what the cubins save at start-up.
@@ -248,7 +249,7 @@ impl Kernels {
             if sm90a_only(module_name) && !opts.wgmma {
                 origin.push((
                     module_name,
-                    "not loaded (neither ALBERT_CUDA_WGMMA nor ALBERT_CUDA_TMA is 1)".into(),
+                    "not loaded (none of ALBERT_CUDA_WGMMA, _TMA, _PERSISTENT is 1)".into(),
                 ));
                 continue;
             }

@@ -36,10 +36,20 @@ pub fn describable(addr: u64, k: usize) -> bool {
     addr.is_multiple_of(16) && (2 * k).is_multiple_of(16) && k > 0
 }
 
+/// What a tensor map is a function of (with the device): the matrix's address, element type,
+/// [rows, k] and the box's rows.
+pub(super) type MapKey = (u64, DType, usize, usize, u32);
+
+/// At most this many maps are kept (`CudaDevice::maps`); a full cache is emptied. A pass of
+/// albert-base needs about 10 (4 products, the arena's buffers and the shared weights).
+const MAX_MAPS: usize = 1024;
+
 impl CudaDevice {
     /// The tensor map of the [rows, k] matrix of `dtype` (bf16/f16) at device address `addr`,
     /// copied in boxes of 64 k x `box_rows` rows; `what` names it in an error (the kernel and
-    /// the operand). The caller checked `describable`.
+    /// the operand). The caller checked `describable`. Encoded once per key: the map depends on
+    /// nothing else, so a buffer freed and another allocated at the same address with the same
+    /// shape gets the same bytes, and an eager pass (every launch) asks the driver nothing.
     pub(super) fn tensor_map(
         &self,
         what: &str,
@@ -47,6 +57,25 @@ impl CudaDevice {
         dtype: DType,
         (rows, k): (usize, usize),
         box_rows: u32,
+    ) -> Result<TensorMap> {
+        let key = (addr, dtype, rows, k, box_rows);
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(map) = maps.get(&key) {
+            return Ok(*map);
+        }
+        let map = self.encode_tensor_map(what, key)?;
+        if maps.len() >= MAX_MAPS {
+            maps.clear();
+        }
+        maps.insert(key, map);
+        Ok(map)
+    }
+
+    /// `tensor_map` without the cache: cuTensorMapEncodeTiled.
+    fn encode_tensor_map(
+        &self,
+        what: &str,
+        (addr, dtype, rows, k, box_rows): MapKey,
     ) -> Result<TensorMap> {
         let data_type = match dtype {
             DType::BF16 => CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
