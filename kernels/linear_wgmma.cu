@@ -3,7 +3,7 @@
 // The same contract, split-K shares and epilogue as linear_mma.cu's T-input kernels, and the same
 // chain of 16-k steps per output element (k tiles of 64 in order, four k16 steps each): where the
 // tensor cores round a k16 step the same way in both instructions, the bits are the same.
-// (The emulator says so; a GPU decides: tests/gpu.rs wgmma_products_match_reference counts them.)
+// (The emulator says so; a GPU decides: tests/gpu/wgmma.rs wgmma_products_match_reference counts them.)
 //
 // Block tiles (WgTile): 128x128 with 2 warpgroups (each wgmma.m64n128k16 on its 64 rows), or
 // 64x64 with one (m64n64k16) for small M, as the mma.sync kernels choose theirs; 128x256

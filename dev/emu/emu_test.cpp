@@ -1259,7 +1259,7 @@ static void test_wgmma_unit() {
     }
 }
 
-// tests/gpu.rs wgmma_layout_probes, on the 64x64 kernel: its exact expected values, checked here
+// tests/gpu/wgmma.rs wgmma_layout_probes, on the 64x64 kernel: its exact expected values, checked here
 // so that a failure on a GPU is the hardware's reading of the layout, not the probe's.
 static void test_wgmma_probes() {
     const int M = 64, K = 64, N = 64;

@@ -1,8 +1,8 @@
 // driver.cpp: a fake libcuda.so.1 that runs the engine's real CUDA backend (cudarc, the
 // launchers, the arena, graphs, PDL launches) on the CPU emulator of the kernels
-// (dev/emu/cuda_emu.h), so that tests/gpu.rs runs on a machine without a GPU. It implements the
-// driver calls the engine makes (run.sh lists any other as cudarc's "Missing symbol"), with
-// these semantics:
+// (dev/emu/cuda_emu.h), so that the GPU tests (tests/gpu/) run on a machine without a GPU. It
+// implements the driver calls the engine makes (run.sh lists any other as cudarc's "Missing
+// symbol"), with these semantics:
 //  * One device, "Fake CUDA device (CPU emulator)", compute capability FAKECUDA_CC (default 9.0),
 //    FAKECUDA_SMS multiprocessors (default 132), FAKECUDA_MEM_MB of memory (default 8192; an
 //    allocation past it is CUDA_ERROR_OUT_OF_MEMORY).

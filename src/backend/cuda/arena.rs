@@ -145,7 +145,7 @@ impl Arena {
     /// Fills every buffer with 0xff bytes (NaN as f32, bf16 and f16; -1 as i32), stream-ordered
     /// before the pass that follows: with ALBERT_CUDA_POISON=1 (`CudaDevice::poison`) before every
     /// pass, so that a kernel reading arena memory its pass did not write reads NaN instead of a
-    /// previous pass's plausible values (tests/gpu.rs `arena_poison_changes_nothing`).
+    /// previous pass's plausible values (tests/gpu/graphs.rs `arena_poison_changes_nothing`).
     pub fn poison(&mut self, dev: &CudaDevice) -> Result<()> {
         let up = |e| dev.err("poisoning the activation arena", e);
         for s in [&mut self.ids, &mut self.types] {

@@ -1,0 +1,243 @@
+//! The launch and tile experiments (PDL, 8-stage and k-64 products), cubins against PTX and
+//! the per-kernel cost log: each the default path's bits, through the whole model.
+
+use crate::util::*;
+
+/// Programmatic dependent launch (ALBERT_CUDA_PDL=1): every kernel waits for its
+/// predecessor (kernels/common.cuh grid_dependency_enter) after staging only constant data,
+/// so the results are those of plain launches bit for bit, eager and as graphs (warm-up,
+/// capture, replay), at albert-base sizes: b1 (64x64 tiles, one wave), b32 (128x128 tiles,
+/// several waves, the dependent grid's blocks waiting on SMs the last wave frees) and a
+/// ragged shape. Below sm_90 the engine refuses PDL (the kernels there have no wait).
+pub fn pdl_matches_plain_launches(dev: &Ctx) {
+    let model = Albert::synthetic(base_shaped(), albert::Head::Model, 13);
+    let vocab = model.config.vocab_size;
+    for dtype in DTYPES {
+        let plain = CudaAlbert::new(&model, 0, dtype).unwrap().with_pdl(false);
+        let pdl = CudaAlbert::new(&model, 0, dtype).unwrap().with_pdl(true);
+        let cc = pdl.dev.compute_capability;
+        if !pdl.pdl() {
+            assert!(cc.0 < 9, "{dtype}: PDL refused on sm_{}{}", cc.0, cc.1);
+            println!(
+                "  {dtype}: PDL needs sm_90+ (this is sm_{}{}), skipped",
+                cc.0, cc.1
+            );
+            continue;
+        }
+        assert!(!plain.pdl());
+        let mut r = Rng::new(23);
+        for (rows, s) in [(1, 128), (large_rows(dev), 128), (3, 37)] {
+            let inputs = random_inputs(&mut r, rows, s, vocab);
+            let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+            for pass in ["warm-up", "capture", "replay"] {
+                let got = pdl.forward(&inputs, ForwardOptions::default()).unwrap();
+                same_bits(&format!("PDL {dtype} R={rows} S={s} {pass}"), &got, &want);
+            }
+        }
+        assert!(
+            pdl.graph_status().starts_with("on"),
+            "{dtype}: graphs {}",
+            pdl.graph_status()
+        );
+    }
+}
+
+/// The ALBERT_CUDA_DEEP experiment (64x64 products with 8 stages where the grid has at
+/// most one block per SM): the same bits as the 4-stage kernels through the whole model at
+/// b1/s128 (on 96 SMs or more every product takes them: 24-96 blocks), a ragged b2/s37, and
+/// b3/s64 (on 132 SMs QKV's 108 blocks and the attention output's 36 take them, the FFN's
+/// 144 do not); every 64x64 launch takes them exactly when its grid fits the SMs. Skipped
+/// where the 144 KB kernels did not load.
+pub fn deep_products_match_four_stages(dev: &Ctx) {
+    let model = Albert::synthetic(base_shaped(), albert::Head::Model, 67);
+    let vocab = model.config.vocab_size;
+    for dtype in [DType::BF16, DType::F16] {
+        let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+        let mut deep = CudaAlbert::new(&model, 0, dtype).unwrap();
+        deep.dev.deep = true;
+        if deep.products() != "mma.sync deep" {
+            println!(
+                "  {dtype}: the 8-stage kernels did not load ({}), skipped",
+                deep.products()
+            );
+            continue;
+        }
+        let mut r = Rng::new(71);
+        for (rows, s) in [(1, 128), (2, 37), (3, 64)] {
+            let inputs = random_inputs(&mut r, rows, s, vocab);
+            let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+            for pass in ["warm-up", "capture", "replay"] {
+                let got = deep.forward(&inputs, ForwardOptions::default()).unwrap();
+                same_bits(&format!("deep {dtype} R={rows} S={s} {pass}"), &got, &want);
+            }
+            // Which products took them: each 64x64 one whose grid fits the SMs.
+            let costs = deep.kernel_costs(&inputs).unwrap();
+            let mut taken = 0;
+            for c in costs.iter().filter(|c| c.kernel.contains("mma64")) {
+                let blocks = c.grid.iter().map(|&g| g as usize).product::<usize>();
+                let is_deep = c.kernel.contains("mma64_deep");
+                assert_eq!(
+                    is_deep,
+                    blocks <= dev.sm_count,
+                    "{dtype} R={rows} S={s}: {} with {blocks} blocks on {} SMs",
+                    c.kernel,
+                    dev.sm_count
+                );
+                taken += usize::from(is_deep);
+            }
+            println!(
+                "  deep {dtype} R={rows} S={s}: {taken} of {} launches",
+                costs.len()
+            );
+            let layers = model.config.num_hidden_layers;
+            if rows * s == 128 && dev.sm_count >= 96 {
+                assert_eq!(
+                    taken,
+                    4 * layers,
+                    "{dtype} b1: the 8-stage kernels were not taken"
+                );
+            }
+            if rows * s == 192 && dev.sm_count == 132 {
+                let want = 2 * layers;
+                assert_eq!(taken, want, "{dtype} b3/s64: QKV and attention output only");
+            }
+        }
+    }
+}
+
+/// The ALBERT_CUDA_K64 experiment (128x128 T-input products taking k 64 per tile): the same
+/// bits as the default kernels through the whole model at albert-base sizes, b32 (128x128
+/// tiles, split-K FFN output) and b8. Skipped where the 110 KB kernels did not load.
+pub fn k64_products_match_k32(dev: &Ctx) {
+    let model = Albert::synthetic(base_shaped(), albert::Head::Model, 29);
+    let vocab = model.config.vocab_size;
+    for dtype in [DType::BF16, DType::F16] {
+        let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+        let mut k64 = CudaAlbert::new(&model, 0, dtype).unwrap();
+        k64.dev.k64 = true;
+        let t = dtype.name();
+        if !k64
+            .dev
+            .kernels
+            .has(&format!("linear_forward_mma_k64_{t}_from_{t}"))
+        {
+            println!("  {dtype}: the k-64 kernels did not load (110 KB of shared memory), skipped");
+            continue;
+        }
+        let mut r = Rng::new(31);
+        for (rows, s) in [(large_rows(dev), 128), (8, 100)] {
+            let inputs = random_inputs(&mut r, rows, s, vocab);
+            let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+            let got = k64.forward(&inputs, ForwardOptions::default()).unwrap();
+            same_bits(&format!("k64 {dtype} R={rows} S={s}"), &got, &want);
+        }
+    }
+}
+
+/// The embedded cubins (loaded by default: no JIT at start-up) and the embedded PTX
+/// (ALBERT_CUDA_PTX=1: JIT-compiled by the driver) are the same kernels: every module comes
+/// from the path asked for, and the whole model gives the same bits both ways, in every dtype,
+/// and with ALBERT_CUDA_WGMMA=1 on sm_90a.
+pub fn cubins_match_ptx(dev: &Ctx) {
+    let model = Albert::synthetic(base_shaped(), albert::Head::Model, 53);
+    let vocab = model.config.vocab_size;
+    let cc = dev.compute_capability;
+    let has_cubin = cc.0 == 8 || cc == (9, 0);
+    if !has_cubin {
+        println!(
+            "  sm_{}{}: no embedded cubin runs here (sm_80, sm_90a); checking PTX only",
+            cc.0, cc.1
+        );
+    }
+    let wgmma_runs = [false, true];
+    for wgmma in wgmma_runs.iter().copied().filter(|&w| !w || cc == (9, 0)) {
+        // The harness runs one test at a time on one thread: nothing else reads them.
+        let open = |ptx: bool, dtype| {
+            if wgmma {
+                std::env::set_var("ALBERT_CUDA_WGMMA", "1");
+            }
+            if ptx {
+                std::env::set_var("ALBERT_CUDA_PTX", "1");
+            }
+            let g = CudaAlbert::new(&model, 0, dtype);
+            std::env::remove_var("ALBERT_CUDA_PTX");
+            std::env::remove_var("ALBERT_CUDA_WGMMA");
+            g.unwrap()
+        };
+        for dtype in DTYPES {
+            let (machine, jit) = (open(false, dtype), open(true, dtype));
+            for (g, want) in [
+                (&machine, if has_cubin { "cubin " } else { "ptx " }),
+                (&jit, "ptx "),
+            ] {
+                for (module, how) in &g.dev.kernels.origin {
+                    assert!(
+                        how.starts_with(want) || how.starts_with("not loaded"),
+                        "{module}: {how} (expected {want}...)"
+                    );
+                }
+            }
+            let mut r = Rng::new(59);
+            for (rows, s) in [(large_rows(dev), 128), (3, 37)] {
+                let inputs = random_inputs(&mut r, rows, s, vocab);
+                let want = jit.forward(&inputs, ForwardOptions::default()).unwrap();
+                let got = machine.forward(&inputs, ForwardOptions::default()).unwrap();
+                let label = format!("cubin vs PTX, wgmma {wgmma}, {dtype} R={rows} S={s}");
+                same_bits(&label, &got, &want);
+            }
+        }
+    }
+}
+
+/// `albert bench --kernel-costs`: one eager pass records every launch, loaded kernels
+/// only, and their FLOPs add up to the encoder's (bench::encoder_flops) in every dtype and
+/// whatever graphs did before; recording stops with the pass.
+pub fn kernel_costs_cover_the_pass(dev: &Ctx) {
+    let model = Albert::synthetic(base_shaped(), albert::Head::Model, 61);
+    let cfg = model.config.clone();
+    for dtype in DTYPES {
+        let g = CudaAlbert::new(&model, 0, dtype).unwrap();
+        for (rows, s) in [(2, 37), (large_rows(dev), 128), (2, 37)] {
+            let inputs = albert::bench::random_inputs(&cfg, rows, s, 7).unwrap();
+            // Warm-up and capture first: the recorded pass must still run eagerly.
+            g.encode_only(&inputs).unwrap();
+            g.encode_only(&inputs).unwrap();
+            let costs = g.kernel_costs(&inputs).unwrap();
+            let label = format!("{dtype} R={rows} S={s}");
+            assert!(
+                costs.len() > cfg.num_hidden_layers * 4,
+                "{label}: {} launches",
+                costs.len()
+            );
+            for c in &costs {
+                assert!(
+                    g.dev.kernels.has(&c.kernel),
+                    "{label}: {} not loaded",
+                    c.kernel
+                );
+                assert!(
+                    c.bytes > 0.0 && c.grid.iter().all(|&d| d > 0),
+                    "{label}: {c:?}"
+                );
+            }
+            let flops: f64 = costs.iter().map(|c| c.flops).sum();
+            let want = albert::bench::encoder_flops(&cfg, rows, s);
+            assert!(
+                (flops - want).abs() <= 1e-9 * want,
+                "{label}: {flops} FLOPs, want {want}"
+            );
+            assert_eq!(
+                g.kernel_costs(&inputs).unwrap(),
+                costs,
+                "{label}: not repeatable"
+            );
+            g.encode_only(&inputs).unwrap();
+            assert!(g.dev.costs.take().is_empty(), "{label}: still recording");
+            println!(
+                "  {label}: {} launches, {:.2} GFLOP",
+                costs.len(),
+                flops / 1e9
+            );
+        }
+    }
+}
