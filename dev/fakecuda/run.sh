@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the GPU tests (tests/gpu/) on the fake CUDA driver: the engine's real CUDA backend
-# (cudarc, launchers, arena, graphs, PDL launches) with every kernel on the CPU emulator of dev/emu. What it proves
-# and what it cannot: README.md in this folder.
+# (cudarc, launchers, arena, graphs, PDL launches) with every kernel on the CPU emulator of
+# dev/emu. What it proves and what it cannot: README.md in this folder.
 #   dev/fakecuda/run.sh                     every GPU test, as an H100/H200 (sm_90, 132 SMs)
 #   dev/fakecuda/run.sh model_ graph        the tests whose names contain "model_" or "graph"
 #   FAKECUDA_CC=86 dev/fakecuda/run.sh      as an sm_86 card (99 KB of shared memory per block)
