@@ -424,7 +424,7 @@ struct PendingWgmma {
     unsigned n;                  // N of m64nNk16
     uint64_t a, b;               // descriptors
     float (*widen)(uint16_t);
-    std::vector<double> at_issue; // the thread's sums of products as shared memory held at issue
+    std::vector<uint16_t> at_issue; // the operand elements the thread's sums read, at issue
 };
 inline EMU_THREAD_STATE std::vector<PendingWgmma> wg_open;                   // issued, not committed
 inline EMU_THREAD_STATE std::vector<std::vector<PendingWgmma>> wg_committed; // groups, oldest first

@@ -24,7 +24,7 @@
 // retires its group (as each thread arrives at it), reading shared memory and writing the accumulators then. A kernel that
 // reads the accumulators before the wait, or overwrites an operand's stage while a group reading
 // it is pending, therefore computes wrong values; the latter is also reported directly: each
-// product's sums are computed at issue too and must equal those at the wait. Also checked: all
+// product's operands are read at issue too and must equal those at the wait. Also checked: all
 // 128 threads of the warpgroup issue from the same site with the same descriptors (`.aligned`,
 // "the same across all the warps"); wgmma_fence() before the first product after a wait (or at
 // the start); fence_proxy_async_shared() after this thread's cp.async copies landed and before
@@ -50,44 +50,61 @@ inline bool wgmma_modelled(uint64_t desc) {
     return false;
 }
 
-inline float wgmma_element(uint64_t desc, unsigned r, unsigned k, float (*widen)(uint16_t)) {
-    const unsigned char *p = smem_at(wgmma_address(desc, r, k), 2, "wgmma operand");
-    if (!p) return 0.0f;
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    return widen(h);
+// Row r's 16 k of a K-major operand (32 bytes, as stored): two 16-byte chunks, each contiguous
+// under the swizzle (the start address is 16-byte aligned and the XOR moves whole chunks). A
+// chunk outside shared memory is reported and reads as zeros.
+inline void wgmma_row(uint64_t desc, unsigned r, uint16_t *out) {
+    for (unsigned half = 0; half < 2; half++) {
+        const unsigned char *p = smem_at(wgmma_address(desc, r, 8 * half), 16, "wgmma operand");
+        if (p) std::memcpy(out + 8 * half, p, 16);
+        else std::memset(out + 8 * half, 0, 16);
+    }
+}
+
+// The operand elements this thread's sums read, as stored: its two A rows (16 w + l / 4 + 8 h),
+// then the B rows of its columns (8 j + 2 (l % 4) + c, j-major), 16 k each.
+inline std::vector<uint16_t> wgmma_operands(const PendingWgmma &op) {
+    const unsigned lane = ctx.tid % 32, w = (ctx.tid % 128) / 32;
+    std::vector<uint16_t> raw((2 + op.n / 4) * 16);
+    for (unsigned h = 0; h < 2; h++) wgmma_row(op.a, 16 * w + lane / 4 + 8 * h, &raw[16 * h]);
+    for (unsigned j = 0; j < op.n / 8; j++)
+        for (unsigned c = 0; c < 2; c++)
+            wgmma_row(op.b, 8 * j + 2 * (lane % 4) + c, &raw[16 * (2 + 2 * j + c)]);
+    return raw;
 }
 
 // This thread's N / 2 sums of 16 products (the order of its accumulators): d[4 j + 2 h + c] =
-// sum over k of A[16 w + l / 4 + 8 h][k] B[8 j + 2 (l % 4) + c][k]; each operand element is
-// read once.
-inline std::vector<double> wgmma_sums(const PendingWgmma &op) {
-    const unsigned lane = ctx.tid % 32, w = (ctx.tid % 128) / 32;
+// sum over k of A[16 w + l / 4 + 8 h][k] B[8 j + 2 (l % 4) + c][k], each in k order in double.
+template <float (*widen)(uint16_t)>
+inline std::vector<double> wgmma_sums_as(const std::vector<uint16_t> &raw, unsigned n) {
     double a[2][16];
     for (unsigned h = 0; h < 2; h++)
+        for (unsigned k = 0; k < 16; k++) a[h][k] = double(widen(raw[16 * h + k]));
+    std::vector<double> s(n / 2);
+    for (unsigned j = 0; j < n / 8; j++) {
+        double b[2][16];
+        for (unsigned c = 0; c < 2; c++)
+            for (unsigned k = 0; k < 16; k++) b[c][k] = double(widen(raw[16 * (2 + 2 * j + c) + k]));
+        double sum[2][2] = {}; // [h][c]: four independent chains
         for (unsigned k = 0; k < 16; k++)
-            a[h][k] = double(wgmma_element(op.a, 16 * w + lane / 4 + 8 * h, k, op.widen));
-    std::vector<double> s(op.n / 2);
-    for (unsigned j = 0; j < op.n / 8; j++)
-        for (unsigned c = 0; c < 2; c++) {
-            const unsigned col = 8 * j + 2 * (lane % 4) + c;
-            double b[16];
-            for (unsigned k = 0; k < 16; k++) b[k] = double(wgmma_element(op.b, col, k, op.widen));
-            for (unsigned h = 0; h < 2; h++) {
-                double sum = 0.0;
-                for (unsigned k = 0; k < 16; k++) sum += a[h][k] * b[k];
-                s[4 * j + 2 * h + c] = sum;
-            }
-        }
+            for (unsigned h = 0; h < 2; h++)
+                for (unsigned c = 0; c < 2; c++) sum[h][c] += a[h][k] * b[c][k];
+        for (unsigned h = 0; h < 2; h++)
+            for (unsigned c = 0; c < 2; c++) s[4 * j + 2 * h + c] = sum[h][c];
+    }
     return s;
 }
 
+// At the wait that retires the product: its operands must be the bytes they were at issue, and
+// the accumulators get the sums (D added in double, one rounding).
 inline void wgmma_retire(const PendingWgmma &op) {
-    const std::vector<double> now = wgmma_sums(op);
+    const std::vector<uint16_t> now = wgmma_operands(op);
     if (now != op.at_issue)
         report("wgmma: an operand in shared memory changed between the product's issue and the "
                "wait_group that retired it");
-    for (unsigned i = 0; i < op.n / 2; i++) op.d[i] = float(now[i] + double(op.d[i]));
+    const std::vector<double> s = op.widen == widen_bf16 ? wgmma_sums_as<widen_bf16>(now, op.n)
+                                                         : wgmma_sums_as<widen_f16>(now, op.n);
+    for (unsigned i = 0; i < op.n / 2; i++) op.d[i] = float(s[i] + double(op.d[i]));
 }
 
 inline Warpgroup *warpgroup_of_thread(const char *what) {
@@ -130,7 +147,7 @@ inline void wgmma_issue(float *d, unsigned n, uint64_t a, uint64_t b, float (*wi
         report("wgmma.mma_async after cp.async copies landed without fence.proxy.async.shared::cta");
     if (!wgmma_modelled(a) || !wgmma_modelled(b)) return;
     PendingWgmma op{d, n, a, b, widen, {}};
-    op.at_issue = wgmma_sums(op);
+    op.at_issue = wgmma_operands(op);
     wg_open.push_back(std::move(op));
 }
 
