@@ -83,13 +83,19 @@ impl CudaDevice {
     /// one each. Every block's tiles are computed the same way, so this changes no bits.
     fn persistent_blocks(&self, kn: &str, threads: u32, smem: usize, splits: usize) -> usize {
         let mut resident = self.resident.lock().unwrap_or_else(|e| e.into_inner());
-        let per_sm = *resident.entry(kn.to_string()).or_insert_with(|| {
-            self.kernels
-                .get(kn)
-                .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
-                .unwrap_or(1)
-                .max(1)
-        });
+        let per_sm = match resident.get(kn) {
+            Some(&n) => n,
+            None => {
+                let n = self
+                    .kernels
+                    .get(kn)
+                    .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
+                    .unwrap_or(1)
+                    .max(1);
+                resident.insert(kn.to_string(), n);
+                n
+            }
+        };
         (self.sm_count * per_sm as usize / splits.max(1)).max(1)
     }
 
