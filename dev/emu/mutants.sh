@@ -45,6 +45,16 @@ mutants=(
   "attention_mma: no barrier before restaging|attention_mma.cu|s#__syncthreads(); // every warp is done.*##|attention_mma"
   "attention_mma: all-masked sequence gets L = 0|attention_mma.cu|s#if (L == 0) L = S;##|attention_mma"
   "attention_mma: mask read past the length (equiv.)|attention_mma.cu|s/j0 + tid < L ? mrow/j0 + tid < S ? mrow/|attention_mma"
+  "linear_wgmma: no fence.proxy.async after the copies|linear_wgmma.cu|s#fence_proxy_async_shared();##|wgmma"
+  "linear_wgmma: no wgmma.fence before the products|linear_wgmma.cu|s#^        wgmma_fence();##|wgmma"
+  "linear_wgmma: three groups left in flight, not one|linear_wgmma.cu|s/wgmma_wait<1>(); \/\/ the previous/wgmma_wait<3>(); \/\/ the previous/|wgmma"
+  "linear_wgmma: accumulators read before the last wait|linear_wgmma.cu|s#^    wgmma_wait<0>();##|wgmma"
+  "linear_tma: consumers do not wait for the tile to land|linear_tma.cu|s#mbar_wait(st.full(s), (g / S) \& 1); // k tile g has landed##|tma"
+  "linear_tma: producer does not wait for a free stage|linear_tma.cu|s#if (g >= S) mbar_wait(st.empty(s), (g / S - 1) \& 1);##|tma"
+  "linear_tma: releases the stage in use|linear_tma.cu|s#if (t > 0 \&\& leader) mbar_arrive(st.empty((g - 1) % S));#if (leader) mbar_arrive(st.empty(g % S));#;s#if (tiles > 0 \&\& leader) mbar_arrive(st.empty((g0 + tiles - 1) % S));##|tma"
+  "linear_tma: a tile's last stage never released|linear_tma.cu|s#if (tiles > 0 \&\& leader) mbar_arrive(st.empty((g0 + tiles - 1) % S));##|tma"
+  "linear_tma: consumers restart the ring at each tile|linear_tma.cu|s/w += gridDim.x, g0 += share.tiles/w += gridDim.x/|tma"
+  "linear_tma: stage released two products early|linear_tma.cu|s/wgmma_wait<1>(); \/\/ k tile g - 1/wgmma_wait<2>(); \/\/ k tile g - 1/|tma"
 )
 rm -rf "$here/build/mutants"
 for m in "${mutants[@]}"; do

@@ -63,9 +63,13 @@ fn main() {
     };
     let (mut passed, mut failed) = (0, 0);
     for (name, f) in &selected {
-        match catch_unwind(AssertUnwindSafe(|| f(&ctx))) {
+        let start = std::time::Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(&ctx)));
+        // Seconds per test: on the fake driver (dev/fakecuda) they set CI's time.
+        let secs = start.elapsed().as_secs_f64();
+        match outcome {
             Ok(()) => {
-                println!("test {name} ... ok");
+                println!("test {name} ... ok ({secs:.1} s)");
                 passed += 1;
             }
             Err(e) => {
@@ -73,7 +77,10 @@ fn main() {
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
-                println!("test {name} ... FAILED: {}", msg.unwrap_or_default());
+                println!(
+                    "test {name} ... FAILED ({secs:.1} s): {}",
+                    msg.unwrap_or_default()
+                );
                 failed += 1;
             }
         }
