@@ -1,5 +1,5 @@
 // tma_test.h: the TMA products (kernels/linear_tma.cu, tma_emu.h) on the emulator; included by
-// emu_test.cpp after its wgmma tests, whose helpers it uses.
+// emu_test.cpp after wgmma_test.h, whose helpers it uses.
 //
 // linear_forward_wgmma{,64}_tma_* against linear_wgmma.cu's cp.async kernels of the same tile, bit
 // for bit (the same stages, chain of k16 steps and epilogue; only the staging differs), with the
