@@ -32,7 +32,8 @@ fn tma_producer_threads(kernel: &str) -> u32 {
 
 /// K per split of a split-K product: 24 k tiles of 32 keep each block's pipeline busy.
 /// ALBERT_CUDA_K_PER_SPLIT (a multiple of 64) overrides it for the whole process, to measure
-/// other splits (scripts/gpu-check: 384 splits the attention output in 2 as well).
+/// other splits (scripts/gpu-check: 384 splits the attention output in 2 as well; 1536 splits
+/// the FFN output in 2 instead of 4).
 const K_PER_SPLIT: usize = 768;
 /// At most this many partial sums (the LayerNorm reads them all).
 const MAX_SPLITS: usize = 4;
