@@ -47,6 +47,7 @@
 #include <source_location>
 #include <string>
 #include <thread>
+#include <chrono>
 #include <tuple>
 #include <functional>
 #include <map>

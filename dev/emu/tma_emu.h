@@ -155,6 +155,9 @@ inline void tma_load_2d(unsigned dst, const void *map, int k, int row, unsigned 
     else b->copies.push_back(c);
 }
 inline void mbar_wait(unsigned bar, unsigned parity) {
+#if !EMU_FIBERS
+    unsigned spins = 0;
+#endif
     for (;;) {
         {
             std::lock_guard<emu::GroupMutex> g(emu::mbar_mu);
@@ -170,7 +173,11 @@ inline void mbar_wait(unsigned bar, unsigned parity) {
 #if EMU_FIBERS
         emu::fiber_yield();
 #else
-        std::this_thread::yield();
+        // Real threads (the ThreadSanitizer build): hundreds of them may wait at once on two
+        // cores (a ping-pong consumer waits out the other's whole main loop); after a few
+        // yields they sleep, so that the threads with work get the cores.
+        if (++spins < 64) std::this_thread::yield();
+        else std::this_thread::sleep_for(std::chrono::microseconds(50));
 #endif
     }
 }

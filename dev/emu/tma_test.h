@@ -22,21 +22,23 @@ static void test_linear_tma(void (*wg)(float *, const T *, const T *, const floa
                             void (*tma)(float *, TensorMap, TensorMap, const float *, int, int, int, int),
                             void (*tma_to)(T *, TensorMap, TensorMap, const float *, int, int, int, int),
                             int tile, int tile_n, int M, int K, int N, int act, int splits,
-                            unsigned persistent = 0) {
+                            unsigned persistent = 0, bool pingpong = false) {
     auto [inp, w, bias] = t_product<T>(M, K, N);
     const bool small = tile == 64, wide = tile_n == 256;
     const size_t mn = size_t(M) * N * splits;
     const dim3 grid((N + tile_n - 1) / tile_n, (M + tile - 1) / tile, splits);
-    const unsigned threads = small ? 128 : 256, producer = wide ? 128 : 32;
+    const unsigned threads = small ? 128 : 256, producer = wide || pingpong ? 128 : 32;
     const std::string t = tname<T>(),
-                      kn = std::string("linear_forward_wgmma") + (small ? "64" : wide ? "_wide" : "") + "_tma_" + t + "_from_" + t;
+                      kn = std::string("linear_forward_wgmma") + (small ? "64" : wide ? "_wide" : pingpong ? "_pingpong" : "") +
+                           "_tma_" + t + "_from_" + t;
     OutBuf want(mn);
     bool ok = emu::launch(wg, grid, dim3(threads), small ? WG_SMEM_BYTES_SMALL : wide ? WG_SMEM_BYTES_WIDE : WG_SMEM_BYTES,
                           want.ptr(), inp.data(), w.data(), bias.data(), M, K, N, act);
     std::vector<double> same(mn);
     for (size_t i = 0; i < mn; i++) same[i] = want[i];
     const TensorMap amap = tma_map(inp, M, K, tile), wmap = tma_map(w, N, K, tile_n);
-    const size_t smem = small ? WG_TMA_SMEM_BYTES_SMALL : wide ? WG_TMA_SMEM_BYTES_WIDE : WG_TMA_SMEM_BYTES;
+    const size_t smem = small ? WG_TMA_SMEM_BYTES_SMALL : wide ? WG_TMA_SMEM_BYTES_WIDE
+                                                 : pingpong ? WG_TMA_SMEM_BYTES_PINGPONG : WG_TMA_SMEM_BYTES;
     // One block per output tile, then `blocks` blocks taking every tile in turn (persistent).
     const unsigned work = grid.x * grid.y;
     for (unsigned blocks : {work, persistent})
@@ -128,6 +130,10 @@ static void test_tma(bool quick) {
     emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_tma_f16_from_f16, WG_TMA_SMEM_BYTES_WIDE, sm90);
     emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_tma_bf16_from_bf16_to_bf16, WG_TMA_SMEM_BYTES_WIDE, sm90);
     emu::opt_in_dynamic_smem(linear_forward_wgmma_wide_tma_f16_from_f16_to_f16, WG_TMA_SMEM_BYTES_WIDE, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_pingpong_tma_bf16_from_bf16, WG_TMA_SMEM_BYTES_PINGPONG, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_pingpong_tma_f16_from_f16, WG_TMA_SMEM_BYTES_PINGPONG, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_pingpong_tma_bf16_from_bf16_to_bf16, WG_TMA_SMEM_BYTES_PINGPONG, sm90);
+    emu::opt_in_dynamic_smem(linear_forward_wgmma_pingpong_tma_f16_from_f16_to_f16, WG_TMA_SMEM_BYTES_PINGPONG, sm90);
     test_tensor_map_refusals();
     expect("emulator: detects an uninitialised mbarrier", selftest_mbar_uninit, "not initialised");
     expect("emulator: detects a TMA copy never waited", selftest_tma_unwaited, "still pending");
@@ -162,7 +168,28 @@ static void test_tma(bool quick) {
     };
     wide_bf16(130, 520, 300, 2, 1, 1);
     wide_bf16(33, 136, 260, 0, 3, 1);
-    if (quick) return;
+    // Ping-pong 128x128 (v1.31: each consumer warpgroup whole tiles in turn, from a producer
+    // warpgroup): one block per tile (the second consumer idle); 1 block for 4 tiles (each
+    // consumer two, turns alternating, the ring wrapping inside tiles: 9 k tiles in 6 stages);
+    // 3 blocks for 4; 12 tiles of 3 k tiles on 2 blocks (tiles shorter than the ring: a
+    // consumer's next tile starts half a ring ahead); split-K 3, and 4 with an empty share, on
+    // one block per split.
+    auto pp_bf16 = [](int M, int K, int N, int act, int splits, unsigned persistent) {
+        test_linear_tma<bf16>(linear_forward_wgmma_bf16_from_bf16, linear_forward_wgmma_pingpong_tma_bf16_from_bf16,
+                              linear_forward_wgmma_pingpong_tma_bf16_from_bf16_to_bf16, 128, 128, M, K, N, act, splits,
+                              persistent, true);
+    };
+    auto pp_f16 = [](int M, int K, int N, int act, int splits, unsigned persistent) {
+        test_linear_tma<f16>(linear_forward_wgmma_f16_from_f16, linear_forward_wgmma_pingpong_tma_f16_from_f16,
+                             linear_forward_wgmma_pingpong_tma_f16_from_f16_to_f16, 128, 128, M, K, N, act, splits,
+                             persistent, true);
+    };
+    pp_bf16(130, 520, 200, 2, 1, 1);
+    pp_f16(257, 136, 390, 12, 1, 2);
+    pp_f16(130, 328, 200, 0, 4, 1); // shares of 2, 2, 2, 0 k tiles: turns pass on an empty one
+    if (quick) return; // (the ThreadSanitizer build in CI runs the quick set: 384 threads a block)
+    pp_bf16(130, 520, 200, 0, 1, 3);
+    pp_bf16(33, 1000, 260, 0, 3, 1);
     test_linear_tma<f16>(linear_forward_wgmma_wide_f16_from_f16, linear_forward_wgmma_wide_tma_f16_from_f16,
                          linear_forward_wgmma_wide_tma_f16_from_f16_to_f16, 128, 256, 70, 1000, 520, 12, 1);
     test_linear_tma<f16>(linear_forward_wgmma_f16_from_f16, linear_forward_wgmma_tma_f16_from_f16,

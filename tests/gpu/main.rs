@@ -231,6 +231,10 @@ mod tests {
             ),
             ("tma_products_match_wgmma", wgmma::tma_products_match_wgmma),
             (
+                "pingpong_products_match_wgmma",
+                wgmma::pingpong_products_match_wgmma,
+            ),
+            (
                 "arena_poison_changes_nothing",
                 graphs::arena_poison_changes_nothing,
             ),

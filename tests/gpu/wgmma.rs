@@ -351,3 +351,109 @@ pub fn tma_products_match_wgmma(dev: &Ctx) {
         }
     }
 }
+
+/// The ALBERT_CUDA_PINGPONG experiment (kernels/linear_tma.cu PINGPONG: the 128x128 TMA products'
+/// two consumer warpgroups taking whole output tiles in turn, on a persistent grid): the same
+/// bits as the cp.async wgmma kernels through the whole model, eager, captured and replayed, at
+/// b1 and the large batch; every product the cooperative TMA kernels run at 128x128 on it (at
+/// the large batch all, with ALBERT_CUDA_WGMMA_WIDE the attention output; at b1 none on an
+/// H100/H200); grids never above the SMs' capacity, and at the large batch fewer blocks than
+/// tiles somewhere (both of a block's consumers busy).
+pub fn pingpong_products_match_wgmma(dev: &Ctx) {
+    let Some(probe) = wgmma_device(false) else {
+        return;
+    };
+    if !probe
+        .kernels
+        .has("linear_forward_wgmma_pingpong_tma_bf16_from_bf16")
+    {
+        println!("  skipped: the ping-pong kernels did not load");
+        return;
+    }
+    let model = Albert::synthetic(base_shaped(), albert::Head::Model, 89);
+    let vocab = model.config.vocab_size;
+    let layers = model.config.num_hidden_layers;
+    let large = large_rows(dev);
+    let runs = [
+        (DType::BF16, false, vec![(1, 128), (large, 128)]),
+        (DType::F16, false, vec![(large, 128)]),
+        (DType::BF16, true, vec![(large, 128)]),
+    ];
+    for (dtype, wide, shapes) in runs {
+        let mut wg = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
+        let mut pp = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
+        wg.dev.wgmma_wide = wide;
+        pp.dev.wgmma_wide = wide;
+        pp.dev.tma = true;
+        pp.dev.persistent = true;
+        pp.dev.pingpong = true;
+        let mut per = with_wgmma_env(|| CudaAlbert::new(&model, 0, dtype).unwrap());
+        per.dev.wgmma_wide = wide;
+        per.dev.tma = true;
+        per.dev.persistent = true;
+        let label = if wide { "wgmma wide tma" } else { "wgmma tma" };
+        assert_eq!(pp.products(), format!("{label} persistent pingpong"));
+        let mut r = Rng::new(97);
+        for (rows, s) in shapes {
+            let inputs = random_inputs(&mut r, rows, s, vocab);
+            let want = wg.forward(&inputs, ForwardOptions::default()).unwrap();
+            for pass in ["warm-up", "capture", "replay"] {
+                let got = pp.forward(&inputs, ForwardOptions::default()).unwrap();
+                same_bits(
+                    &format!("{label} pingpong {dtype} R={rows} S={s} {pass}"),
+                    &got,
+                    &want,
+                );
+            }
+            let costs = pp.kernel_costs(&inputs).unwrap();
+            let pingpong: Vec<_> = costs
+                .iter()
+                .filter(|c| c.kernel.contains("_pingpong_tma_"))
+                .collect();
+            let sms = pp.dev.sm_count as u32;
+            // A split's 128x128 output tiles, from the launch's "M x K x N" shape.
+            let tiles = |shape: &str| -> u32 {
+                let d: Vec<u32> = shape
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter(|s| !s.is_empty())
+                    .take(3)
+                    .map(|s| s.parse().unwrap())
+                    .collect();
+                d[0].div_ceil(128) * d[2].div_ceil(128)
+            };
+            let mut looped = 0;
+            for c in &pingpong {
+                let (blocks, work) = (c.grid[0], tiles(&c.shape));
+                assert!(
+                    blocks <= work && blocks * c.grid[2] <= 2 * sms,
+                    "{} {}: {:?} blocks for {work} tiles a split on {sms} SMs",
+                    c.kernel,
+                    c.shape,
+                    c.grid
+                );
+                looped += usize::from(blocks < work);
+            }
+            if rows > 1 {
+                assert!(looped > 0, "{label} {dtype}: no block took two tiles");
+            }
+            // Every product the cooperative kernels run at 128x128: at b1 none on 132 SMs
+            // (64x64 tiles fill them better), some on the fake's 8; at the large batch all, or
+            // with 128x256 tiles only the attention output.
+            let cooperative = per.kernel_costs(&inputs).unwrap();
+            let expected = cooperative
+                .iter()
+                .filter(|c| c.kernel.starts_with("linear_forward_wgmma_tma_"))
+                .count();
+            if rows > 1 {
+                assert_eq!(expected, if wide { layers } else { 4 * layers });
+            }
+            println!(
+                "  {label} pingpong {dtype} R={rows}: {} of {} products per pass on ping-pong \
+                 kernels, {looped} with blocks taking tiles in turn",
+                pingpong.len(),
+                4 * layers
+            );
+            assert_eq!(pingpong.len(), expected, "{label} {dtype} R={rows}");
+        }
+    }
+}

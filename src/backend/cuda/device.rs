@@ -45,6 +45,11 @@ pub struct CudaDevice {
     /// taking output tiles in turn (kernels/linear_tma.cu): ALBERT_CUDA_PERSISTENT=1 (which
     /// implies ALBERT_CUDA_TMA), an experiment until measured on a GPU (notes/gpu.md v1.30).
     pub persistent: bool,
+    /// With `persistent`, the 128x128 TMA products' two consumer warpgroups take whole output
+    /// tiles in turn, one's epilogue under the other's main loop (kernels/linear_tma.cu
+    /// PINGPONG): ALBERT_CUDA_PINGPONG=1 (which implies ALBERT_CUDA_PERSISTENT=1; notes/gpu.md
+    /// v1.31, an experiment).
+    pub pingpong: bool,
     /// Blocks of each persistent kernel resident per SM (the driver's occupancy), by entry name.
     pub(super) resident: Mutex<HashMap<String, u32>>,
     /// The TMA products' tensor maps, encoded once per matrix and box (tma.rs).
@@ -99,7 +104,9 @@ impl CudaDevice {
         unsafe { ctx.disable_event_tracking() };
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let compute_capability = ctx.compute_capability().map_err(|e| fail(e.to_string()))?;
-        let persistent = std::env::var("ALBERT_CUDA_PERSISTENT").is_ok_and(|v| v == "1");
+        let pingpong = std::env::var("ALBERT_CUDA_PINGPONG").is_ok_and(|v| v == "1");
+        let persistent =
+            pingpong || std::env::var("ALBERT_CUDA_PERSISTENT").is_ok_and(|v| v == "1");
         let tma = persistent || std::env::var("ALBERT_CUDA_TMA").is_ok_and(|v| v == "1");
         let wgmma = tma || std::env::var("ALBERT_CUDA_WGMMA").is_ok_and(|v| v == "1");
         let load = LoadOptions {
@@ -138,6 +145,7 @@ impl CudaDevice {
             wgmma,
             tma,
             persistent,
+            pingpong,
             resident: Mutex::default(),
             maps: Mutex::default(),
             wgmma_wide,

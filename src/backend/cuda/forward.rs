@@ -98,7 +98,8 @@ impl CudaAlbert {
     /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded; "wgmma wide" with
     /// ALBERT_CUDA_WGMMA_WIDE=1 too; "... tma" with ALBERT_CUDA_TMA=1: the tiles staged by TMA
     /// where a tensor map can describe the operands; "... tma persistent" with
-    /// ALBERT_CUDA_PERSISTENT=1: those on a grid of resident blocks), "mma.sync k64" (ALBERT_CUDA_K64=1), "mma.sync deep"
+    /// ALBERT_CUDA_PERSISTENT=1: those on a grid of resident blocks; "... pingpong" with
+    /// ALBERT_CUDA_PINGPONG=1: the 128x128 ones with consumers taking whole tiles in turn), "mma.sync k64" (ALBERT_CUDA_K64=1), "mma.sync deep"
     /// (ALBERT_CUDA_DEEP=1; both: "mma.sync k64 deep"), "mma.sync", or "portable" (f32, or no
     /// tensor cores).
     pub fn products(&self) -> &'static str {
@@ -113,13 +114,18 @@ impl CudaAlbert {
             let wide =
                 self.dev.wgmma_wide && has(format!("linear_forward_wgmma_wide_{t}_from_{t}"));
             let tma = self.dev.tma && has(format!("linear_forward_wgmma_tma_{t}_from_{t}"));
-            match (wide, tma, tma && self.dev.persistent) {
-                (true, true, true) => "wgmma wide tma persistent",
-                (true, true, false) => "wgmma wide tma",
-                (true, false, _) => "wgmma wide",
-                (false, true, true) => "wgmma tma persistent",
-                (false, true, false) => "wgmma tma",
-                (false, false, _) => "wgmma",
+            let pingpong = tma
+                && self.dev.pingpong
+                && has(format!("linear_forward_wgmma_pingpong_tma_{t}_from_{t}"));
+            match (wide, tma, tma && self.dev.persistent, pingpong) {
+                (true, true, true, true) => "wgmma wide tma persistent pingpong",
+                (true, true, true, false) => "wgmma wide tma persistent",
+                (true, true, false, _) => "wgmma wide tma",
+                (true, false, _, _) => "wgmma wide",
+                (false, true, true, true) => "wgmma tma persistent pingpong",
+                (false, true, true, false) => "wgmma tma persistent",
+                (false, true, false, _) => "wgmma tma",
+                (false, false, _, _) => "wgmma",
             }
         } else {
             let k64 = self.dev.k64 && has(format!("linear_forward_mma_k64_{t}_from_{t}"));

@@ -144,6 +144,10 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
             "linear_forward_wgmma_wide_tma_f16_from_f16",
             "linear_forward_wgmma_wide_tma_bf16_from_bf16_to_bf16",
             "linear_forward_wgmma_wide_tma_f16_from_f16_to_f16",
+            "linear_forward_wgmma_pingpong_tma_bf16_from_bf16",
+            "linear_forward_wgmma_pingpong_tma_f16_from_f16",
+            "linear_forward_wgmma_pingpong_tma_bf16_from_bf16_to_bf16",
+            "linear_forward_wgmma_pingpong_tma_f16_from_f16_to_f16",
         ],
     ),
 ];
@@ -155,6 +159,8 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
     if entry.starts_with("linear_forward_wgmma_wide_tma_") {
         Some(WG_TMA_SMEM_WIDE)
+    } else if entry.starts_with("linear_forward_wgmma_pingpong_tma_") {
+        Some(WG_TMA_SMEM)
     } else if entry.starts_with("linear_forward_wgmma64_tma_") {
         Some(WG_TMA_SMEM_SMALL)
     } else if entry.starts_with("linear_forward_wgmma_tma_") {
@@ -194,7 +200,8 @@ pub(super) const WG_SMEM_SMALL: usize = 6 * (64 + 64) * 64 * 2 + 1024;
 pub(super) const WG_SMEM_WIDE: usize = 4 * (128 + 256) * 64 * 2 + 1024;
 
 /// kernels/linear_tma.cu WG_TMA_SMEM_BYTES{,_SMALL,_WIDE}: the same stages, then their
-/// mbarriers (2 per stage) in 128 bytes.
+/// mbarriers (2 per stage, and the ping-pong kernels' 2 turns) in 128 bytes. The ping-pong
+/// kernels (WG_TMA_SMEM_BYTES_PINGPONG) take the 128x128 stages: WG_TMA_SMEM.
 pub(super) const WG_TMA_SMEM: usize = WG_SMEM + 128;
 pub(super) const WG_TMA_SMEM_SMALL: usize = WG_SMEM_SMALL + 128;
 pub(super) const WG_TMA_SMEM_WIDE: usize = WG_SMEM_WIDE + 128;

@@ -20,13 +20,15 @@ const MMA_THREADS_SMALL: u32 = 128;
 /// kernels/linear_wgmma.cu WgWide: 128x256 output tiles, 256 threads (ALBERT_CUDA_WGMMA_WIDE).
 const WG_TILE_N_WIDE: usize = 256;
 /// kernels/linear_tma.cu: the TMA products' producer after the wgmma tile's warpgroups, a warp
-/// (128x128, 64x64) or a warpgroup (128x256: its registers go to the consumers); none for the
-/// other kernels.
+/// (128x128, 64x64) or a warpgroup (128x256 and ping-pong 128x128: its registers go to the
+/// consumers); none for the other kernels.
 fn tma_producer_threads(kernel: &str) -> u32 {
-    match (kernel.contains("_wide_tma_"), kernel.contains("_tma_")) {
-        (true, _) => 128,
-        (false, true) => 32,
-        (false, false) => 0,
+    if kernel.contains("_wide_tma_") || kernel.contains("_pingpong_tma_") {
+        128
+    } else if kernel.contains("_tma_") {
+        32
+    } else {
+        0
     }
 }
 
@@ -277,7 +279,8 @@ impl CudaDevice {
     /// The product's kernel and its tile (rows, columns): wgmma where asked for
     /// (ALBERT_CUDA_WGMMA; with ALBERT_CUDA_WGMMA_WIDE 128x256 tiles where they fill two
     /// waves; with ALBERT_CUDA_TMA every tile staged by TMA where `tma_ok`: both operands
-    /// describable by a tensor map), else the k-64 128x128 kernel (ALBERT_CUDA_K64) or the 8-stage 64x64 one
+    /// describable by a tensor map; with ALBERT_CUDA_PINGPONG the other 128x128 ones by the
+    /// ping-pong kernels), else the k-64 128x128 kernel (ALBERT_CUDA_K64) or the 8-stage 64x64 one
     /// (ALBERT_CUDA_DEEP), else mma.sync, at `product_tile`'s size; the experiments take T inputs only and fall back where their
     /// kernels did not load. Only the taken path's name is built (every eager launch runs this).
     fn product_kernel(
@@ -301,6 +304,14 @@ impl CudaDevice {
                 let k = name("wgmma_wide");
                 if self.kernels.has(&k) {
                     return (k, tile, WG_TILE_N_WIDE);
+                }
+            }
+            // Ping-pong needs a persistent grid (a block's second tile is its second
+            // consumer's); the device turns persistence on with it.
+            if self.pingpong && tile == MMA_TILE && self.tma && tma_ok {
+                let k = name("wgmma_pingpong_tma");
+                if self.kernels.has(&k) {
+                    return (k, tile, tile);
                 }
             }
             let kind = if tile == MMA_TILE { "wgmma" } else { "wgmma64" };
