@@ -27,15 +27,19 @@
 // The row sum adds the probabilities as rounded to T, the values that multiply V, so the output
 // is a convex combination of the rounded V rows.
 //
-// Shared memory: K as [key][d] pairs of T in 32-bit words, rows of 36 words (padding 4): the B
-// fragment loads (row group, word tig) hit 32 distinct banks. V as [key pair][d] words holding
-// (V[2p][d], V[2p+1][d]): that is the B fragment of P V directly (b0 = V[2tig..2tig+1][group]),
-// no transpose; rows of 72 words, so rows tig = 0..3 start 8 banks apart. Staging reads f32 rows
-// of q/k/v coalesced (a warp reads 64 consecutive floats of one key row) and rounds to T.
+// Shared memory: K and V tiles both as [key][d] pairs of T in 32-bit words, rows of 36 words
+// (padding 4), two stages each. The B fragments come from ldmatrix: K's (keys x d = n x k) plain,
+// V's (keys x d = k x n) transposed (.trans); the 8 rows of one 8x8 matrix start 4 banks apart,
+// so each phase of an ldmatrix hits 32 distinct banks. The mask of the whole sequence (up to
+// FA_MAX_S keys) is kept in shared memory from the length scan on.
 //
-// Version 1 (correctness first): one stage; staging and math alternate with two barriers per
-// key tile. With T inputs the first tile's loads are issued with the mask scan (v1.22). Next: prefetch the next tile into registers (or cp.async once q/k/v are stored as T
-// by the QKV epilogue), ldmatrix, 128-row blocks for long sequences.
+// Pipeline (v1.32). T inputs with 16-byte aligned rows (every fused QKV output) are staged by
+// cp.async, two key tiles in flight: the first two go out before the length scan (rows below S;
+// a thread zeroes its own chunks past the length once they land), each later one as soon as its
+// stage is free, with rows past the length zero-filled by the copy. The Q loads go out before the
+// scan too, so a block waits for memory once before its first product instead of once per tile
+// plus twice at the start (v1.22). f32 inputs and misaligned T rows are staged element-wise,
+// rounding to T, one tile at a time into the same layout: the same fragments, the same bits.
 #include "mma.cuh"
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -44,8 +48,9 @@
 #define FA_BQ 64      // query rows per block: 16 per warp
 #define FA_BK 64      // keys per tile
 #define FA_WARPS 4
-#define FA_KROW 36    // words per K row: 32 pairs + 4 padding
-#define FA_VROW 72    // words per V key-pair row: 64 + 8 padding
+#define FA_ROW 36     // words per K or V row: 32 pairs + 4 padding
+#define FA_STAGES 2   // key tiles in shared memory
+#define FA_MAX_S 512  // keys whose mask values stay in shared memory (past it: read per tile)
 #define FA_LOG2E 1.4426950408889634f
 
 // q, k, v elements as T bits: f32 rounded here, or already T (the _from_ kernels: bit-identical).
@@ -55,57 +60,53 @@ template <typename T, typename I> __device__ __forceinline__ unsigned pair_of(co
     return bits_of<T>(p[0]) | (bits_of<T>(p[1]) << 16);
 }
 
-// The key tile j0..j0+63 of T inputs with 16-byte rows, in registers: K as 4 16-byte loads per
-// thread (8 elements = 4 words of Ks), V as 2 (key pair, 8 d) items per thread, each two 16-byte
-// loads (rows 2p, 2p + 1). Rows at or past `limit` are not read (zero).
-struct KvTile {
-    uint4 k[4], vlo[2], vhi[2];
-};
+// The chunks a thread stages of a key tile: 64 keys x 8 chunks of 16 bytes (8 elements) per
+// matrix, 4 per thread; chunk e is key (tid + 128e) / 8, chunk (tid + 128e) % 8.
+#define FA_CHUNKS ((FA_BK * FA_D / 8) / (FA_WARPS * 32))
+
+// cp.async of key tile j0 of K and V (T, 16-byte rows) into one stage; rows at or past `limit`
+// are zero-filled (nothing read: the source is row 0).
 template <typename I>
-__device__ __forceinline__ void load_kv_vec(KvTile &r, const I *kb, const I *vb, int j0, int limit,
-                                            int ld) {
+__device__ __forceinline__ void issue_kv(unsigned (*Ks)[FA_ROW], unsigned (*Vs)[FA_ROW], const I *kb,
+                                         const I *vb, int j0, int limit, int ld) {
     const int tid = threadIdx.x;
 #pragma unroll
-    for (int e = 0; e < (FA_BK * FA_D / 8) / (FA_WARPS * 32); e++) { // 4
+    for (int e = 0; e < FA_CHUNKS; e++) {
         const int idx = tid + e * FA_WARPS * 32, key = idx >> 3, ch = idx & 7, j = j0 + key;
-        r.k[e] = make_uint4(0u, 0u, 0u, 0u);
-        if (j < limit) r.k[e] = *reinterpret_cast<const uint4 *>(kb + (long long)j * ld + 8 * ch);
-    }
-#pragma unroll
-    for (int e = 0; e < (FA_BK / 2 * FA_D / 8) / (FA_WARPS * 32); e++) { // 2
-        const int idx = tid + e * FA_WARPS * 32, p = idx >> 3, ch = idx & 7, j = j0 + 2 * p;
-        r.vlo[e] = r.vhi[e] = make_uint4(0u, 0u, 0u, 0u);
-        if (j < limit) r.vlo[e] = *reinterpret_cast<const uint4 *>(vb + (long long)j * ld + 8 * ch);
-        if (j + 1 < limit)
-            r.vhi[e] = *reinterpret_cast<const uint4 *>(vb + (long long)(j + 1) * ld + 8 * ch);
+        const bool in = j < limit;
+        const long long off = (long long)(in ? j : 0) * ld + 8 * ch;
+        cp_async16(&Ks[key][4 * ch], kb + off, in ? 16 : 0);
+        cp_async16(&Vs[key][4 * ch], vb + off, in ? 16 : 0);
     }
 }
 
-// Stores a loaded tile into Ks and Vs, zero past the length L: K's words as loaded, V's
-// interleaved into 8 words per item (V[2p][d] low, V[2p+1][d] high). The same words the
-// element-wise staging stores.
-__device__ __forceinline__ void store_kv(unsigned (*Ks)[FA_KROW], unsigned (*Vs)[FA_VROW],
-                                         const KvTile &r, int j0, int L) {
+// Zeroes this thread's chunks of a landed tile whose keys are at or past the length L (tiles
+// issued before L was known): a zero V row times weight 0 adds 0 (a stale or NaN one would not).
+__device__ __forceinline__ void zero_past_length(unsigned (*Ks)[FA_ROW], unsigned (*Vs)[FA_ROW], int j0,
+                                                 int L) {
     const int tid = threadIdx.x;
     const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll
-    for (int e = 0; e < (FA_BK * FA_D / 8) / (FA_WARPS * 32); e++) {
+    for (int e = 0; e < FA_CHUNKS; e++) {
         const int idx = tid + e * FA_WARPS * 32, key = idx >> 3, ch = idx & 7;
-        *reinterpret_cast<uint4 *>(&Ks[key][4 * ch]) = j0 + key < L ? r.k[e] : zero;
-    }
-#pragma unroll
-    for (int e = 0; e < (FA_BK / 2 * FA_D / 8) / (FA_WARPS * 32); e++) {
-        const int idx = tid + e * FA_WARPS * 32, p = idx >> 3, ch = idx & 7, j = j0 + 2 * p;
-        const uint4 lo = j < L ? r.vlo[e] : zero, hi = j + 1 < L ? r.vhi[e] : zero;
-        const unsigned l[4] = {lo.x, lo.y, lo.z, lo.w}, u[4] = {hi.x, hi.y, hi.z, hi.w};
-        unsigned w[8];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            w[2 * i] = (l[i] & 0xffffu) | (u[i] << 16);         // d = 8ch + 2i
-            w[2 * i + 1] = (l[i] >> 16) | (u[i] & 0xffff0000u); // d = 8ch + 2i + 1
+        if (j0 + key >= L) {
+            *reinterpret_cast<uint4 *>(&Ks[key][4 * ch]) = zero;
+            *reinterpret_cast<uint4 *>(&Vs[key][4 * ch]) = zero;
         }
-        *reinterpret_cast<uint4 *>(&Vs[p][8 * ch]) = make_uint4(w[0], w[1], w[2], w[3]);
-        *reinterpret_cast<uint4 *>(&Vs[p][8 * ch + 4]) = make_uint4(w[4], w[5], w[6], w[7]);
+    }
+}
+
+// Element-wise staging (f32 inputs, or T rows not 16-byte aligned): pairs rounded to T, zero
+// past the length. 16 words per thread and matrix, unrolled 8 at a time (register pressure).
+template <typename T, typename I>
+__device__ __forceinline__ void stage_kv_elementwise(unsigned (*Ks)[FA_ROW], unsigned (*Vs)[FA_ROW],
+                                                     const I *kb, const I *vb, int j0, int L, int ld) {
+    const int tid = threadIdx.x;
+#pragma unroll 8
+    for (int e = 0; e < (FA_BK * FA_D / 2) / (FA_WARPS * 32); e++) {
+        const int idx = tid + e * FA_WARPS * 32, key = idx >> 5, pair = idx & 31, j = j0 + key;
+        Ks[key][pair] = j < L ? pair_of<T>(kb + (long long)j * ld + 2 * pair) : 0u;
+        Vs[key][pair] = j < L ? pair_of<T>(vb + (long long)j * ld + 2 * pair) : 0u;
     }
 }
 
@@ -116,9 +117,10 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
                                       const I *__restrict__ v,        // [B, S, ld]
                                       const float *__restrict__ mask, // [B, S]
                                       int B, int S, int A, int D, int ld, float scale) {
-    __shared__ __align__(16) unsigned Ks[FA_BK][FA_KROW];
-    __shared__ __align__(16) unsigned Vs[FA_BK / 2][FA_VROW];
-    __shared__ float Ms[FA_BK];       // the tile's mask; -inf past the length
+    __shared__ __align__(16) unsigned Ks[FA_STAGES][FA_BK][FA_ROW];
+    __shared__ __align__(16) unsigned Vs[FA_STAGES][FA_BK][FA_ROW];
+    __shared__ float Mseq[FA_MAX_S];   // the sequence's mask, keys below FA_MAX_S
+    __shared__ float Ms[FA_BK];        // the tile's mask; -inf past the length
     __shared__ float last_s[FA_WARPS]; // per warp: the last key above MASKED
     grid_dependency_enter();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -130,32 +132,24 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
     const float *mrow = mask + (long long)b * S;
     const long long seq = (long long)b * S;
     const I *kb = k + seq * ld + h * FA_D, *vb = v + seq * ld + h * FA_D;
-    // T inputs with 16-byte aligned rows (ld % 8 == 0: every fused QKV output) are read in
-    // 16-byte (K, V) and 4-byte (Q) loads: the 2-byte loads, 8 in flight per thread, made a
+    // T inputs with 16-byte aligned rows (ld % 8 == 0: every fused QKV output) are staged by
+    // cp.async and Q read in 4-byte loads: the 2-byte loads, 8 in flight per thread, made a
     // tile cost ~8 L2 round trips (ncu at b1/s128 on an H200: 12.4 us for 24 blocks).
     const bool vec = sizeof(I) == 2 && ld % 8 == 0 &&
                      ((reinterpret_cast<unsigned long long>(q) | reinterpret_cast<unsigned long long>(k) |
                        reinterpret_cast<unsigned long long>(v)) & 15) == 0;
-    // The first key tile's loads go out with the mask's (rows below S: inside the sequence);
-    // the rows past the length, known only after the scan, are zeroed as the tile is stored.
-    // A row then costs one memory latency before its first product instead of two.
-    KvTile first;
+    // The first two key tiles go out before the length is known (rows below S: inside the
+    // sequence); one group per tile, empty or not, so that the loop waits with wait_group 1.
     if constexpr (sizeof(I) == 2)
-        if (vec) load_kv_vec(first, kb, vb, 0, S, ld);
-
-    // The sequence's length: 1 + the last key whose mask is above MASKED (0 if all are masked).
-    float last = -1.0f;
-    for (int j = tid; j < S; j += FA_WARPS * 32)
-        if (mrow[j] > masked) last = (float)j; // j < 2^24: exact
-    last = warp_max(last);
-    if (lane == 0) last_s[warp] = last;
-    __syncthreads();
-    int L = (int)fmaxf(fmaxf(last_s[0], last_s[1]), fmaxf(last_s[2], last_s[3])) + 1;
-    if (L == 0) L = S; // every key masked: uniform weights over all S keys, as the reference
-    if constexpr (sizeof(I) == 2)
-        if (vec) store_kv(Ks, Vs, first, 0, L); // the loop's first barrier publishes it
+        if (vec) {
+            issue_kv(Ks[0], Vs[0], kb, vb, 0, S, ld);
+            cp_async_commit();
+            if (S > FA_BK) issue_kv(Ks[1], Vs[1], kb, vb, FA_BK, S, ld);
+            cp_async_commit();
+        }
 
     // This warp's 16 query rows as A fragments, rounded to T: qa[kk] covers d = 16kk..16kk+15.
+    // Loaded before the scan, so that their latency overlaps it.
     const int r0 = blockIdx.x * FA_BQ + warp * 16 + group, r1 = r0 + 8;
     unsigned qa[4][4];
     {
@@ -175,6 +169,20 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
         }
     }
 
+    // The sequence's length: 1 + the last key whose mask is above MASKED (0 if all are masked).
+    float last = -1.0f;
+    for (int j = tid; j < S; j += FA_WARPS * 32) {
+        const float m = mrow[j];
+        if (j < FA_MAX_S) Mseq[j] = m;
+        if (m > masked) last = (float)j; // j < 2^24: exact
+    }
+    last = warp_max(last);
+    if (lane == 0) last_s[warp] = last;
+    __syncthreads();
+    int L = (int)fmaxf(fmaxf(last_s[0], last_s[1]), fmaxf(last_s[2], last_s[3])) + 1;
+    if (L == 0) L = S; // every key masked: uniform weights over all S keys, as the reference
+    const int tiles = (L + FA_BK - 1) / FA_BK;
+
     float o[8][4]; // output rows (group, group+8) x d = 8n + 2tig + (0,1)
 #pragma unroll
     for (int n = 0; n < 8; n++)
@@ -183,52 +191,39 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
     float row_max[2] = {NEG_INF, NEG_INF}; // running max of rows group, group+8
     float row_sum[2] = {0.0f, 0.0f};       // this lane's part of the running sums
 
-    for (int j0 = 0; j0 < L; j0 += FA_BK) {
-        // Stage K (64 keys x 32 d-pairs) and V (32 key pairs x 64 d), zero past the length: a
-        // zero V row times weight 0 adds 0 (a stale or NaN one would not). 16 words per thread
-        // each, unrolled 8 at a time: fully unrolled, the kernel took 168-186 registers (2-3
-        // blocks per SM); this way 128 (4 blocks, 16 warps), with 16 loads still in flight.
+    for (int t = 0; t < tiles; t++) {
+        const int j0 = t * FA_BK, st = t % FA_STAGES;
+        unsigned(*const Kt)[FA_ROW] = Ks[st];
+        unsigned(*const Vt)[FA_ROW] = Vs[st];
         bool staged = false;
         if constexpr (sizeof(I) == 2) {
             if (vec) {
-                if (j0 > 0) {
-                    KvTile next;
-                    load_kv_vec(next, kb, vb, j0, L, ld);
-                    store_kv(Ks, Vs, next, j0, L);
-                }
+                cp_async_wait<1>(); // this thread's copies of tile t have landed
+                if (j0 + FA_BK > L) zero_past_length(Kt, Vt, j0, L);
                 staged = true;
             }
         }
-        if (!staged) {
-#pragma unroll 8
-            for (int e = 0; e < (FA_BK * FA_D / 2) / (FA_WARPS * 32); e++) {
-                const int idx = tid + e * FA_WARPS * 32;
-                const int key = idx >> 5, pair = idx & 31, j = j0 + key;
-                Ks[key][pair] = j < L ? pair_of<T>(kb + (long long)j * ld + 2 * pair) : 0u;
-            }
-#pragma unroll 8
-            for (int e = 0; e < (FA_BK * FA_D / 2) / (FA_WARPS * 32); e++) {
-                const int idx = tid + e * FA_WARPS * 32;
-                const int p = idx >> 6, d = idx & 63, j = j0 + 2 * p;
-                const unsigned lo = j < L ? bits_of<T>(vb[(long long)j * ld + d]) : 0u;
-                const unsigned hi = j + 1 < L ? bits_of<T>(vb[(long long)(j + 1) * ld + d]) : 0u;
-                Vs[p][d] = lo | (hi << 16);
-            }
+        if (!staged) stage_kv_elementwise<T>(Kt, Vt, kb, vb, j0, L, ld);
+        if (tid < FA_BK) {
+            const int j = j0 + tid;
+            Ms[tid] = j < L ? (j < FA_MAX_S ? Mseq[j] : mrow[j]) : NEG_INF;
         }
-        if (tid < FA_BK) Ms[tid] = j0 + tid < L ? mrow[j0 + tid] : NEG_INF;
         __syncthreads(); // the tile is staged
 
-        // Scores: s[n] = rows (group, group+8) x keys j0 + 8n + 2tig + (0,1).
+        // Scores: s[n] = rows (group, group+8) x keys j0 + 8n + 2tig + (0,1). One ldmatrix.x4
+        // gives the B fragments of two k16 steps: matrix m = lane / 8 is keys 8n..8n+7 x
+        // d 32i + 8m..+7, so kf[i] = {b0, b1 of step 2i, b0, b1 of step 2i + 1}.
         float s[8][4];
 #pragma unroll
         for (int n = 0; n < 8; n++) {
+            unsigned kf[2][4];
+#pragma unroll
+            for (int i = 0; i < 2; i++) ldmatrix_x4(kf[i], &Kt[8 * n + (lane & 7)][16 * i + 4 * (lane >> 3)]);
 #pragma unroll
             for (int c = 0; c < 4; c++) s[n][c] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
-                unsigned bk[2];
-                bk[0] = Ks[8 * n + group][8 * kk + tig];
-                bk[1] = Ks[8 * n + group][8 * kk + 4 + tig];
+                const unsigned bk[2] = {kf[kk >> 1][2 * (kk & 1)], kf[kk >> 1][2 * (kk & 1) + 1]};
                 mma_m16n8k16<T>(s[n], qa[kk], bk);
             }
         }
@@ -261,7 +256,9 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
                 row_sum[c >> 1] += p;
                 o[n][c] *= alpha[c >> 1];
             }
-        // o += P V over the tile's 4 groups of 16 keys; P's A fragment is two score tiles.
+        // o += P V over the tile's 4 groups of 16 keys; P's A fragment is two score tiles. One
+        // ldmatrix.x4.trans gives the B fragments of two n8 columns: matrix m = lane / 8 is
+        // keys 16kk + 8(m & 1)..+7 x d 8(2np + m / 2)..+7, transposed.
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) {
             unsigned pa[4];
@@ -270,15 +267,23 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
             pa[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
             pa[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
-            for (int n = 0; n < 8; n++) {
-                unsigned bv[2];
-                bv[0] = Vs[8 * kk + tig][8 * n + group];
-                bv[1] = Vs[8 * kk + 4 + tig][8 * n + group];
-                mma_m16n8k16<T>(o[n], pa, bv);
+            for (int np = 0; np < 4; np++) {
+                unsigned vf[4];
+                ldmatrix_x4_trans(vf, &Vt[16 * kk + (lane & 7) + 8 * ((lane >> 3) & 1)][4 * (2 * np + (lane >> 4))]);
+                const unsigned bv0[2] = {vf[0], vf[1]}, bv1[2] = {vf[2], vf[3]};
+                mma_m16n8k16<T>(o[2 * np], pa, bv0);
+                mma_m16n8k16<T>(o[2 * np + 1], pa, bv1);
             }
         }
-        __syncthreads(); // every warp is done with the tile before it is restaged
+        __syncthreads(); // every warp is done with the stage (and Ms) before they are restaged
+        if constexpr (sizeof(I) == 2)
+            if (vec) {
+                if (t + FA_STAGES < tiles) issue_kv(Kt, Vt, kb, vb, j0 + FA_STAGES * FA_BK, L, ld);
+                cp_async_commit();
+            }
     }
+    if constexpr (sizeof(I) == 2)
+        if (vec) cp_async_wait<0>(); // a prologue tile past the length may still be in flight
 
     // Full row sums over the group's 4 lanes, then out = o / sum.
 #pragma unroll

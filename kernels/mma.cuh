@@ -94,8 +94,18 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned *d, const void *row) {
                  : "r"(smem_u32(row))
                  : "memory");
 }
+// ldmatrix...x4.trans: the same four matrices, each transposed on the way: lane l receives
+// d[m] = column l/4 of matrix m, elements of rows 2(l%4) and 2(l%4)+1 (the lower in the low
+// half). For a row-major [k][n] tile (V in attention: keys x d) that is an mma B fragment.
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned *d, const void *row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(smem_u32(row))
+                 : "memory");
+}
 #else
-void ldmatrix_x4(unsigned *d, const void *row); // dev/emu/mma_emu.h
+void ldmatrix_x4(unsigned *d, const void *row);       // dev/emu/mma_emu.h
+void ldmatrix_x4_trans(unsigned *d, const void *row); // dev/emu/mma_emu.h
 #endif
 
 // Two f32 values as one operand register of T: lo in the low half (the lower k or row).

@@ -172,8 +172,13 @@ static void layernorm_ref(double *out, const std::vector<double> &x, const std::
 #include "wgmma_test.h"
 #include "tma_test.h"
 
-static std::string only; // --only=GROUP: run one group (conversions, emulator, linear, mma, wgmma, tma, ...)
-static bool want(const char *group) { return only.empty() || only == group; }
+// --only=GROUP[,GROUP...]: run these groups (conversions, emulator, linear, mma, wgmma, tma, ...)
+static std::string only;
+static bool want(const char *group) {
+    if (only.empty()) return true;
+    const std::string list = "," + only + ",";
+    return list.find("," + std::string(group) + ",") != std::string::npos;
+}
 
 int main(int argc, char **argv) {
     bool quick = false;
@@ -181,7 +186,7 @@ int main(int argc, char **argv) {
         const std::string a = argv[i];
         if (a == "--quick") quick = true;
         else if (a.rfind("--only=", 0) == 0) only = a.substr(7);
-        else { std::fprintf(stderr, "usage: emu_test [--quick] [--only=GROUP]\n"); return 2; }
+        else { std::fprintf(stderr, "usage: emu_test [--quick] [--only=GROUP[,GROUP...]]\n"); return 2; }
     }
     const auto t0 = std::chrono::steady_clock::now();
     std::printf("%-40s %-26s %10s %9s  %s\n", "test", "shape", "rel.err", "unwritten", "ok");

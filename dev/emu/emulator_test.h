@@ -209,6 +209,36 @@ static void test_ldmatrix() {
     record("emulator: ldmatrix.x4 per the ISA", "warp=1", out, ref, ok, 0.0);
 }
 
+// ldmatrix.x4.trans against the ISA's description, written out independently: lane l receives
+// in d[m] the elements l/4 of rows 2(l%4) and 2(l%4)+1 of matrix m (lo, hi). Rows scattered and
+// valued as in selftest_ldmatrix.
+__global__ void selftest_ldmatrix_trans(float *out) {
+    __shared__ __align__(16) uint16_t rows[32][8];
+    const unsigned lane = threadIdx.x % 32;
+    for (unsigned c = 0; c < 8; c++) rows[lane][c] = uint16_t((1000 * lane + c) % 65536);
+    __syncthreads();
+    const unsigned m = lane / 8, r = lane % 8;
+    unsigned d[4];
+    ldmatrix_x4_trans(d, &rows[(5 * m + 3 * r) % 32][0]);
+    for (unsigned k = 0; k < 4; k++) {
+        out[lane * 8 + 2 * k] = float(d[k] & 0xffffu);
+        out[lane * 8 + 2 * k + 1] = float(d[k] >> 16);
+    }
+}
+
+static void test_ldmatrix_trans() {
+    OutBuf out(256);
+    const bool ok = emu::launch(selftest_ldmatrix_trans, dim3(1), dim3(32), 0, out.ptr());
+    std::vector<double> ref(256);
+    for (unsigned l = 0; l < 32; l++)
+        for (unsigned m = 0; m < 4; m++)
+            for (unsigned e = 0; e < 2; e++) {
+                const unsigned row = 2 * (l % 4) + e, q = (5 * m + 3 * row) % 32, col = l / 4;
+                ref[l * 8 + 2 * m + e] = double((1000 * q + col) % 65536);
+            }
+    record("emulator: ldmatrix.x4.trans per the ISA", "warp=1", out, ref, ok, 0.0);
+}
+
 static void test_cp_async() {
     std::vector<float> src = rand_vec(256);
     OutBuf out(192);

@@ -124,9 +124,11 @@ inline void mma_m16n8k16_warp(float *c, const unsigned *a, const unsigned *b,
 
 // One warp's ldmatrix.sync.aligned.m8n8.x4.shared.b16 (PTX ISA, "Warp-level matrix load
 // instruction: ldmatrix"): lane 8m + r supplies the address of row r of matrix m; lane l gets,
-// for each m, the 32-bit word l % 4 of row l / 4 of matrix m. The addresses go through the same
+// for each m, the 32-bit word l % 4 of row l / 4 of matrix m. With .trans (`trans`), each
+// matrix is transposed first: lane l gets the 16-bit element l / 4 of rows 2(l % 4) and
+// 2(l % 4) + 1 of matrix m, the first in the low half. The addresses go through the same
 // double-buffered exchange and checked warp barrier as the mma (the first two words of the slot).
-inline void ldmatrix_x4_warp(unsigned *d, const void *row, const void *ret_pc) {
+inline void ldmatrix_x4_warp(unsigned *d, const void *row, const void *ret_pc, bool trans) {
     Warp &w = *ctx.block->warps[ctx.tid / 32];
     const unsigned lane = ctx.tid % 32;
     if (uintptr_t(row) & 15u) report("ldmatrix: row address not 16-byte aligned");
@@ -137,11 +139,20 @@ inline void ldmatrix_x4_warp(unsigned *d, const void *row, const void *ret_pc) {
     w.mma_xchg[buf][lane][0].store(uint32_t(a), std::memory_order_relaxed);
     w.mma_xchg[buf][lane][1].store(uint32_t(a >> 32), std::memory_order_relaxed);
     w.group.wait(lane, Site{"<ldmatrix_x4 call, return pc>", unsigned(uintptr_t(ret_pc))});
-    for (unsigned m = 0; m < 4; m++) {
-        const unsigned src = 8 * m + lane / 4;
+    auto row_of = [&](unsigned src) { // the address lane src gave
         const uint64_t p = uint64_t(w.mma_xchg[buf][src][0].load(std::memory_order_relaxed)) |
                            (uint64_t(w.mma_xchg[buf][src][1].load(std::memory_order_relaxed)) << 32);
-        std::memcpy(&d[m], reinterpret_cast<const unsigned char *>(uintptr_t(p)) + 4 * (lane % 4), 4);
+        return reinterpret_cast<const unsigned char *>(uintptr_t(p));
+    };
+    for (unsigned m = 0; m < 4; m++) {
+        if (!trans) {
+            std::memcpy(&d[m], row_of(8 * m + lane / 4) + 4 * (lane % 4), 4);
+            continue;
+        }
+        uint16_t lo, hi; // element lane / 4 of rows 2 (lane % 4) and 2 (lane % 4) + 1
+        std::memcpy(&lo, row_of(8 * m + 2 * (lane % 4)) + 2 * (lane / 4), 2);
+        std::memcpy(&hi, row_of(8 * m + 2 * (lane % 4) + 1) + 2 * (lane / 4), 2);
+        d[m] = unsigned(lo) | (unsigned(hi) << 16);
     }
     ignoring_sync--;
     EMU_IGNORE_SYNC_END();
@@ -151,7 +162,10 @@ inline void ldmatrix_x4_warp(unsigned *d, const void *row, const void *ret_pc) {
 
 namespace emu {
 [[gnu::noinline]] static void ldmatrix_x4_at_caller(unsigned *d, const void *row) {
-    ldmatrix_x4_warp(d, row, __builtin_return_address(0));
+    ldmatrix_x4_warp(d, row, __builtin_return_address(0), false);
+}
+[[gnu::noinline]] static void ldmatrix_x4_trans_at_caller(unsigned *d, const void *row) {
+    ldmatrix_x4_warp(d, row, __builtin_return_address(0), true);
 }
 // noinline with internal linkage: __builtin_return_address(0) is then the kernel's call site
 // (the always_inline specialisations below vanish into the caller).
@@ -173,4 +187,7 @@ template <> [[gnu::always_inline]] inline void mma_m16n8k16<f16>(float *c, const
 }
 [[gnu::always_inline]] inline void ldmatrix_x4(unsigned *d, const void *row) {
     emu::ldmatrix_x4_at_caller(d, row);
+}
+[[gnu::always_inline]] inline void ldmatrix_x4_trans(unsigned *d, const void *row) {
+    emu::ldmatrix_x4_trans_at_caller(d, row);
 }

@@ -12,6 +12,9 @@ root="$(cd "$here/../.." && pwd)"
 # expected to survive: they are equivalent programs, not misses. So is attention_mma's "mask read
 # past the length": padded keys score MASKED and get weight exactly 0 whether or not they are
 # skipped (the skip is an optimisation, and this mutant shows it does not change results).
+# attention_mma's "no barrier before restaging" is a pure race in the plain build (copies land
+# at the wait, after the next staging barrier): EMU_SAN=thread catches it (CI runs that group
+# under TSan).
 mutants=(
   "block_sum: no barrier before scratch write|common.cuh|s#__syncthreads(); // scratch may still be read by a previous call##|layernorm"
   "block_sum: no barrier after scratch write|common.cuh|/scratch\[warp\] = v;/{n;s#__syncthreads();##}|layernorm"
@@ -40,11 +43,15 @@ mutants=(
   "attention_mma: running sum not rescaled|attention_mma.cu|s#row_sum\[r\] \*= alpha\[r\];##|attention_mma"
   "attention_mma: output not rescaled|attention_mma.cu|s#o\[n\]\[c\] \*= alpha\[c >> 1\];##|attention_mma"
   "attention_mma: P registers 1 and 2 swapped|attention_mma.cu|s/pa\[1\] =/pa[X] =/;s/pa\[2\] =/pa[1] =/;s/pa\[X\] =/pa[2] =/|attention_mma"
-  "attention_mma: V fragment rows tig+4 as tig+8|attention_mma.cu|s/Vs\[8 \* kk + 4 + tig\]/Vs[(8 * kk + 8 + tig) % 32]/|attention_mma"
+  "attention_mma: V ldmatrix key halves swapped|attention_mma.cu|s/8 \* ((lane >> 3) \& 1)\]/8 * (1 - ((lane >> 3) \& 1))]/|attention_mma"
+  "attention_mma: K ldmatrix d chunks 0/1 and 2/3 swapped|attention_mma.cu|s/16 \* i + 4 \* (lane >> 3)\]/16 * i + 4 * ((lane >> 3) ^ 1)]/|attention_mma"
+  "attention_mma: tiles not zeroed past the length|attention_mma.cu|s/if (j0 + FA_BK > L) zero_past_length/if (false) zero_past_length/|attention_mma"
+  "attention_mma: cp.async wait one group short|attention_mma.cu|s/cp_async_wait<1>(); \/\/ this thread/cp_async_wait<2>(); \/\/ this thread/|attention_mma"
+  "attention_mma: next tile copied into the other stage|attention_mma.cu|s/issue_kv(Kt, Vt, kb, vb, j0 + FA_STAGES/issue_kv(Ks[(t + 1) % FA_STAGES], Vs[(t + 1) % FA_STAGES], kb, vb, j0 + FA_STAGES/|attention_mma"
   "attention_mma: no barrier after staging|attention_mma.cu|s#__syncthreads(); // the tile is staged##|attention_mma"
   "attention_mma: no barrier before restaging|attention_mma.cu|s#__syncthreads(); // every warp is done.*##|attention_mma"
   "attention_mma: all-masked sequence gets L = 0|attention_mma.cu|s#if (L == 0) L = S;##|attention_mma"
-  "attention_mma: mask read past the length (equiv.)|attention_mma.cu|s/j0 + tid < L ? mrow/j0 + tid < S ? mrow/|attention_mma"
+  "attention_mma: mask read past the length (equiv.)|attention_mma.cu|s/Ms\[tid\] = j < L ?/Ms[tid] = j < S ?/|attention_mma"
   "linear_wgmma: no fence.proxy.async after the copies|linear_wgmma.cu|s#fence_proxy_async_shared();##|wgmma"
   "linear_wgmma: no wgmma.fence before the products|linear_wgmma.cu|s#^        wgmma_fence();##|wgmma"
   "linear_wgmma: three groups left in flight, not one|linear_wgmma.cu|s/wgmma_wait<1>(); \/\/ the previous/wgmma_wait<3>(); \/\/ the previous/|wgmma"

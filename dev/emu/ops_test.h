@@ -270,6 +270,18 @@ static void test_attention_mma(void (*kernel)(float *, const float *, const floa
             if (pad) mask[size_t(b) * S + j] = -FLT_MAX;
         }
     }
+    // Keys past a sequence's length (the kernel's rule below) hold NaN in k and v: the kernel
+    // must never let them reach a product (weight 0 times NaN is NaN), and the references skip
+    // them (their weight is exactly 0 there).
+    std::vector<int> lens(B);
+    for (int b = 0; b < B; b++) {
+        int L = 0;
+        for (int j = 0; j < S; j++)
+            if (mask[size_t(b) * S + j] > -FLT_MAX) L = j + 1;
+        lens[b] = L == 0 ? S : L;
+        for (int j = lens[b]; j < S; j++)
+            for (int c = 0; c < H; c++) k[(size_t(b) * S + j) * H + c] = v[(size_t(b) * S + j) * H + c] = NAN;
+    }
     auto rq = [&](const std::vector<float> &x) {
         std::vector<float> r(x.size());
         for (size_t i = 0; i < x.size(); i++) r[i] = round_operand<T>(x[i]);
@@ -280,10 +292,7 @@ static void test_attention_mma(void (*kernel)(float *, const float *, const floa
     const float log2e = 1.4426950408889634f;
     std::vector<double> exact(n), mirror(n);
     for (int b = 0; b < B; b++) {
-        int L = 0; // the kernel's length rule
-        for (int j = 0; j < S; j++)
-            if (mask[size_t(b) * S + j] > -FLT_MAX) L = j + 1;
-        if (L == 0) L = S;
+        const int L = lens[b];
         for (int h = 0; h < A; h++)
             for (int i = 0; i < S; i++) {
                 const size_t qi = (size_t(b) * S + i) * H + h * D;
@@ -307,16 +316,16 @@ static void test_attention_mma(void (*kernel)(float *, const float *, const floa
                 };
                 auto vat = [&](int j, int c) { return double(vr[(size_t(b) * S + j) * H + h * D + c]); };
                 // exact
-                std::vector<double> p(S);
+                std::vector<double> p(L);
                 double mx = -INFINITY, sum = 0;
-                for (int j = 0; j < S; j++) {
+                for (int j = 0; j < L; j++) {
                     p[j] = dot(j) * (1.0 / std::sqrt(double(D))) + double(mask[size_t(b) * S + j]);
                     mx = std::max(mx, p[j]);
                 }
                 for (auto &x : p) sum += (x = std::exp(x - mx));
                 for (int c = 0; c < D; c++) {
                     double acc = 0;
-                    for (int j = 0; j < S; j++) acc += p[j] / sum * vat(j, c);
+                    for (int j = 0; j < L; j++) acc += p[j] / sum * vat(j, c);
                     exact[qi + c] = acc;
                 }
                 // mirror

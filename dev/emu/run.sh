@@ -4,7 +4,7 @@
 #   EMU_SAN=address,undefined dev/emu/run.sh   with AddressSanitizer + UBSan
 #   EMU_SAN=thread dev/emu/run.sh  with ThreadSanitizer (races between emulated threads)
 #   dev/emu/run.sh --quick         fewer activations at the large linear shapes, small mma shapes
-#   dev/emu/run.sh --only=GROUP    conversions, emulator, linear, mma, wgmma, tma, embeddings, ...
+#   dev/emu/run.sh --only=GROUP[,GROUP]  conversions, emulator, linear, mma, wgmma, tma, embeddings, ...
 # Kernel sources are copied to dev/emu/build/.../kernels by copy-kernels.sh (one rewrite).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
