@@ -129,6 +129,21 @@ template <int TK> struct KShare {
     }
 };
 
+// The bias of this thread's 2 NJ columns of the block's tile (n, n + 1 for each j; 0 past N or
+// without a bias): read once, not once per row.
+template <typename C>
+__device__ __forceinline__ void tile_bias(float (&bv)[C::NJ][2], const float *__restrict__ bias, int n0,
+                                          int N) {
+    const int lane = threadIdx.x & 31, warp_n = (threadIdx.x >> 5) % C::WARPS_N, tig = lane & 3;
+#pragma unroll
+    for (int j = 0; j < C::NJ; j++)
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            const int n = n0 + warp_n * (C::NJ * 8) + j * 8 + 2 * tig + c;
+            bv[j][c] = (bias && n < N) ? bias[n] : 0.0f;
+        }
+}
+
 // The epilogue: out = act(acc + bias) for this thread's MI x NJ mma tiles of the block's tile.
 // ACT >= 0 is the activation known at compile time; -1 takes `act` at run time.
 template <typename C, int ACT, typename O>
@@ -138,15 +153,8 @@ __device__ __forceinline__ void store_tile(O *__restrict__ out, const float (&ac
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int group = lane >> 2, tig = lane & 3;
     const int warp_m = warp / C::WARPS_N, warp_n = warp % C::WARPS_N;
-    // This thread's 2 NJ columns (n, n + 1 for each j): bias read once, not once per row.
     float bv[C::NJ][2];
-#pragma unroll
-    for (int j = 0; j < C::NJ; j++)
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            const int n = n0 + warp_n * (C::NJ * 8) + j * 8 + 2 * tig + c;
-            bv[j][c] = (bias && n < N) ? bias[n] : 0.0f;
-        }
+    tile_bias<C>(bv, bias, n0, N);
     // n is even: with N even and `out` aligned to two elements, (n, n + 1) is one aligned store
     // (ncu: 2-byte stores used 8 of every 32 bytes the memory system moved).
     const bool pairs = N % 2 == 0 && reinterpret_cast<unsigned long long>(out) % (2 * sizeof(O)) == 0;

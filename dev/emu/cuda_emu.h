@@ -295,9 +295,25 @@ struct Block {
     }
 };
 
-struct ThreadCtx { Block *block = nullptr; unsigned tid = 0; };
+// A thread block cluster (sm_90; launch_cluster below): its blocks run at the same time, and
+// barrier.cluster is a barrier of all their threads. A plain launch has no Cluster (a cluster of
+// one block, as on the GPU).
+struct Cluster {
+    Group group;
+    unsigned blocks;
+    Cluster(unsigned threads, unsigned blocks_) : group(threads, "barrier.cluster", 0), blocks(blocks_) {}
+};
+
+struct ThreadCtx {
+    Block *block = nullptr;
+    unsigned tid = 0;
+    Cluster *cluster = nullptr;
+    unsigned rank = 0; // the block's rank in its cluster (%cluster_ctarank)
+};
 inline EMU_THREAD_STATE ThreadCtx ctx;
-inline unsigned char *dyn_smem = nullptr; // the current launch's dynamic shared memory
+// The running block's dynamic shared memory: per emulated thread, since the blocks of a cluster
+// run at the same time, each with its own.
+inline EMU_THREAD_STATE unsigned char *dyn_smem = nullptr;
 inline size_t dyn_smem_bytes = 0;
 // Dynamic shared memory starts at this many bytes past a 1024-byte boundary (host address and
 // emulated .shared address alike): 16-byte aligned as CUDA promises, and no more, so a kernel
@@ -339,6 +355,19 @@ inline const unsigned char *smem_at(uint64_t a, size_t bytes, const char *what) 
 inline void __syncthreads(std::source_location l = std::source_location::current()) {
     emu::ctx.block->group.wait(emu::ctx.tid, emu::site_of(l));
 }
+
+// kernels/cluster.cuh on the device: %cluster_ctarank, %cluster_nctarank, and barrier.cluster
+// (arrive.release + wait.acquire) of every thread of the cluster; without a cluster (a plain
+// launch) the block is a cluster of one, as on the GPU.
+inline unsigned cluster_ctarank() { return emu::ctx.rank; }
+inline unsigned cluster_nctarank() { return emu::ctx.cluster ? emu::ctx.cluster->blocks : 1u; }
+inline void cluster_sync(std::source_location l = std::source_location::current()) {
+    if (!emu::ctx.cluster) return __syncthreads(l);
+    const unsigned n = unsigned(emu::ctx.block->warps.size()) * 32;
+    emu::ctx.cluster->group.wait(emu::ctx.rank * n + emu::ctx.tid, emu::site_of(l));
+}
+// ld.global.cg: a load through L2 only (no stale L1 line of data another block wrote).
+template <typename T> inline T __ldcg(const T *p) { return *p; }
 
 inline void __syncwarp(unsigned mask = 0xffffffffu,
                        std::source_location l = std::source_location::current()) {
@@ -458,7 +487,8 @@ inline void wgmma_check_exit() {
 namespace emu {
 
 struct FiberTls { // an emulated thread's EMU_THREAD_STATE while it is switched out
-    dim3 thread_idx; // blockIdx, blockDim, gridDim: the same for every fiber of the block
+    dim3 thread_idx, block_idx; // blockDim, gridDim: the same for every fiber of the launch
+    unsigned char *smem = nullptr;
     ThreadCtx ctx;
     int ignoring_sync = 0;
     std::vector<PendingCopy> cp_open;
@@ -468,7 +498,8 @@ struct FiberTls { // an emulated thread's EMU_THREAD_STATE while it is switched 
     std::vector<std::vector<PendingWgmma>> wg_committed;
     bool wg_fenced = false;
     void swap_with_thread() {
-        std::swap(thread_idx, threadIdx), std::swap(ctx, emu::ctx);
+        std::swap(thread_idx, threadIdx), std::swap(block_idx, blockIdx), std::swap(ctx, emu::ctx);
+        std::swap(smem, emu::dyn_smem);
         std::swap(ignoring_sync, emu::ignoring_sync);
         cp_open.swap(emu::cp_open), cp_committed.swap(emu::cp_committed);
         std::swap(cp_landed, emu::cp_landed);
@@ -613,8 +644,8 @@ inline void run_fibers(unsigned n, const std::function<void(unsigned)> &body) {
             if (f.done) alive--;
         }
         if (alive > 0 && fiber_progress == before) {
-            report("deadlock: every unfinished thread of the block waits at a barrier that the "
-                   "others never reach" + Group::block_str());
+            report("deadlock: every unfinished thread of the block (or cluster) waits at a barrier "
+                   "that the others never reach" + Group::block_str());
             for (const std::string &e : errors()) std::fprintf(stderr, "emu: %s\n", e.c_str());
             std::abort();
         }
@@ -651,10 +682,14 @@ bool opt_in_dynamic_smem(void (*kernel)(P...), size_t bytes, size_t device_limit
     return true;
 }
 
-// Runs kernel<<<grid, block, smem_bytes>>>(args...): blocks in order x fastest, each with
-// block.x*block.y*block.z threads. Returns false (and reports) when CUDA would refuse the launch.
+// Runs kernel<<<grid, block, smem_bytes>>>(args...) in clusters of `cluster_x` blocks along x
+// (1: a plain launch): clusters in order x fastest, the blocks of a cluster at the same time
+// (their threads as fibers of one scheduler, or all as threads), each with block.x*block.y*
+// block.z threads and its own dynamic shared memory. Returns false (and reports) when CUDA
+// would refuse the launch.
 template <typename... P, typename... A>
-bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A... args) {
+bool launch_in_clusters(unsigned cluster_x, void (*kernel)(P...), dim3 grid, dim3 block,
+                        size_t smem_bytes, A... args) {
     static_assert(sizeof...(P) == sizeof...(A), "argument count differs from the kernel's");
     const std::tuple<P...> params(static_cast<P>(args)...);
     const unsigned n = block.x * block.y * block.z;
@@ -667,58 +702,84 @@ bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A...
         report("block size is not a multiple of 32");
         return false;
     }
+    if (cluster_x == 0 || cluster_x > 8 || grid.x % cluster_x != 0) {
+        report("invalid cluster (1..8 blocks, portable size, dividing the grid)");
+        return false;
+    }
     const auto opt = smem_opt_in().find(reinterpret_cast<const void *>(kernel));
     if (smem_bytes > 48 * 1024 && (opt == smem_opt_in().end() || smem_bytes > opt->second)) {
         report("dynamic shared memory above 48 KB without opt-in");
         return false;
     }
-    // Guard bytes, then smem_bytes starting kSmemPhase past a 1024-byte boundary, then guard.
-    std::vector<unsigned char> buffer(smem_bytes + 2 * kGuard + 1024);
-    const size_t lead = (1024 + kSmemPhase - (uintptr_t(buffer.data()) + kGuard) % 1024) % 1024;
-    unsigned char *const guarded = buffer.data() + lead; // kGuard + smem_bytes + kGuard bytes
+    // Per block: guard bytes, then smem_bytes starting kSmemPhase past a 1024-byte boundary,
+    // then guard.
     const size_t guarded_size = smem_bytes + 2 * kGuard;
+    std::vector<std::vector<unsigned char>> buffers(cluster_x);
+    std::vector<unsigned char *> guarded(cluster_x);
+    for (unsigned b = 0; b < cluster_x; b++) {
+        buffers[b].resize(smem_bytes + 2 * kGuard + 1024);
+        const size_t lead = (1024 + kSmemPhase - (uintptr_t(buffers[b].data()) + kGuard) % 1024) % 1024;
+        guarded[b] = buffers[b].data() + lead; // kGuard + smem_bytes + kGuard bytes
+    }
     dyn_smem_bytes = smem_bytes;
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
-                std::memset(guarded, kPoison, guarded_size); // undefined at block start
-                dyn_smem = guarded + kGuard;
-                EMU_GUARD(guarded, kGuard, true);
-                EMU_GUARD(dyn_smem + smem_bytes, kGuard, true);
-                Block blk(n);
+            for (unsigned bx0 = 0; bx0 < grid.x; bx0 += cluster_x) {
+                std::vector<std::unique_ptr<Block>> blks;
+                for (unsigned b = 0; b < cluster_x; b++) {
+                    std::memset(guarded[b], kPoison, guarded_size); // undefined at block start
+                    EMU_GUARD(guarded[b], kGuard, true);
+                    EMU_GUARD(guarded[b] + kGuard + smem_bytes, kGuard, true);
+                    blks.push_back(std::make_unique<Block>(n));
+                }
+                dyn_smem = guarded[0] + kGuard; // outside the threads (tma_block_end): block 0's
+                std::unique_ptr<Cluster> cluster;
+                if (cluster_x > 1) cluster = std::make_unique<Cluster>(n * cluster_x, cluster_x);
                 tma_block_begin();
-                const auto thread = [&](unsigned t) {
+                const auto thread = [&](unsigned i) {
+                    const unsigned b = i / n, t = i % n;
                     threadIdx = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
-                    blockIdx = dim3(bx, by, bz);
+                    blockIdx = dim3(bx0 + b, by, bz);
                     blockDim = block;
                     gridDim = grid;
-                    ctx = ThreadCtx{&blk, t};
+                    dyn_smem = guarded[b] + kGuard;
+                    ctx = ThreadCtx{blks[b].get(), t, cluster.get(), b};
                     std::apply(kernel, params); // each thread gets its own copy of the args
                     cp_check_exit();
                     wgmma_check_exit();
-                    blk.warps[t / 32]->group.exit();
-                    blk.group.exit();
+                    blks[b]->warps[t / 32]->group.exit();
+                    blks[b]->group.exit();
+                    if (cluster) cluster->group.exit();
                 };
+                const unsigned threads = n * cluster_x;
 #if EMU_FIBERS
-                run_fibers(n, thread);
+                run_fibers(threads, thread);
 #else
-                std::vector<std::thread> threads;
-                threads.reserve(n);
-                for (unsigned t = 0; t < n; t++) threads.emplace_back(thread, t);
-                for (auto &th : threads) th.join();
+                std::vector<std::thread> pool;
+                pool.reserve(threads);
+                for (unsigned i = 0; i < threads; i++) pool.emplace_back(thread, i);
+                for (auto &th : pool) th.join();
 #endif
                 tma_block_end();
-                EMU_GUARD(guarded, guarded_size, false);
-                for (size_t i = 0; i < kGuard; i++)
-                    if (guarded[i] != kPoison || guarded[kGuard + smem_bytes + i] != kPoison) {
-                        report("write outside dynamic shared memory (block " + std::to_string(bx) +
-                               "," + std::to_string(by) + "," + std::to_string(bz) + ")");
-                        break;
-                    }
+                for (unsigned b = 0; b < cluster_x; b++) {
+                    EMU_GUARD(guarded[b], guarded_size, false);
+                    for (size_t i = 0; i < kGuard; i++)
+                        if (guarded[b][i] != kPoison || guarded[b][kGuard + smem_bytes + i] != kPoison) {
+                            report("write outside dynamic shared memory (block " + std::to_string(bx0 + b) +
+                                   "," + std::to_string(by) + "," + std::to_string(bz) + ")");
+                            break;
+                        }
+                }
             }
     dyn_smem = nullptr;
     dyn_smem_bytes = 0;
     return true;
+}
+
+// Runs kernel<<<grid, block, smem_bytes>>>(args...): blocks in order x fastest, one at a time.
+template <typename... P, typename... A>
+bool launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem_bytes, A... args) {
+    return launch_in_clusters(1, kernel, grid, block, smem_bytes, args...);
 }
 
 } // namespace emu

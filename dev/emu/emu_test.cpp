@@ -23,6 +23,7 @@
 #include "embeddings_project.cu"
 #include "linear_wgmma.cu"
 #include "linear_tma.cu"
+#include "linear_mma_ln.cu"
 // common.cuh declares these two for host compilation (the device versions are PTX cvt asm):
 // the emulator supplies them, with the exact RNE conversions of cuda_emu.h.
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
@@ -171,6 +172,7 @@ static void layernorm_ref(double *out, const std::vector<double> &x, const std::
 #include "mma_test.h"
 #include "wgmma_test.h"
 #include "tma_test.h"
+#include "ln_fused_test.h"
 
 // --only=GROUP[,GROUP...]: run these groups (conversions, emulator, linear, mma, wgmma, tma, ...)
 static std::string only;
@@ -250,6 +252,7 @@ int main(int argc, char **argv) {
     if (want("wgmma")) test_wgmma(quick);
     if (want("tma")) test_tma(quick);
     if (want("attention_mma")) test_attention_mma_all(quick);
+    if (want("ln_fused")) test_ln_fused(quick);
 
     if (want("gather")) {
     test_gather(7, 1, {6, 0, 3, 3});

@@ -52,6 +52,11 @@ mutants=(
   "attention_mma: no barrier before restaging|attention_mma.cu|s#__syncthreads(); // every warp is done.*##|attention_mma"
   "attention_mma: all-masked sequence gets L = 0|attention_mma.cu|s#if (L == 0) L = S;##|attention_mma"
   "attention_mma: mask read past the length (equiv.)|attention_mma.cu|s/Ms\[tid\] = j < L ?/Ms[tid] = j < S ?/|attention_mma"
+  "linear_mma_ln: no cluster barrier before the LayerNorm|linear_mma_ln.cu|s#^    cluster_sync(); // every block.*##|ln_fused"
+  "linear_mma_ln: every block normalizes the first rows|linear_mma_ln.cu|s/r = int(cluster_ctarank()) \* warps + /r = /|ln_fused"
+  "linear_mma_ln: residual added before the bias|linear_mma_ln.cu|s/const float pre0 = x0 + residual\[r + n\]/const float pre0 = (acc[i][j][2 * half] + residual[r + n]) + bv[j][0]/|ln_fused"
+  "linear_mma_ln: variance summed lane-wise (equiv. in practice)|linear_mma_ln.cu|s/q = warp_sum(q);/tot += q;/;s/if (lane == v) tot = q;//|ln_fused"
+  "linear_mma_ln: f32 output not written back|linear_mma_ln.cu|s/                row\[c\] = y;//|ln_fused"
   "linear_wgmma: no fence.proxy.async after the copies|linear_wgmma.cu|s#fence_proxy_async_shared();##|wgmma"
   "linear_wgmma: no wgmma.fence before the products|linear_wgmma.cu|s#^        wgmma_fence();##|wgmma"
   "linear_wgmma: three groups left in flight, not one|linear_wgmma.cu|s/wgmma_wait<1>(); \/\/ the previous/wgmma_wait<3>(); \/\/ the previous/|wgmma"
@@ -83,5 +88,7 @@ for m in "${mutants[@]}"; do
   races=$(grep -c "WARNING: ThreadSanitizer: data race" <<< "$out")
   asan=$(grep -c "ERROR: AddressSanitizer" <<< "$out")
   verdict=$([[ $rc -ne 0 || $fails -gt 0 || $races -gt 0 ]] && echo caught || echo MISSED)
+  # A sed that applied only part of an edit can leave code that does not compile: not a mutant.
+  grep -Eq "kernels/$file:[0-9]+:[0-9]+: error:" <<< "$out" && verdict="NO-BUILD"
   printf '%-45s %-7s rc=%-3s failed_checks=%-3s tsan_races=%-3s asan=%s\n' "$name" "$verdict" "$rc" "$fails" "$races" "$asan"
 done

@@ -150,14 +150,14 @@ struct Function {
 std::map<std::string, std::unique_ptr<Function>> functions;
 
 CUresult launch(CUfunction f, fake::Dim grid, fake::Dim block, unsigned smem, CUstream stream,
-                void **params, void **extra) {
+                void **params, void **extra, unsigned cluster_x = 1) {
     if (!f) return CUDA_ERROR_INVALID_HANDLE;
     if (extra) {
         complain("cuLaunchKernel `extra` is not supported");
         return CUDA_ERROR_NOT_SUPPORTED;
     }
     const void *k = reinterpret_cast<Function *>(f)->kernel;
-    std::function<std::string()> run = fake::bind(k, grid, block, smem, params);
+    std::function<std::string()> run = fake::bind(k, grid, block, smem, params, cluster_x);
     const std::string name = fake::kernel_name(k);
     return enqueue(stream, [run, name, grid, block, smem] {
         if (verbose())
@@ -582,10 +582,27 @@ API CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsi
 }
 // Attributes (programmatic stream serialization, ...) change when a kernel may start on a GPU,
 // not what it computes; here every launch runs after the previous one.
+// The attributes the engine sets: programmatic stream serialization (a no-op here: launches
+// run in stream order) and a cluster dimension along x (sm_90; the emulator runs a cluster's
+// blocks together). Anything else is refused.
 API CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **params,
                               void **extra) {
     LOCK;
+    unsigned cluster_x = 1;
+    for (unsigned i = 0; i < c->numAttrs; i++) {
+        const CUlaunchAttribute &a = c->attrs[i];
+        if (a.id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION) continue;
+        if (a.id == CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION && cc() >= 90 &&
+            a.value.clusterDim.y == 1 && a.value.clusterDim.z == 1 && a.value.clusterDim.x >= 1 &&
+            a.value.clusterDim.x <= 8 && c->gridDimX % a.value.clusterDim.x == 0) {
+            cluster_x = a.value.clusterDim.x;
+            continue;
+        }
+        complain("cuLaunchKernelEx: attribute " + std::to_string(int(a.id)) +
+                 " (or its value) is not supported");
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
     return launch(f, {c->gridDimX, c->gridDimY, c->gridDimZ},
                   {c->blockDimX, c->blockDimY, c->blockDimZ}, c->sharedMemBytes, c->hStream,
-                  params, extra);
+                  params, extra, cluster_x);
 }

@@ -14,11 +14,11 @@ struct Dim { unsigned x, y, z; };
 // The entry point called `name`, or null.
 const void *kernel(const char *name);
 const char *kernel_name(const void *kernel);
-// A launch with its arguments copied (params as cuLaunchKernel's); calling it runs the kernel on
-// the emulator and returns "" or what went wrong (refused launch, divergent barrier, write outside
-// shared memory, ...).
+// A launch with its arguments copied (params as cuLaunchKernel's), in clusters of `cluster_x`
+// blocks along x (1: none); calling it runs the kernel on the emulator and returns "" or what
+// went wrong (refused launch, divergent barrier, write outside shared memory, ...).
 std::function<std::string()> bind(const void *kernel, Dim grid, Dim block, size_t smem,
-                                  void **params);
+                                  void **params, unsigned cluster_x);
 // cuTensorMapEncodeTiled for a 2-D map of 16-bit elements (dev/emu/tma_emu.h's encoding, which the
 // emulated cp.async.bulk.tensor reads): null, or what the driver would refuse.
 const char *encode_tensor_map(void *map, unsigned elem_bytes, const void *addr,

@@ -14,6 +14,7 @@
 #include "embeddings_project.cu"
 #include "linear_wgmma.cu"
 #include "linear_tma.cu"
+#include "linear_mma_ln.cu"
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
 float round_f16(float x) { return __half2float(__float2half_rn(x)); }
 
@@ -26,7 +27,7 @@ float round_f16(float x) { return __half2float(__float2half_rn(x)); }
 
 namespace {
 
-struct Launch { dim3 grid, block; size_t smem; void **params; };
+struct Launch { dim3 grid, block; size_t smem; void **params; unsigned cluster_x; };
 template <typename... P> constexpr size_t arity(void (*)(P...)) { return sizeof...(P); }
 
 // Copies the arguments (params[i] points at the i-th one's value: cuLaunchKernel's contract)
@@ -35,8 +36,9 @@ template <auto K, typename... P, size_t... I>
 std::function<bool()> bind_unpacked(void (*)(P...), const Launch &l, std::index_sequence<I...>) {
     auto args = std::make_tuple(*static_cast<const std::remove_cv_t<P> *>(l.params[I])...);
     return [l, args] {
-        return std::apply([&](auto... a) { return emu::launch(K, l.grid, l.block, l.smem, a...); },
-                          args);
+        return std::apply(
+            [&](auto... a) { return emu::launch_in_clusters(l.cluster_x, K, l.grid, l.block, l.smem, a...); },
+            args);
     };
 }
 
@@ -82,8 +84,9 @@ const void *kernel(const char *name) {
 const char *kernel_name(const void *k) { return static_cast<const Entry *>(k)->name; }
 
 std::function<std::string()> bind(const void *k, Dim grid, Dim block, size_t smem,
-                                  void **params) {
-    const Launch l{dim3(grid.x, grid.y, grid.z), dim3(block.x, block.y, block.z), smem, params};
+                                  void **params, unsigned cluster_x) {
+    const Launch l{dim3(grid.x, grid.y, grid.z), dim3(block.x, block.y, block.z), smem, params,
+                   cluster_x};
     std::function<bool()> run = static_cast<const Entry *>(k)->bind(l);
     return [run] {
         take_errors();

@@ -217,6 +217,10 @@ mod tests {
             ),
             ("k64_products_match_k32", variants::k64_products_match_k32),
             (
+                "fused_layernorm_matches_unfused",
+                variants::fused_layernorm_matches_unfused,
+            ),
+            (
                 "deep_products_match_four_stages",
                 variants::deep_products_match_four_stages,
             ),

@@ -134,6 +134,68 @@ pub fn k64_products_match_k32(dev: &Ctx) {
     }
 }
 
+/// The ALBERT_CUDA_FUSED_LN experiment (the attention output's product and residual LayerNorm
+/// in one cluster kernel, kernels/linear_mma_ln.cu, sm_90): the same bits as the two kernels
+/// through the whole model, eager and as graphs, at b32-sized batches (128x128 tiles: the fused
+/// kernel is taken, once per layer application, and the LayerNorm launches halve) and a ragged
+/// one (M not a multiple of 128: the last cluster's rows past M untouched); at b1 (64x64 tiles)
+/// it is not taken. Skipped below sm_90 (no clusters: the kernels are not loaded).
+pub fn fused_layernorm_matches_unfused(dev: &Ctx) {
+    let model = Albert::synthetic(base_shaped(), albert::Head::Model, 37);
+    let (vocab, layers) = (model.config.vocab_size, model.config.num_hidden_layers);
+    for dtype in [DType::BF16, DType::F16] {
+        let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+        let mut fused = CudaAlbert::new(&model, 0, dtype).unwrap();
+        fused.dev.fused_ln = true;
+        let t = dtype.name();
+        let kn = format!("linear_forward_mma_ln_{t}_from_{t}");
+        if !fused.dev.kernels.has(&kn) {
+            let cc = fused.dev.compute_capability;
+            assert!(cc.0 < 9, "{dtype}: {kn} not loaded on sm_{}{}", cc.0, cc.1);
+            println!("  {dtype}: no clusters below sm_90, skipped");
+            continue;
+        }
+        let mut r = Rng::new(41);
+        let rows = large_rows(dev);
+        // f16 takes the same path through other conversions: one shape (the emulator's time).
+        let shapes = match dtype {
+            DType::BF16 => vec![(rows, 128, true), (rows + 1, 100, true), (1, 128, false)],
+            _ => vec![(rows, 128, true)],
+        };
+        for (rows, s, taken) in shapes {
+            let inputs = random_inputs(&mut r, rows, s, vocab);
+            let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+            for pass in ["warm-up", "capture", "replay"] {
+                let got = fused.forward(&inputs, ForwardOptions::default()).unwrap();
+                same_bits(
+                    &format!("fused LN {dtype} R={rows} S={s} {pass}"),
+                    &got,
+                    &want,
+                );
+            }
+            let count = |costs: &[albert::backend::cuda::costs::LaunchCost], name: &str| {
+                costs.iter().filter(|c| c.kernel.contains(name)).count()
+            };
+            let (costs, base) = (
+                fused.kernel_costs(&inputs).unwrap(),
+                plain.kernel_costs(&inputs).unwrap(),
+            );
+            let want_fused = if taken { layers } else { 0 };
+            assert_eq!(
+                count(&costs, "mma_ln"),
+                want_fused,
+                "{dtype} R={rows} S={s}"
+            );
+            assert_eq!(
+                count(&costs, "residual_layernorm") + want_fused,
+                count(&base, "residual_layernorm"),
+                "{dtype} R={rows} S={s}: one LayerNorm launch per fused product"
+            );
+            println!("  {dtype} R={rows} S={s}: {want_fused} fused launches, same bits");
+        }
+    }
+}
+
 /// The embedded cubins (loaded by default: no JIT at start-up) and the embedded PTX
 /// (ALBERT_CUDA_PTX=1: JIT-compiled by the driver) are the same kernels: every module comes
 /// from the path asked for, and the whole model gives the same bits both ways, in every dtype,

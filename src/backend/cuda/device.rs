@@ -50,6 +50,10 @@ pub struct CudaDevice {
     /// PINGPONG): ALBERT_CUDA_PINGPONG=1 (which implies ALBERT_CUDA_PERSISTENT=1; notes/gpu.md
     /// v1.31, an experiment).
     pub pingpong: bool,
+    /// The attention output's product and residual LayerNorm as one cluster kernel where the
+    /// product is unsplit and takes 128x128 tiles (kernels/linear_mma_ln.cu, sm_90):
+    /// ALBERT_CUDA_FUSED_LN=1, an experiment until measured on a GPU (notes/gpu.md v1.33).
+    pub fused_ln: bool,
     /// Blocks of each persistent kernel resident per SM (the driver's occupancy), by entry name.
     pub(super) resident: Mutex<HashMap<String, u32>>,
     /// The TMA products' tensor maps, encoded once per matrix and box (tma.rs).
@@ -130,6 +134,7 @@ impl CudaDevice {
         let deep = std::env::var("ALBERT_CUDA_DEEP").is_ok_and(|v| v == "1");
         let wgmma_wide = std::env::var("ALBERT_CUDA_WGMMA_WIDE").is_ok_and(|v| v == "1");
         let poison = std::env::var("ALBERT_CUDA_POISON").is_ok_and(|v| v == "1");
+        let fused_ln = std::env::var("ALBERT_CUDA_FUSED_LN").is_ok_and(|v| v == "1");
         Ok(CudaDevice {
             ctx,
             stream,
@@ -146,6 +151,7 @@ impl CudaDevice {
             tma,
             persistent,
             pingpong,
+            fused_ln,
             resident: Mutex::default(),
             maps: Mutex::default(),
             wgmma_wide,
@@ -165,6 +171,15 @@ impl CudaDevice {
     /// A launch of `f` on this device's stream (launcher.rs), with PDL when `self.pdl`.
     pub(super) fn launcher<'a>(&'a self, f: &'a CudaFunction) -> Launch<'a> {
         Launch::new(f, &self.stream, self.pdl)
+    }
+
+    /// The same in clusters of `cluster_x` blocks along x (sm_90).
+    pub(super) fn cluster_launcher<'a>(
+        &'a self,
+        f: &'a CudaFunction,
+        cluster_x: u32,
+    ) -> Launch<'a> {
+        Launch::cluster(f, &self.stream, self.pdl, cluster_x)
     }
 
     pub fn synchronize(&self) -> Result<()> {

@@ -113,6 +113,13 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "linear_mma_ln",
+        &[
+            "linear_forward_mma_ln_bf16_from_bf16",
+            "linear_forward_mma_ln_f16_from_f16",
+        ],
+    ),
+    (
         "linear_wgmma",
         &[
             "linear_forward_wgmma_bf16_from_bf16",
@@ -171,6 +178,8 @@ pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
         Some(WG_SMEM_WIDE)
     } else if entry.starts_with("linear_forward_wgmma_") {
         Some(WG_SMEM)
+    } else if entry.starts_with("linear_forward_mma_ln_") {
+        Some(MMA_T_SMEM)
     } else if entry.starts_with("linear_forward_mma64_deep_") {
         Some(MMA_T_SMEM_DEEP)
     } else if entry.starts_with("linear_forward_mma64_") {
@@ -218,7 +227,7 @@ fn sm90a_only(module: &str) -> bool {
 fn min_capability(module: &str) -> (i32, i32) {
     match module {
         "linear_mma" | "attention_mma" | "layernorm_t" | "embeddings_project" => (8, 0),
-        "linear_wgmma" | "linear_tma" => (9, 0),
+        "linear_wgmma" | "linear_tma" | "linear_mma_ln" => (9, 0),
         _ => (0, 0),
     }
 }

@@ -1,10 +1,12 @@
-//! Kernel launches, optionally with the programmatic dependent launch attribute (PDL, sm_90+):
+//! Kernel launches, optionally with the programmatic dependent launch attribute (PDL, sm_90+)
+//! and/or a thread block cluster dimension (sm_90+, the fused LayerNorm products):
 //! the next kernel's blocks may then be scheduled while this one's last blocks run, and do the
 //! work that reads only constant data (the products stage their first weight tiles) before
 //! they wait for it to complete (kernels/common.cuh `grid_dependency_enter`, called by every
 //! kernel). PDL is off unless `CudaDevice::pdl` (ALBERT_CUDA_PDL=1 on a device whose loaded
 //! modules all have the wait); then launches go through cuLaunchKernelEx with the attribute,
-//! else through cudarc's own launch, exactly as before.
+//! else through cudarc's own launch, exactly as before. A cluster launch (`Launch::cluster`)
+//! always goes through cuLaunchKernelEx, with PDL as the device has it.
 //!
 //! `Launch` takes the launchers' `.arg(...)` calls like cudarc's `LaunchArgs`. With PDL an
 //! argument is just its value (the context's event tracking is off, device.rs): buffers as
@@ -23,20 +25,32 @@ use cudarc::driver::{
 pub(super) enum Launch<'a> {
     /// cudarc's launch (cuLaunchKernel): the default.
     Plain(LaunchArgs<'a>),
-    /// cuLaunchKernelEx with the PDL attribute.
+    /// cuLaunchKernelEx with the PDL attribute, a cluster dimension, or both.
     Pdl(PdlArgs<'a>),
 }
 
 impl<'a> Launch<'a> {
     pub fn new(func: &'a CudaFunction, stream: &'a std::sync::Arc<CudaStream>, pdl: bool) -> Self {
         match pdl {
-            true => Launch::Pdl(PdlArgs {
-                func,
-                stream,
-                slots: Vec::with_capacity(MAX_ARGS),
-            }),
+            true => Self::cluster(func, stream, pdl, 1),
             false => Launch::Plain(stream.launch_builder(func)),
         }
+    }
+
+    /// A launch in clusters of `cluster_x` blocks along x (1: none), through cuLaunchKernelEx.
+    pub fn cluster(
+        func: &'a CudaFunction,
+        stream: &'a std::sync::Arc<CudaStream>,
+        pdl: bool,
+        cluster_x: u32,
+    ) -> Self {
+        Launch::Pdl(PdlArgs {
+            func,
+            stream,
+            slots: Vec::with_capacity(MAX_ARGS),
+            pdl,
+            cluster_x,
+        })
     }
 
     /// Enqueues the kernel on the stream.
@@ -61,6 +75,10 @@ pub(super) struct PdlArgs<'a> {
     func: &'a CudaFunction,
     stream: &'a CudaStream,
     slots: Vec<Slot>,
+    /// The programmatic-stream-serialization attribute.
+    pdl: bool,
+    /// Blocks per cluster along x; 1: no cluster attribute.
+    cluster_x: u32,
 }
 
 /// One argument's bytes: a pointer to the slot's value is a pointer to the argument.
@@ -93,11 +111,24 @@ impl PdlArgs<'_> {
                 Slot::Map(m) => &mut **m as *mut TensorMap as *mut c_void,
             })
             .collect();
-        // SAFETY: a zeroed attribute is a valid value of this plain C struct; id and value are
-        // set below.
-        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-        attr.id = CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-        attr.value.programmaticStreamSerializationAllowed = 1;
+        let mut attrs = Vec::with_capacity(2);
+        if self.pdl {
+            // SAFETY: a zeroed attribute is a valid value of this plain C struct; id and value
+            // are set next.
+            let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+            attr.id = CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+            attr.value.programmaticStreamSerializationAllowed = 1;
+            attrs.push(attr);
+        }
+        if self.cluster_x > 1 {
+            // SAFETY: as above.
+            let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+            attr.id = CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+            attr.value.clusterDim.x = self.cluster_x;
+            attr.value.clusterDim.y = 1;
+            attr.value.clusterDim.z = 1;
+            attrs.push(attr);
+        }
         let config = sys::CUlaunchConfig {
             gridDimX: cfg.grid_dim.0,
             gridDimY: cfg.grid_dim.1,
@@ -107,8 +138,8 @@ impl PdlArgs<'_> {
             blockDimZ: cfg.block_dim.2,
             sharedMemBytes: cfg.shared_mem_bytes,
             hStream: self.stream.cu_stream(),
-            attrs: &mut attr,
-            numAttrs: 1,
+            attrs: attrs.as_mut_ptr(),
+            numAttrs: attrs.len() as u32,
         };
         // SAFETY: `params` points at one live slot per argument for the duration of the call
         // (the driver copies the values); the caller vouches for the arguments themselves.

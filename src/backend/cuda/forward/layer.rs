@@ -163,7 +163,8 @@ impl CudaAlbert {
     /// product would apply to the f32 activation, so the products are `layer_forward`'s on
     /// tensor cores; the two products that feed a residual + LayerNorm are split over K
     /// (`output_splits`, a function of K alone: batch-invariant) and their partial sums added
-    /// in order by the LayerNorm kernel.
+    /// in order by the LayerNorm kernel; with ALBERT_CUDA_FUSED_LN an unsplit attention output
+    /// at 128x128 tiles takes its LayerNorm in the same (cluster) kernel, with the same bits.
     pub(super) fn layer_forward_t(
         &self,
         ar: &mut Arena,
@@ -185,14 +186,21 @@ impl CudaAlbert {
         let (q, k, v) = (ar.qkv.view(..), ar.qkv.view(h..), ar.qkv.view(2 * h..));
         dev.attention_forward_to(&mut t.ctx, &q, &k, &v, &ar.mask, rows, s, a, d, 3 * h)?;
         let ctx = &t.ctx.view(..);
-        let parts = &mut ar.proj; // [splits, M, H] partial sums
-        dev.linear_forward_split(parts, ctx, &o.weight, Some(&o.bias), m, h, h, split_o)?;
         let n = &w.attn_norm;
         let (nw, nb) = (&n.weight, &n.bias);
         let (attn, attn_t) = (&mut ar.attn, &mut t.attn);
-        dev.residual_layernorm_forward_to(
-            attn, attn_t, &ar.proj, split_o, &ar.hidden, nw, nb, m, h, eps,
-        )?;
+        if dev.linear_ln_fits(o.weight.dtype(), (m, h), split_o) {
+            // The same bits as the two launches below, in one (ALBERT_CUDA_FUSED_LN).
+            let (ow, ob) = (&o.weight, Some(&o.bias));
+            let shape = (m, h, h);
+            dev.linear_forward_ln(attn, attn_t, ctx, ow, ob, &ar.hidden, (nw, nb), shape, eps)?;
+        } else {
+            let parts = &mut ar.proj; // [splits, M, H] partial sums
+            dev.linear_forward_split(parts, ctx, &o.weight, Some(&o.bias), m, h, h, split_o)?;
+            dev.residual_layernorm_forward_to(
+                attn, attn_t, &ar.proj, split_o, &ar.hidden, nw, nb, m, h, eps,
+            )?;
+        }
         let act = Some(cfg.hidden_act);
         let (f1, f2) = (&w.ffn, &w.ffn_output);
         let (attn, ffn_out) = (&t.attn.view(..), (&mut ar.ffn).into());
