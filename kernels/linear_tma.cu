@@ -10,7 +10,7 @@
 // the stage of the tile, up to STAGES tiles ahead, each stage's `full` barrier counting the bytes
 // (one arrival, the producer's, with the stage's byte count). The consumers wait on `full`, issue
 // the tile's four wgmma k16 steps and, once the group of the previous tile has retired
-// (wgmma_wait<1>), release that tile's stage: one arrival per warpgroup on its `empty` barrier,
+// (wgmma_wait<1>), release that tile's stage: one arrival per warp on its `empty` barrier,
 // which the producer waits on before refilling it. No block-wide barrier after the set-up, and no
 // copy instructions or addresses in the consumers' loop (linear_wgmma.cu: ~8 cp.async per thread
 // and a __syncthreads per k tile).
@@ -40,7 +40,10 @@ template <typename W, bool PRODUCER_WG, bool PINGPONG_ = false> struct WgTma : W
     static constexpr int CONSUMERS = W::NTHREADS, NTHREADS = W::NTHREADS + (PRODUCER_WG ? 128 : 32);
     static constexpr bool SETMAXNREG = PRODUCER_WG, PINGPONG = PINGPONG_;
     static constexpr int H = PINGPONG ? W::WARPGROUPS : 1; // 64-row halves per consumer warpgroup
-    static constexpr int RELEASES = PINGPONG ? 1 : W::WARPGROUPS; // `empty` arrivals per stage
+    // `empty` arrivals per stage: one per warp of each consumer warpgroup that reads it, each
+    // after that warp's own wgmma.wait_group (the PTX ISA promises the wait for the executing
+    // thread's groups only; one arrival per warpgroup would rely on it covering all four warps).
+    static constexpr int RELEASES = 4 * (PINGPONG ? 1 : W::WARPGROUPS);
     static constexpr unsigned STAGE_BYTES = W::STAGE_ELEMS * 2;
     static constexpr int SMEM = W::SMEM + 128;
     static_assert(W::STAGES * 2 * 8 + (PINGPONG ? 16 : 0) <= 128, "the barriers fit after the stages");
@@ -148,7 +151,6 @@ __device__ __forceinline__ void tma_consume(const TmaStages<C> &st, float (&acc)
     constexpr int S = C::STAGES;
     constexpr unsigned long long HALF = 64 * 128 >> 4; // 64 rows of A, in descriptor units
     const int warpgroup = threadIdx.x / 128;
-    const bool leader = threadIdx.x % 128 == 0; // arrives for its warpgroup
     // This warpgroup's descriptors at stage 0, k 0: its first 64 rows of A, all TN rows of W.
     const unsigned long long a_desc0 = wgmma_desc(st.a(0) + (C::PINGPONG ? 0 : warpgroup * 64 * 128));
     const unsigned long long w_desc0 = wgmma_desc(st.w(0));
@@ -171,14 +173,14 @@ __device__ __forceinline__ void tma_consume(const TmaStages<C> &st, float (&acc)
         wgmma_commit();
         wgmma_wait<1>(); // k tile g - 1's group has retired in this warpgroup: release its stage
         if (threadIdx.x % 32 == 0) { // (one branch at the loop's end: no aligned instruction follows)
-            if (leader && t > 0) mbar_arrive(st.empty((g - 1) % S));
+            if (t > 0) mbar_arrive(st.empty((g - 1) % S)); // lane 0 of each warp
             // The turn: one arrival per warp, each past the wait_group above (warp-synchronous),
             // so the phase completes only once all four warps have passed their turn wait.
             if (turn_done && t == tiles - 1) mbar_arrive(turn_done);
         }
     }
     wgmma_wait<0>();
-    if (leader) mbar_arrive(st.empty((g0 + tiles - 1) % S));
+    if (threadIdx.x % 32 == 0) mbar_arrive(st.empty((g0 + tiles - 1) % S));
 #pragma unroll
     for (int h = 0; h < C::H; h++)
 #pragma unroll

@@ -6,13 +6,17 @@ import sys
 
 
 def p50s(path):
-    """{batch: (p50 ms, the products' kernels or None)} of the bf16 s128 lines."""
+    """{batch: (p50 ms, the products' kernels (and whether the LayerNorm may fuse) or None)}
+    of the bf16 s128 lines."""
     out = {}
     for line in open(path):
         if line.startswith("{") and "gflops" in line:
             r = json.loads(line)
             if r["dtype"] == "bf16" and r["seq"] == 128:
-                out[r["batch"]] = (r["p50_ms"], r.get("cuda_products"))
+                products = r.get("cuda_products")
+                if products and r.get("cuda_fused_ln"):
+                    products += ", fused LayerNorm"
+                out[r["batch"]] = (r["p50_ms"], products)
     return out
 
 

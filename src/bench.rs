@@ -37,6 +37,10 @@ pub struct BenchRow {
     /// On a GPU: whether kernels launched with programmatic dependent launch (ALBERT_CUDA_PDL=1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cuda_pdl: Option<bool>,
+    /// On a GPU: whether the attention output may fuse with its LayerNorm
+    /// (ALBERT_CUDA_FUSED_LN=1 where the sm_90 kernel loaded; taken at large batches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cuda_fused_ln: Option<bool>,
     /// On a GPU: the kernels of the encoder's products ("wgmma", "mma.sync k64", "mma.sync",
     /// "portable"), so that an ALBERT_CUDA_WGMMA=1 run says whether it really used wgmma.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -120,6 +124,7 @@ pub fn run(engine: &Engine, b: usize, s: usize, warmup: usize, iters: usize) -> 
         activations_mib: mib(engine.activation_bytes()),
         cuda_graphs: engine.graph_status(),
         cuda_pdl: engine.pdl(),
+        cuda_fused_ln: engine.fused_ln(),
         cuda_products: engine.products(),
     })
 }

@@ -172,6 +172,16 @@ impl Engine {
         }
     }
 
+    /// Whether the GPU encoder may fuse the attention output with its LayerNorm
+    /// (`CudaAlbert::fused_ln`); None off the GPU.
+    pub fn fused_ln(&self) -> Option<bool> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => Some(m.fused_ln()),
+            _ => None,
+        }
+    }
+
     /// Which kernels the GPU encoder's products run on (`CudaAlbert::products`); None off
     /// the GPU.
     pub fn products(&self) -> Option<&'static str> {

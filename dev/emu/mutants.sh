@@ -63,8 +63,9 @@ mutants=(
   "linear_wgmma: accumulators read before the last wait|linear_wgmma.cu|s#^    wgmma_wait<0>();##|wgmma"
   "linear_tma: consumers do not wait for the tile to land|linear_tma.cu|s#mbar_wait(st.full(s), (g / S) \& 1); // k tile g has landed##|tma"
   "linear_tma: producer does not wait for a free stage|linear_tma.cu|s#if (g >= S) mbar_wait(st.empty(s), (g / S - 1) \& 1);##|tma"
-  "linear_tma: releases the stage in use|linear_tma.cu|s#if (leader \&\& t > 0) mbar_arrive(st.empty((g - 1) % S));#if (leader) mbar_arrive(st.empty(g % S));#;s#if (leader) mbar_arrive(st.empty((g0 + tiles - 1) % S));##|tma"
-  "linear_tma: a tile's last stage never released|linear_tma.cu|s#if (leader) mbar_arrive(st.empty((g0 + tiles - 1) % S));##|tma"
+  "linear_tma: releases the stage in use|linear_tma.cu|s#if (t > 0) mbar_arrive(st.empty((g - 1) % S));#mbar_arrive(st.empty(g % S));#;s#if (threadIdx.x % 32 == 0) mbar_arrive(st.empty((g0 + tiles - 1) % S));##|tma"
+  "linear_tma: a tile's last stage never released|linear_tma.cu|s#if (threadIdx.x % 32 == 0) mbar_arrive(st.empty((g0 + tiles - 1) % S));##|tma"
+  "linear_tma: one warp's release per warpgroup (count kept)|linear_tma.cu|s#if (t > 0) mbar_arrive(st.empty((g - 1) % S));#if (t > 0 \&\& threadIdx.x % 128 == 0) mbar_arrive(st.empty((g - 1) % S));#|tma"
   "linear_tma: consumers restart the ring at each tile|linear_tma.cu|s/tma_consume<C, T>(st, acc, i \* share.tiles,/tma_consume<C, T>(st, acc, 0,/|tma"
   "linear_tma: stage released two products early|linear_tma.cu|s/wgmma_wait<1>(); \/\/ k tile g - 1/wgmma_wait<2>(); \/\/ k tile g - 1/|tma"
   "linear_tma pingpong: second consumer skips its turn wait|linear_tma.cu|s#if (C::PINGPONG \&\& c == 1) mbar_wait(st.turn(1), j \& 1);##|tma"
@@ -72,7 +73,7 @@ mutants=(
   "linear_tma pingpong: turn never passed|linear_tma.cu|s#if (turn_done \&\& t == tiles - 1) mbar_arrive(turn_done);##|tma"
   "linear_tma pingpong: no turn on an empty share|linear_tma.cu|s#if (turn_done \&\& threadIdx.x % 32 == 0) mbar_arrive(turn_done);##|tma"
   "linear_tma pingpong: turn barrier counts one arrival, not four|linear_tma.cu|s/mbar_init(st.turn(0), 4)/mbar_init(st.turn(0), 1)/;s/mbar_init(st.turn(1), 4)/mbar_init(st.turn(1), 1)/|tma"
-  "linear_tma pingpong: a stage awaits two releases|linear_tma.cu|s/RELEASES = PINGPONG ? 1 : W::WARPGROUPS/RELEASES = W::WARPGROUPS/|tma"
+  "linear_tma pingpong: a stage awaits two releases|linear_tma.cu|s/RELEASES = 4 \* (PINGPONG ? 1 : W::WARPGROUPS)/RELEASES = 4 * W::WARPGROUPS/|tma"
 )
 rm -rf "$here/build/mutants"
 for m in "${mutants[@]}"; do

@@ -15,7 +15,9 @@ pub fn with_wgmma_env<R>(open: impl FnOnce() -> R) -> R {
 
 /// A device whose T-input products run on wgmma (ALBERT_CUDA_WGMMA; `wide`: with 128x256
 /// tiles where they fill two waves, ALBERT_CUDA_WGMMA_WIDE), or None (printed) where
-/// kernels/linear_wgmma.cu did not load (it needs sm_90a).
+/// kernels/linear_wgmma.cu did not load below sm_90. On sm_90 a module that did not load
+/// (the driver refused its PTX or cubin, or a shared memory opt-in) fails the test: a skip there
+/// would pass without running the kernels it is about.
 pub fn wgmma_device(wide: bool) -> Option<Ctx> {
     let mut wg = with_wgmma_env(|| albert::backend::cuda::CudaDevice::open(0).unwrap());
     wg.wgmma = true;
@@ -25,8 +27,29 @@ pub fn wgmma_device(wide: bool) -> Option<Ctx> {
     }
     let (major, minor) = wg.compute_capability;
     let why = wg.kernels.origin.iter().find(|(m, _)| *m == "linear_wgmma");
+    assert!(
+        major != 9,
+        "linear_wgmma not loaded on sm_{major}{minor}: {why:?}"
+    );
     println!("  skipped: linear_wgmma not loaded on sm_{major}{minor}: {why:?}");
     None
+}
+
+/// Whether `probe` (a wgmma device) loaded `kernel`; on sm_90 it must have (as `wgmma_device`).
+fn loaded_on_sm90(probe: &Ctx, kernel: &str, module: &str) -> bool {
+    if probe.kernels.has(kernel) {
+        return true;
+    }
+    let why = probe.kernels.origin.iter().find(|(m, _)| *m == module);
+    let cc = probe.compute_capability;
+    assert!(
+        cc.0 != 9,
+        "{kernel} not loaded on sm_{}{}: {why:?}",
+        cc.0,
+        cc.1
+    );
+    println!("  skipped: {kernel} not loaded: {why:?}");
+    false
 }
 
 /// The wgmma products (sm_90a) against the CPU reference with the same operand rounding
@@ -233,13 +256,11 @@ pub fn tma_products_match_wgmma(dev: &Ctx) {
     let Some(probe) = wgmma_device(false) else {
         return;
     };
-    if !probe.kernels.has("linear_forward_wgmma_tma_bf16_from_bf16") {
-        let why = probe
-            .kernels
-            .origin
-            .iter()
-            .find(|(m, _)| *m == "linear_tma");
-        println!("  skipped: linear_tma not loaded: {why:?}");
+    if !loaded_on_sm90(
+        &probe,
+        "linear_forward_wgmma_tma_bf16_from_bf16",
+        "linear_tma",
+    ) {
         return;
     }
     let model = Albert::synthetic(base_shaped(), albert::Head::Model, 73);
@@ -363,11 +384,8 @@ pub fn pingpong_products_match_wgmma(dev: &Ctx) {
     let Some(probe) = wgmma_device(false) else {
         return;
     };
-    if !probe
-        .kernels
-        .has("linear_forward_wgmma_pingpong_tma_bf16_from_bf16")
-    {
-        println!("  skipped: the ping-pong kernels did not load");
+    let kernel = "linear_forward_wgmma_pingpong_tma_bf16_from_bf16";
+    if !loaded_on_sm90(&probe, kernel, "linear_tma") {
         return;
     }
     let model = Albert::synthetic(base_shaped(), albert::Head::Model, 89);

@@ -94,6 +94,18 @@ impl CudaAlbert {
         self.dev.pdl
     }
 
+    /// Whether the attention output's product and LayerNorm may run as one cluster kernel
+    /// (ALBERT_CUDA_FUSED_LN=1 where kernels/linear_mma_ln.cu loaded: sm_90); it is taken for
+    /// the shapes `CudaDevice::linear_ln_fits` accepts (large batches).
+    pub fn fused_ln(&self) -> bool {
+        let t = self.dtype.name();
+        self.dev.fused_ln
+            && self
+                .dev
+                .kernels
+                .has(&format!("linear_forward_mma_ln_{t}_from_{t}"))
+    }
+
     /// Which kernels the encoder's T-input products run on, as linear_t.rs picks them:
     /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded; "wgmma wide" with
     /// ALBERT_CUDA_WGMMA_WIDE=1 too; "... tma" with ALBERT_CUDA_TMA=1: the tiles staged by TMA
