@@ -122,6 +122,7 @@ static void test_ln_fused(bool quick) {
     if (!quick) {
         both(129, 768, 768, true); // ALBERT's attention output: clusters of 6
         both(64, 136, 1024, false); // clusters of 8 (the portable maximum), C = 1024
+        both(130, 3072, 256, true); // the FFN output's K, unsplit (ALBERT_CUDA_K_PER_SPLIT=3072)
     }
     test_linear_mma_ln_unclustered<bf16>(linear_forward_mma_ln_bf16_from_bf16);
 }

@@ -139,7 +139,8 @@ pub fn k64_products_match_k32(dev: &Ctx) {
 /// through the whole model, eager and as graphs, at b32-sized batches (128x128 tiles: the fused
 /// kernel is taken, once per layer application, and the LayerNorm launches halve) and a ragged
 /// one (M not a multiple of 128: the last cluster's rows past M untouched); at b1 (64x64 tiles)
-/// it is not taken. Skipped below sm_90 (no clusters: the kernels are not loaded).
+/// it is not taken. With ALBERT_CUDA_K_PER_SPLIT=3072 the FFN output is unsplit and fused
+/// too. Skipped below sm_90 (no clusters: the kernels are not loaded).
 pub fn fused_layernorm_matches_unfused(dev: &Ctx) {
     let model = Albert::synthetic(base_shaped(), albert::Head::Model, 37);
     let (vocab, layers) = (model.config.vocab_size, model.config.num_hidden_layers);
@@ -180,7 +181,15 @@ pub fn fused_layernorm_matches_unfused(dev: &Ctx) {
                 fused.kernel_costs(&inputs).unwrap(),
                 plain.kernel_costs(&inputs).unwrap(),
             );
-            let want_fused = if taken { layers } else { 0 };
+            // The FFN output too where ALBERT_CUDA_K_PER_SPLIT leaves it unsplit.
+            let ffn_unsplit =
+                albert::backend::cuda::CudaDevice::output_splits(model.config.intermediate_size)
+                    == 1;
+            let want_fused = if taken {
+                layers * (1 + usize::from(ffn_unsplit))
+            } else {
+                0
+            };
             assert_eq!(
                 count(&costs, "mma_ln"),
                 want_fused,

@@ -163,8 +163,9 @@ impl CudaAlbert {
     /// product would apply to the f32 activation, so the products are `layer_forward`'s on
     /// tensor cores; the two products that feed a residual + LayerNorm are split over K
     /// (`output_splits`, a function of K alone: batch-invariant) and their partial sums added
-    /// in order by the LayerNorm kernel; with ALBERT_CUDA_FUSED_LN an unsplit attention output
-    /// at 128x128 tiles takes its LayerNorm in the same (cluster) kernel, with the same bits.
+    /// in order by the LayerNorm kernel; with ALBERT_CUDA_FUSED_LN an unsplit output product
+    /// at 128x128 tiles (the attention output; the FFN output only if ALBERT_CUDA_K_PER_SPLIT
+    /// leaves it unsplit) takes its LayerNorm in the same (cluster) kernel, with the same bits.
     pub(super) fn layer_forward_t(
         &self,
         ar: &mut Arena,
@@ -206,11 +207,27 @@ impl CudaAlbert {
         let (attn, ffn_out) = (&t.attn.view(..), (&mut ar.ffn).into());
         dev.linear_forward_t(ffn_out, attn, &f1.weight, Some(&f1.bias), m, h, i, act)?;
         let ffn = &ar.ffn.view(..);
-        let parts = &mut ar.proj;
-        dev.linear_forward_split(parts, ffn, &f2.weight, Some(&f2.bias), m, i, h, split_f)?;
         let n = &w.output_norm;
         let (nw, nb) = (&n.weight, &n.bias);
         let (hidden, hidden_t) = (&mut ar.hidden, &mut t.hidden);
+        if dev.linear_ln_fits(f2.weight.dtype(), (m, h), split_f) {
+            // Only where the FFN output is unsplit (ALBERT_CUDA_K_PER_SPLIT >= I).
+            let (fw, fb) = (&f2.weight, Some(&f2.bias));
+            let shape = (m, i, h);
+            return dev.linear_forward_ln(
+                hidden,
+                hidden_t,
+                ffn,
+                fw,
+                fb,
+                &ar.attn,
+                (nw, nb),
+                shape,
+                eps,
+            );
+        }
+        let parts = &mut ar.proj;
+        dev.linear_forward_split(parts, ffn, &f2.weight, Some(&f2.bias), m, i, h, split_f)?;
         dev.residual_layernorm_forward_to(
             hidden, hidden_t, &ar.proj, split_f, &ar.attn, nw, nb, m, h, eps,
         )
