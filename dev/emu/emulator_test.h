@@ -180,63 +180,39 @@ __global__ void selftest_cp_async_pending(float *out) { // exits with a copy in 
 
 // ldmatrix.x4 (mma_emu.h) against the PTX ISA's description, written out here independently:
 // lane 8m + r points at row r of matrix m; lane l receives in d[m] the two 16-bit elements
-// 2(l%4), 2(l%4)+1 of row l/4 of matrix m. The rows are scattered (row r of matrix m lives at
-// shared row (5m + 3r) % 32) so that a wrong address routing shows. Shared row q holds the
-// values 1000q + c, c = 0..7. out[32 lane + 4 m + ...]: lo and hi halves, as floats.
-__global__ void selftest_ldmatrix(float *out) {
+// 2(l%4), 2(l%4)+1 of row l/4 of matrix m, or with .trans (TRANS) the elements l/4 of rows
+// 2(l%4) and 2(l%4)+1 of matrix m. The rows are scattered (row r of matrix m lives at shared
+// row (5m + 3r) % 32) so that a wrong address routing shows. Shared row q holds the values
+// 1000q + c, c = 0..7. out[32 lane + 4 m + ...]: lo and hi halves, as floats.
+template <bool TRANS> __global__ void selftest_ldmatrix(float *out) {
     __shared__ __align__(16) uint16_t rows[32][8];
     const unsigned lane = threadIdx.x % 32;
     for (unsigned c = 0; c < 8; c++) rows[lane][c] = uint16_t((1000 * lane + c) % 65536);
     __syncthreads();
     const unsigned m = lane / 8, r = lane % 8;
     unsigned d[4];
-    ldmatrix_x4(d, &rows[(5 * m + 3 * r) % 32][0]);
+    if constexpr (TRANS) ldmatrix_x4_trans(d, &rows[(5 * m + 3 * r) % 32][0]);
+    else ldmatrix_x4(d, &rows[(5 * m + 3 * r) % 32][0]);
     for (unsigned k = 0; k < 4; k++) {
         out[lane * 8 + 2 * k] = float(d[k] & 0xffffu);
         out[lane * 8 + 2 * k + 1] = float(d[k] >> 16);
     }
 }
 
-static void test_ldmatrix() {
+template <bool TRANS> static void test_ldmatrix() {
     OutBuf out(256);
-    const bool ok = emu::launch(selftest_ldmatrix, dim3(1), dim3(32), 0, out.ptr());
-    std::vector<double> ref(256);
-    for (unsigned l = 0; l < 32; l++)
-        for (unsigned m = 0; m < 4; m++) {
-            const unsigned row = l / 4, q = (5 * m + 3 * row) % 32; // shared row of (m, row)
-            for (unsigned e = 0; e < 2; e++) ref[l * 8 + 2 * m + e] = double((1000 * q + 2 * (l % 4) + e) % 65536);
-        }
-    record("emulator: ldmatrix.x4 per the ISA", "warp=1", out, ref, ok, 0.0);
-}
-
-// ldmatrix.x4.trans against the ISA's description, written out independently: lane l receives
-// in d[m] the elements l/4 of rows 2(l%4) and 2(l%4)+1 of matrix m (lo, hi). Rows scattered and
-// valued as in selftest_ldmatrix.
-__global__ void selftest_ldmatrix_trans(float *out) {
-    __shared__ __align__(16) uint16_t rows[32][8];
-    const unsigned lane = threadIdx.x % 32;
-    for (unsigned c = 0; c < 8; c++) rows[lane][c] = uint16_t((1000 * lane + c) % 65536);
-    __syncthreads();
-    const unsigned m = lane / 8, r = lane % 8;
-    unsigned d[4];
-    ldmatrix_x4_trans(d, &rows[(5 * m + 3 * r) % 32][0]);
-    for (unsigned k = 0; k < 4; k++) {
-        out[lane * 8 + 2 * k] = float(d[k] & 0xffffu);
-        out[lane * 8 + 2 * k + 1] = float(d[k] >> 16);
-    }
-}
-
-static void test_ldmatrix_trans() {
-    OutBuf out(256);
-    const bool ok = emu::launch(selftest_ldmatrix_trans, dim3(1), dim3(32), 0, out.ptr());
+    const bool ok = emu::launch(selftest_ldmatrix<TRANS>, dim3(1), dim3(32), 0, out.ptr());
     std::vector<double> ref(256);
     for (unsigned l = 0; l < 32; l++)
         for (unsigned m = 0; m < 4; m++)
             for (unsigned e = 0; e < 2; e++) {
-                const unsigned row = 2 * (l % 4) + e, q = (5 * m + 3 * row) % 32, col = l / 4;
+                // (row, element) of matrix m that lane l receives in half e
+                const unsigned row = TRANS ? 2 * (l % 4) + e : l / 4, col = TRANS ? l / 4 : 2 * (l % 4) + e;
+                const unsigned q = (5 * m + 3 * row) % 32; // its shared row
                 ref[l * 8 + 2 * m + e] = double((1000 * q + col) % 65536);
             }
-    record("emulator: ldmatrix.x4.trans per the ISA", "warp=1", out, ref, ok, 0.0);
+    record(TRANS ? "emulator: ldmatrix.x4.trans per the ISA" : "emulator: ldmatrix.x4 per the ISA", "warp=1",
+           out, ref, ok, 0.0);
 }
 
 static void test_cp_async() {

@@ -317,8 +317,8 @@ static void test_mma(bool quick) {
     expect_report("emulator: detects divergent mma (types)", selftest_mma_divergent, "divergent");
     expect_report("emulator: detects divergent mma (sites)", selftest_mma_divergent_same, "divergent");
     test_cp_async();
-    test_ldmatrix();
-    test_ldmatrix_trans();
+    test_ldmatrix<false>();
+    test_ldmatrix<true>();
 
     // linear_forward_mma_{bf16,f16}, launched as launch.rs does: grid (ceil(N/128), ceil(M/128)),
     // 256 threads, no dynamic shared memory; the reference of the linear tests.
