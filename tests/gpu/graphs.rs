@@ -18,10 +18,7 @@ pub fn graph_replay_matches_eager(_dev: &Ctx) {
         for &(rows, s) in &keys {
             let inputs = random_inputs(&mut r, rows, s, vocab);
             let want = eager.forward(&inputs, ForwardOptions::default()).unwrap();
-            for pass in ["warm-up", "capture", "replay"] {
-                let got = graphed.forward(&inputs, ForwardOptions::default()).unwrap();
-                same_bits(&format!("{dtype} R={rows} S={s} {pass}"), &got, &want);
-            }
+            same_bits_each_pass(&format!("{dtype} R={rows} S={s}"), &graphed, &inputs, &want);
         }
         let st = graphed.graph_stats();
         assert!(
@@ -152,16 +149,12 @@ pub fn arena_poison_changes_nothing(_dev: &Ctx) {
         for (rows, s) in [(1, 37), (2, 64), (1, 20)] {
             let inputs = random_inputs(&mut r, rows, s, vocab);
             let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
-            for pass in ["warm-up", "capture", "replay"] {
-                let got = poisoned
-                    .forward(&inputs, ForwardOptions::default())
-                    .unwrap();
-                same_bits(
-                    &format!("poison {dtype} R={rows} S={s} {pass}"),
-                    &got,
-                    &want,
-                );
-            }
+            same_bits_each_pass(
+                &format!("poison {dtype} R={rows} S={s}"),
+                &poisoned,
+                &inputs,
+                &want,
+            );
         }
     }
 }

@@ -193,6 +193,20 @@ pub fn random_inputs(r: &mut Rng, rows: usize, s: usize, vocab: usize) -> albert
     albert::Inputs::new(ids, Some(mask), Some(types), &[rows, s]).unwrap()
 }
 
+/// Three passes of `engine` on `inputs` (the warm-up, the CUDA graph's capture and a replay),
+/// each bit for bit `want`; `what` names the case, and the pass is appended to it.
+pub fn same_bits_each_pass(
+    what: &str,
+    engine: &CudaAlbert,
+    inputs: &albert::Inputs,
+    want: &albert::Outputs,
+) {
+    for pass in ["warm-up", "capture", "replay"] {
+        let got = engine.forward(inputs, ForwardOptions::default()).unwrap();
+        same_bits(&format!("{what} {pass}"), &got, want);
+    }
+}
+
 /// Every output of `got` bit for bit equal to `want`'s.
 pub fn same_bits(what: &str, got: &albert::Outputs, want: &albert::Outputs) {
     assert_eq!(got.tensors.len(), want.tensors.len(), "{what}: outputs");

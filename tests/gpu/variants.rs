@@ -29,10 +29,7 @@ pub fn pdl_matches_plain_launches(dev: &Ctx) {
         for (rows, s) in [(1, 128), (large_rows(dev), 128), (3, 37)] {
             let inputs = random_inputs(&mut r, rows, s, vocab);
             let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
-            for pass in ["warm-up", "capture", "replay"] {
-                let got = pdl.forward(&inputs, ForwardOptions::default()).unwrap();
-                same_bits(&format!("PDL {dtype} R={rows} S={s} {pass}"), &got, &want);
-            }
+            same_bits_each_pass(&format!("PDL {dtype} R={rows} S={s}"), &pdl, &inputs, &want);
         }
         assert!(
             pdl.graph_status().starts_with("on"),
@@ -66,10 +63,12 @@ pub fn deep_products_match_four_stages(dev: &Ctx) {
         for (rows, s) in [(1, 128), (2, 37), (3, 64)] {
             let inputs = random_inputs(&mut r, rows, s, vocab);
             let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
-            for pass in ["warm-up", "capture", "replay"] {
-                let got = deep.forward(&inputs, ForwardOptions::default()).unwrap();
-                same_bits(&format!("deep {dtype} R={rows} S={s} {pass}"), &got, &want);
-            }
+            same_bits_each_pass(
+                &format!("deep {dtype} R={rows} S={s}"),
+                &deep,
+                &inputs,
+                &want,
+            );
             // Which products took them: each 64x64 one whose grid fits the SMs.
             let costs = deep.kernel_costs(&inputs).unwrap();
             let mut taken = 0;
@@ -166,14 +165,12 @@ pub fn fused_layernorm_matches_unfused(dev: &Ctx) {
         for (rows, s, taken) in shapes {
             let inputs = random_inputs(&mut r, rows, s, vocab);
             let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
-            for pass in ["warm-up", "capture", "replay"] {
-                let got = fused.forward(&inputs, ForwardOptions::default()).unwrap();
-                same_bits(
-                    &format!("fused LN {dtype} R={rows} S={s} {pass}"),
-                    &got,
-                    &want,
-                );
-            }
+            same_bits_each_pass(
+                &format!("fused LN {dtype} R={rows} S={s}"),
+                &fused,
+                &inputs,
+                &want,
+            );
             let count = |costs: &[albert::backend::cuda::costs::LaunchCost], name: &str| {
                 costs.iter().filter(|c| c.kernel.contains(name)).count()
             };

@@ -293,14 +293,12 @@ pub fn tma_products_match_wgmma(dev: &Ctx) {
                 (&mut tma, label.to_string()),
                 (&mut per, format!("{label} persistent")),
             ] {
-                for pass in ["warm-up", "capture", "replay"] {
-                    let got = engine.forward(&inputs, ForwardOptions::default()).unwrap();
-                    same_bits(
-                        &format!("{kind} {dtype} R={rows} S={s} {pass}"),
-                        &got,
-                        &want,
-                    );
-                }
+                same_bits_each_pass(
+                    &format!("{kind} {dtype} R={rows} S={s}"),
+                    engine,
+                    &inputs,
+                    &want,
+                );
             }
             // The persistent grids: never more blocks than fit on the SMs (at most 2 per SM
             // for these kernels), and fewer than the output tiles somewhere at the large batch.
@@ -415,14 +413,12 @@ pub fn pingpong_products_match_wgmma(dev: &Ctx) {
         for (rows, s) in shapes {
             let inputs = random_inputs(&mut r, rows, s, vocab);
             let want = wg.forward(&inputs, ForwardOptions::default()).unwrap();
-            for pass in ["warm-up", "capture", "replay"] {
-                let got = pp.forward(&inputs, ForwardOptions::default()).unwrap();
-                same_bits(
-                    &format!("{label} pingpong {dtype} R={rows} S={s} {pass}"),
-                    &got,
-                    &want,
-                );
-            }
+            same_bits_each_pass(
+                &format!("{label} pingpong {dtype} R={rows} S={s}"),
+                &pp,
+                &inputs,
+                &want,
+            );
             let costs = pp.kernel_costs(&inputs).unwrap();
             let pingpong: Vec<_> = costs
                 .iter()
