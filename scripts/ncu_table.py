@@ -9,12 +9,17 @@ bandwidth) per launch, and the fraction of it the kernel reaches (floor / time).
 matched by their order in the pass; a different kernel at the same place is reported and the
 floors left out.
 
+With --predict TABLE (and --costs), also the time per launch notes/predictions.json predicted
+for each shape of that table ("kernels": b1, b32) before the run, and where the measurement fell.
+
 Usage: python3 scripts/ncu_table.py ncu.csv [--costs costs.jsonl --batch 32 --seq 128]
-       [--peak-tflops 788] [--bandwidth-tbs 4.3]   (defaults: H200, bf16 tensor cores)"""
+       [--peak-tflops 788] [--bandwidth-tbs 4.3]   (defaults: H200, bf16 tensor cores)
+       [--predict b32]"""
 import argparse
 import collections
 import csv
 import json
+import os
 
 UNIT_US = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
 UNIT_BYTES = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}
@@ -61,14 +66,21 @@ def main():
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--peak-tflops", type=float, default=788.0)
     p.add_argument("--bandwidth-tbs", type=float, default=4.3)
+    p.add_argument("--predict", help="a table of notes/predictions.json's `kernels` (b1, b32)")
     a = p.parse_args()
+    predicted = {}
+    if a.predict:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "notes", "predictions.json")
+        predicted = json.load(open(path))["kernels"].get(a.predict, {})
     launches = read_ncu(a.csv)
     floor = None
     if a.costs:
         floor = floors(launches, a.costs, a.batch, a.seq, a.peak_tflops * 1e12, a.bandwidth_tbs * 1e12)
     groups = collections.OrderedDict()
     for i, (name, grid, block, m) in enumerate(launches):
-        g = groups.setdefault((name, grid, block), [0, 0.0, 0.0, 0.0, floor[i][1] if floor else ""])
+        shape = floor[i][1] if floor else ""
+        # The shape splits a kernel's launches on the same grid (the two LayerNorms: "+4" partials).
+        g = groups.setdefault((name, grid, block, shape), [0, 0.0, 0.0, 0.0, shape])
         g[0] += 1
         g[1] += m.get("us", 0.0)
         g[2] += m.get("bytes", 0.0)
@@ -81,12 +93,17 @@ def main():
                  f" and {a.bandwidth_tbs:g} TB/s")
     print(line)
     head = f"{'kernel':44} {'grid':>13} {'n':>3} {'total us':>9} {'us/launch':>9} {'MB/launch':>9} {'share':>6}"
-    print(head + (f" {'floor us':>8} {'of floor':>8}  shape" if floor else ""))
-    for (name, grid, _), (n, us, b, fl, shape) in sorted(groups.items(), key=lambda x: -x[1][1]):
+    print(head + (f" {'floor us':>8} {'of floor':>8}  {'shape':16}" if floor else "")
+          + ("  predicted us/launch" if predicted and floor else ""))
+    for (name, grid, _, _), (n, us, b, fl, shape) in sorted(groups.items(), key=lambda x: -x[1][1]):
         row = f"{name[:44]:44} {grid:>13} {n:3d} {us:9.1f} {us / n:9.1f} {b / n / 1e6:9.2f} {us / total:6.1%}"
         if floor:
-            row += f" {fl / n:8.2f} {fl / us if us else 0:8.0%}  {shape}"
-        print(row)
+            row += f" {fl / n:8.2f} {fl / us if us else 0:8.0%}  {shape:16}"
+            if shape in predicted:
+                lo, hi = predicted[shape]
+                where = "as predicted" if lo <= us / n <= hi else ("faster" if us / n < lo else "slower")
+                row += f"  {lo:g}-{hi:g}: {where}"
+        print(row.rstrip())
 
 
 if __name__ == "__main__":
