@@ -21,6 +21,7 @@
 // not span N returns without writing (uniformly, before any barrier).
 #include "mma_products.cuh"
 #include "cluster.cuh"
+#include "layernorm_warp.cuh"
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
 
@@ -53,63 +54,6 @@ __device__ __forceinline__ void store_tile_residual(float *out, const float (&ac
         }
 }
 
-// The LayerNorm of one row by one warp, bit for bit what a block of 256 threads computes in
-// layernorm_row / layernorm_stats (common.cuh): thread t = 32 v + lane of that block sums its
-// elements c = t, t + 256, ... in f64 in that order, warp v's sum is the xor-tree warp_sum of
-// those, and the block's is warp_sum over lanes 0..7 holding warps 0..7's sums (0 elsewhere).
-// Here lane `lane` plays thread 32 v + lane of every virtual warp v in turn. C <= 1024. `row`
-// holds pre and receives the f32 output; row_t the T copy.
-template <typename T>
-__device__ __forceinline__ void layernorm_row_warp(float *row, T *row_t, const float *__restrict__ ln_w,
-                                                   const float *__restrict__ ln_b, int C, float eps) {
-    const int lane = threadIdx.x & 31;
-    float x[8][4];
-#pragma unroll
-    for (int v = 0; v < 8; v++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int c = 32 * v + lane + 256 * e;
-            x[v][e] = c < C ? __ldcg(row + c) : 0.0f; // L2: other blocks of the cluster wrote it
-        }
-    double tot = 0.0;
-#pragma unroll
-    for (int v = 0; v < 8; v++) {
-        double s = 0.0;
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            if (32 * v + lane + 256 * e < C) s += (double)x[v][e];
-        s = warp_sum(s);
-        if (lane == v) tot = s;
-    }
-    const double mean = warp_sum(tot) / C;
-    tot = 0.0;
-#pragma unroll
-    for (int v = 0; v < 8; v++) {
-        double q = 0.0;
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            if (32 * v + lane + 256 * e < C) {
-                const double d = (double)x[v][e] - mean;
-                q += d * d;
-            }
-        q = warp_sum(q);
-        if (lane == v) tot = q;
-    }
-    const double var = warp_sum(tot) / C;
-    const RowStats st{mean, 1.0 / sqrt(var + (double)eps)};
-#pragma unroll
-    for (int v = 0; v < 8; v++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int c = 32 * v + lane + 256 * e;
-            if (c < C) {
-                const float y = layernorm_apply(x[v][e], st, ln_w[c], ln_b[c]);
-                row[c] = y;
-                store_out(&row_t[c], y);
-            }
-        }
-}
-
 template <typename T>
 __device__ void linear_mma_ln(float *out, T *out_t, const T *__restrict__ inp, const T *__restrict__ weight,
                               const float *__restrict__ bias, const float *residual,
@@ -129,7 +73,10 @@ __device__ void linear_mma_ln(float *out, T *out_t, const T *__restrict__ inp, c
          r += int(blocks) * warps) {
         const int m = m0 + r;
         if (m >= M) break;
-        layernorm_row_warp<T>(out + (long long)m * N, out_t + (long long)m * N, ln_w, ln_b, N, eps);
+        float *row = out + (long long)m * N;
+        // L2: other blocks of the cluster wrote the row's other columns.
+        layernorm_row_warp<T>(row, out_t + (long long)m * N, [row](int c) { return __ldcg(row + c); },
+                              ln_w, ln_b, N, eps);
     }
 }
 #define LINEAR_MMA_LN_BODY(T) linear_mma_ln<T>(out, out_t, inp, weight, bias, residual, ln_w, ln_b, M, K, N, eps);

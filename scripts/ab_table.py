@@ -29,6 +29,8 @@ def p50s(path):
                 products = r.get("cuda_products")
                 if products and r.get("cuda_fused_ln"):
                     products += ", fused LayerNorm"
+                if products and r.get("cuda_grid_ln"):
+                    products += ", grid LayerNorm"
                 out[r["batch"]] = (r["p50_ms"], products)
     return out
 

@@ -41,6 +41,10 @@ pub struct BenchRow {
     /// (ALBERT_CUDA_FUSED_LN=1 where the sm_90 kernel loaded; taken at large batches).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cuda_fused_ln: Option<bool>,
+    /// On a GPU: whether the output products may take their LayerNorms in a cooperative kernel
+    /// (ALBERT_CUDA_GRID_LN=1 where the kernel loaded; taken where the grid fits the SMs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cuda_grid_ln: Option<bool>,
     /// On a GPU: the kernels of the encoder's products ("wgmma", "mma.sync k64", "mma.sync",
     /// "portable"), so that an ALBERT_CUDA_WGMMA=1 run says whether it really used wgmma.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,6 +129,7 @@ pub fn run(engine: &Engine, b: usize, s: usize, warmup: usize, iters: usize) -> 
         cuda_graphs: engine.graph_status(),
         cuda_pdl: engine.pdl(),
         cuda_fused_ln: engine.fused_ln(),
+        cuda_grid_ln: engine.grid_ln(),
         cuda_products: engine.products(),
     })
 }

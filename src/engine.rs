@@ -182,6 +182,16 @@ impl Engine {
         }
     }
 
+    /// Whether the GPU encoder may run its output products' LayerNorms in a cooperative
+    /// kernel at small batches (`CudaAlbert::grid_ln`); None off the GPU.
+    pub fn grid_ln(&self) -> Option<bool> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => Some(m.grid_ln()),
+            _ => None,
+        }
+    }
+
     /// Which kernels the GPU encoder's products run on (`CudaAlbert::products`); None off
     /// the GPU.
     pub fn products(&self) -> Option<&'static str> {

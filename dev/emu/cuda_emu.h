@@ -369,6 +369,35 @@ inline void cluster_sync(std::source_location l = std::source_location::current(
 // ld.global.cg: a load through L2 only (no stale L1 line of data another block wrote).
 template <typename T> inline T __ldcg(const T *p) { return *p; }
 
+// kernels/grid_sync.cuh on the device: the words of a barrier among the blocks of a cooperative
+// launch (emu::launch_cooperative runs them all at once). The arrival and the release count as
+// progress for the fibers' deadlock check; a spinning block does not, so blocks that wait on
+// arrivals that never come are reported.
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void grid_progress() {
+#if EMU_FIBERS
+    emu::fiber_progress++;
+#endif
+}
+inline unsigned grid_load_acquire(const unsigned *p) {
+    return std::atomic_ref<unsigned>(*const_cast<unsigned *>(p)).load(std::memory_order_acquire);
+}
+inline unsigned grid_atomic_add(unsigned *p, unsigned v) {
+    grid_progress();
+    return std::atomic_ref<unsigned>(*p).fetch_add(v, std::memory_order_acq_rel);
+}
+inline void grid_store_release(unsigned *p, unsigned v) {
+    grid_progress();
+    std::atomic_ref<unsigned>(*p).store(v, std::memory_order_release);
+}
+inline void grid_spin_pause() {
+#if EMU_FIBERS
+    emu::fiber_yield();
+#else
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+#endif
+}
+
 inline void __syncwarp(unsigned mask = 0xffffffffu,
                        std::source_location l = std::source_location::current()) {
     if (mask != 0xffffffffu) emu::report("__syncwarp with a partial mask is not emulated");
@@ -682,6 +711,10 @@ bool opt_in_dynamic_smem(void (*kernel)(P...), size_t bytes, size_t device_limit
     return true;
 }
 
+// launch_in_clusters(kCooperative, ...): every block of the grid at the same time, as a
+// cooperative launch keeps them all resident (no cluster: each block is a cluster of one).
+constexpr unsigned kCooperative = 0;
+
 // Runs kernel<<<grid, block, smem_bytes>>>(args...) in clusters of `cluster_x` blocks along x
 // (1: a plain launch): clusters in order x fastest, the blocks of a cluster at the same time
 // (their threads as fibers of one scheduler, or all as threads), each with block.x*block.y*
@@ -702,10 +735,13 @@ bool launch_in_clusters(unsigned cluster_x, void (*kernel)(P...), dim3 grid, dim
         report("block size is not a multiple of 32");
         return false;
     }
-    if (cluster_x == 0 || cluster_x > 8 || grid.x % cluster_x != 0) {
+    const bool coop = cluster_x == kCooperative;
+    if (!coop && (cluster_x > 8 || grid.x % cluster_x != 0)) {
         report("invalid cluster (1..8 blocks, portable size, dividing the grid)");
         return false;
     }
+    // The blocks that run together: a cluster, or the whole cooperative grid.
+    const unsigned together = coop ? grid.x * grid.y * grid.z : cluster_x;
     const auto opt = smem_opt_in().find(reinterpret_cast<const void *>(kernel));
     if (smem_bytes > 48 * 1024 && (opt == smem_opt_in().end() || smem_bytes > opt->second)) {
         report("dynamic shared memory above 48 KB without opt-in");
@@ -714,19 +750,25 @@ bool launch_in_clusters(unsigned cluster_x, void (*kernel)(P...), dim3 grid, dim
     // Per block: guard bytes, then smem_bytes starting kSmemPhase past a 1024-byte boundary,
     // then guard.
     const size_t guarded_size = smem_bytes + 2 * kGuard;
-    std::vector<std::vector<unsigned char>> buffers(cluster_x);
-    std::vector<unsigned char *> guarded(cluster_x);
-    for (unsigned b = 0; b < cluster_x; b++) {
+    std::vector<std::vector<unsigned char>> buffers(together);
+    std::vector<unsigned char *> guarded(together);
+    for (unsigned b = 0; b < together; b++) {
         buffers[b].resize(smem_bytes + 2 * kGuard + 1024);
         const size_t lead = (1024 + kSmemPhase - (uintptr_t(buffers[b].data()) + kGuard) % 1024) % 1024;
         guarded[b] = buffers[b].data() + lead; // kGuard + smem_bytes + kGuard bytes
     }
     dyn_smem_bytes = smem_bytes;
-    for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx0 = 0; bx0 < grid.x; bx0 += cluster_x) {
+    // A cooperative grid is one pass of these loops with every block in it.
+    const unsigned z_end = coop ? 1 : grid.z, y_end = coop ? 1 : grid.y, x_step = coop ? grid.x : cluster_x;
+    const auto block_index = [&](unsigned bx0, unsigned by, unsigned bz, unsigned b) {
+        if (!coop) return dim3(bx0 + b, by, bz);
+        return dim3(b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y));
+    };
+    for (unsigned bz = 0; bz < z_end; bz++)
+        for (unsigned by = 0; by < y_end; by++)
+            for (unsigned bx0 = 0; bx0 < grid.x; bx0 += x_step) {
                 std::vector<std::unique_ptr<Block>> blks;
-                for (unsigned b = 0; b < cluster_x; b++) {
+                for (unsigned b = 0; b < together; b++) {
                     std::memset(guarded[b], kPoison, guarded_size); // undefined at block start
                     EMU_GUARD(guarded[b], kGuard, true);
                     EMU_GUARD(guarded[b] + kGuard + smem_bytes, kGuard, true);
@@ -734,16 +776,16 @@ bool launch_in_clusters(unsigned cluster_x, void (*kernel)(P...), dim3 grid, dim
                 }
                 dyn_smem = guarded[0] + kGuard; // outside the threads (tma_block_end): block 0's
                 std::unique_ptr<Cluster> cluster;
-                if (cluster_x > 1) cluster = std::make_unique<Cluster>(n * cluster_x, cluster_x);
+                if (!coop && cluster_x > 1) cluster = std::make_unique<Cluster>(n * cluster_x, cluster_x);
                 tma_block_begin();
                 const auto thread = [&](unsigned i) {
                     const unsigned b = i / n, t = i % n;
                     threadIdx = dim3(t % block.x, t / block.x % block.y, t / (block.x * block.y));
-                    blockIdx = dim3(bx0 + b, by, bz);
+                    blockIdx = block_index(bx0, by, bz, b);
                     blockDim = block;
                     gridDim = grid;
                     dyn_smem = guarded[b] + kGuard;
-                    ctx = ThreadCtx{blks[b].get(), t, cluster.get(), b};
+                    ctx = ThreadCtx{blks[b].get(), t, cluster.get(), coop ? 0u : b};
                     std::apply(kernel, params); // each thread gets its own copy of the args
                     cp_check_exit();
                     wgmma_check_exit();
@@ -751,7 +793,7 @@ bool launch_in_clusters(unsigned cluster_x, void (*kernel)(P...), dim3 grid, dim
                     blks[b]->group.exit();
                     if (cluster) cluster->group.exit();
                 };
-                const unsigned threads = n * cluster_x;
+                const unsigned threads = n * together;
 #if EMU_FIBERS
                 run_fibers(threads, thread);
 #else
@@ -761,12 +803,13 @@ bool launch_in_clusters(unsigned cluster_x, void (*kernel)(P...), dim3 grid, dim
                 for (auto &th : pool) th.join();
 #endif
                 tma_block_end();
-                for (unsigned b = 0; b < cluster_x; b++) {
+                for (unsigned b = 0; b < together; b++) {
                     EMU_GUARD(guarded[b], guarded_size, false);
                     for (size_t i = 0; i < kGuard; i++)
                         if (guarded[b][i] != kPoison || guarded[b][kGuard + smem_bytes + i] != kPoison) {
-                            report("write outside dynamic shared memory (block " + std::to_string(bx0 + b) +
-                                   "," + std::to_string(by) + "," + std::to_string(bz) + ")");
+                            const dim3 bi = block_index(bx0, by, bz, b);
+                            report("write outside dynamic shared memory (block " + std::to_string(bi.x) +
+                                   "," + std::to_string(bi.y) + "," + std::to_string(bi.z) + ")");
                             break;
                         }
                 }

@@ -24,6 +24,7 @@
 #include "linear_wgmma.cu"
 #include "linear_tma.cu"
 #include "linear_mma_ln.cu"
+#include "linear_mma_grid_ln.cu"
 // common.cuh declares these two for host compilation (the device versions are PTX cvt asm):
 // the emulator supplies them, with the exact RNE conversions of cuda_emu.h.
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
@@ -127,6 +128,20 @@ static void record(const std::string &test, const std::string &shape, const OutB
     std::fflush(stdout);
 }
 
+// Records a launch that must not write: `written` elements of its outputs changed (0 passes),
+// no emulator report.
+static void record_no_write(const std::string &test, const std::string &shape, bool launched,
+                            size_t written) {
+    std::string note = written ? std::to_string(written) + " elements written; " : "";
+    if (!launched) note += "launch refused; ";
+    for (auto &e : emu::errors()) note += e + "; ";
+    emu::errors().clear();
+    const bool pass = note.empty();
+    results.push_back({test, shape, 0.0, 0, pass, note});
+    std::printf("%-40s %-26s %10s %9s  %s  %s\n", test.c_str(), shape.c_str(), "-", "-",
+                pass ? "ok  " : "FAIL", note.c_str());
+}
+
 static std::string shape(std::initializer_list<std::pair<const char *, long>> dims) {
     std::string s;
     for (auto &[k, v] : dims) s += (s.empty() ? "" : " ") + std::string(k) + "=" + std::to_string(v);
@@ -173,6 +188,7 @@ static void layernorm_ref(double *out, const std::vector<double> &x, const std::
 #include "wgmma_test.h"
 #include "tma_test.h"
 #include "ln_fused_test.h"
+#include "grid_ln_test.h"
 
 // --only=GROUP[,GROUP...]: run these groups (conversions, emulator, linear, mma, wgmma, tma, ...)
 static std::string only;
@@ -253,6 +269,7 @@ int main(int argc, char **argv) {
     if (want("tma")) test_tma(quick);
     if (want("attention_mma")) test_attention_mma_all(quick);
     if (want("ln_fused")) test_ln_fused(quick);
+    if (want("grid_ln")) test_grid_ln(quick);
 
     if (want("gather")) {
     test_gather(7, 1, {6, 0, 3, 3});

@@ -95,13 +95,7 @@ static void test_linear_mma_ln_unclustered(void (*fused)(float *, T *, const T *
                                 lw.data(), lb.data(), M, K, N, 1e-12f);
     size_t written = out.n - out.unwritten();
     for (const T &x : out_t) written += x.bits != 0xffff;
-    std::string note = written ? std::to_string(written) + " elements written" : "";
-    for (auto &e : emu::errors()) note += e + "; ";
-    emu::errors().clear();
-    const bool pass = ok && note.empty();
-    results.push_back({"linear_forward_mma_ln unclustered: no write", "M=5 N=256", 0.0, 0, pass, note});
-    std::printf("%-40s %-26s %10s %9s  %s  %s\n", "linear_forward_mma_ln unclustered: no write", "M=5 N=256",
-                "-", "-", pass ? "ok  " : "FAIL", note.c_str());
+    record_no_write("linear_forward_mma_ln unclustered: no write", "M=5 N=256", ok, written);
 }
 
 static void test_ln_fused(bool quick) {

@@ -583,8 +583,9 @@ API CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsi
 // Attributes (programmatic stream serialization, ...) change when a kernel may start on a GPU,
 // not what it computes; here every launch runs after the previous one.
 // The attributes the engine sets: programmatic stream serialization (a no-op here: launches
-// run in stream order) and a cluster dimension along x (sm_90; the emulator runs a cluster's
-// blocks together). Anything else is refused.
+// run in stream order), a cluster dimension along x (sm_90; the emulator runs a cluster's
+// blocks together) and cooperative (every block of the grid together; refused, as by CUDA,
+// when the grid exceeds what the SMs hold at once). Anything else is refused.
 API CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **params,
                               void **extra) {
     LOCK;
@@ -592,6 +593,16 @@ API CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **para
     for (unsigned i = 0; i < c->numAttrs; i++) {
         const CUlaunchAttribute &a = c->attrs[i];
         if (a.id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION) continue;
+        if (a.id == CU_LAUNCH_ATTRIBUTE_COOPERATIVE && a.value.cooperative == 1) {
+            int per_sm = 0, sms = 0;
+            const int threads = int(c->blockDimX * c->blockDimY * c->blockDimZ);
+            cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(&per_sm, f, threads, c->sharedMemBytes, 0);
+            cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, 0);
+            if (double(c->gridDimX) * c->gridDimY * c->gridDimZ > double(per_sm) * sms)
+                return CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE;
+            cluster_x = fake::kWholeGrid;
+            continue;
+        }
         if (a.id == CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION && cc() >= 90 &&
             a.value.clusterDim.y == 1 && a.value.clusterDim.z == 1 && a.value.clusterDim.x >= 1 &&
             a.value.clusterDim.x <= 8 && c->gridDimX % a.value.clusterDim.x == 0) {

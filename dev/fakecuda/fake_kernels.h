@@ -14,9 +14,12 @@ struct Dim { unsigned x, y, z; };
 // The entry point called `name`, or null.
 const void *kernel(const char *name);
 const char *kernel_name(const void *kernel);
+// `cluster_x` of a cooperative launch: every block of the grid at once (emu::kCooperative).
+constexpr unsigned kWholeGrid = 0;
 // A launch with its arguments copied (params as cuLaunchKernel's), in clusters of `cluster_x`
-// blocks along x (1: none); calling it runs the kernel on the emulator and returns "" or what
-// went wrong (refused launch, divergent barrier, write outside shared memory, ...).
+// blocks along x (1: none; kWholeGrid: cooperative); calling it runs the kernel on the emulator
+// and returns "" or what went wrong (refused launch, divergent barrier, write outside shared
+// memory, ...).
 std::function<std::string()> bind(const void *kernel, Dim grid, Dim block, size_t smem,
                                   void **params, unsigned cluster_x);
 // cuTensorMapEncodeTiled for a 2-D map of 16-bit elements (dev/emu/tma_emu.h's encoding, which the

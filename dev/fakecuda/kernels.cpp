@@ -15,6 +15,7 @@
 #include "linear_wgmma.cu"
 #include "linear_tma.cu"
 #include "linear_mma_ln.cu"
+#include "linear_mma_grid_ln.cu"
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
 float round_f16(float x) { return __half2float(__float2half_rn(x)); }
 
@@ -24,6 +25,7 @@ float round_f16(float x) { return __half2float(__float2half_rn(x)); }
 #include <utility>
 
 #include "fake_kernels.h"
+static_assert(fake::kWholeGrid == emu::kCooperative, "the fake driver's cooperative launch is the emulator's");
 
 namespace {
 

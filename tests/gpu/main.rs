@@ -247,6 +247,12 @@ mod tests {
                 "kernel_costs_cover_the_pass",
                 variants::kernel_costs_cover_the_pass,
             ),
+            // Last: never run on a GPU, and a barrier that does not open would hang rather
+            // than fail (scripts/gpu-check's time limit then costs no other test).
+            (
+                "grid_layernorm_matches_unfused",
+                variants::grid_layernorm_matches_unfused,
+            ),
         ]
     }
 }

@@ -171,13 +171,6 @@ pub fn fused_layernorm_matches_unfused(dev: &Ctx) {
                 &inputs,
                 &want,
             );
-            let count = |costs: &[albert::backend::cuda::costs::LaunchCost], name: &str| {
-                costs.iter().filter(|c| c.kernel.contains(name)).count()
-            };
-            let (costs, base) = (
-                fused.kernel_costs(&inputs).unwrap(),
-                plain.kernel_costs(&inputs).unwrap(),
-            );
             // The FFN output too where ALBERT_CUDA_K_PER_SPLIT leaves it unsplit.
             let ffn_unsplit =
                 albert::backend::cuda::CudaDevice::output_splits(model.config.intermediate_size)
@@ -187,17 +180,66 @@ pub fn fused_layernorm_matches_unfused(dev: &Ctx) {
             } else {
                 0
             };
-            assert_eq!(
-                count(&costs, "mma_ln"),
-                want_fused,
-                "{dtype} R={rows} S={s}"
+            let label = format!("{dtype} R={rows} S={s}");
+            fused_launches(&label, (&fused, &plain), &inputs, "mma_ln", want_fused);
+        }
+    }
+}
+
+/// The ALBERT_CUDA_GRID_LN experiment (the output products' residual LayerNorms in the
+/// products' own cooperative launch at small batches, kernels/linear_mma_grid_ln.cu, sm_80+):
+/// the same bits as the split products and LayerNorm kernels through the whole model, eager and
+/// as graphs (the row groups' barrier words are reused by every replay). Each output product is
+/// fused exactly where `grid_ln_fits` says its grid fits on the SMs (b1: at least the attention
+/// output's 24 blocks on any GPU of 8 SMs or more), with one LayerNorm launch less per fused
+/// product; at a batch too large for the SMs nothing is fused.
+pub fn grid_layernorm_matches_unfused(dev: &Ctx) {
+    let model = Albert::synthetic(base_shaped(), albert::Head::Model, 43);
+    let cfg = &model.config;
+    let (vocab, layers) = (cfg.vocab_size, cfg.num_hidden_layers);
+    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let splits = albert::backend::cuda::CudaDevice::output_splits;
+    for dtype in [DType::BF16, DType::F16] {
+        let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+        let mut grid = CudaAlbert::new(&model, 0, dtype).unwrap();
+        grid.dev.grid_ln = true;
+        let t = dtype.name();
+        let kn = format!("linear_forward_mma64_ln_{t}_from_{t}");
+        assert!(grid.dev.kernels.has(&kn), "{dtype}: {kn} not loaded");
+        let mut r = Rng::new(47);
+        // f16 takes the same path through other conversions: one shape (the emulator's time).
+        let shapes = match dtype {
+            DType::BF16 => vec![(1, 128), (2, 100), (32 * dev.sm_count.div_ceil(8), 128)],
+            _ => vec![(1, 128)],
+        };
+        for (rows, s) in shapes {
+            let m = rows * s;
+            let fits =
+                |n: usize, k: usize| usize::from(grid.dev.grid_ln_fits(dtype, (m, n), splits(k)));
+            let want_fused = layers * (fits(h, h) + fits(h, i));
+            if rows == 1 {
+                assert!(
+                    fits(h, h) == 1,
+                    "{dtype}: b1's attention output (24 blocks) not fused"
+                );
+            }
+            if rows > 2 {
+                assert_eq!(
+                    want_fused, 0,
+                    "{dtype} R={rows}: a grid larger than the SMs hold"
+                );
+                continue; // the selection is the point here; the pass is the plain one
+            }
+            let inputs = random_inputs(&mut r, rows, s, vocab);
+            let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+            same_bits_each_pass(
+                &format!("grid LN {dtype} R={rows} S={s}"),
+                &grid,
+                &inputs,
+                &want,
             );
-            assert_eq!(
-                count(&costs, "residual_layernorm") + want_fused,
-                count(&base, "residual_layernorm"),
-                "{dtype} R={rows} S={s}: one LayerNorm launch per fused product"
-            );
-            println!("  {dtype} R={rows} S={s}: {want_fused} fused launches, same bits");
+            let label = format!("{dtype} R={rows} S={s}");
+            fused_launches(&label, (&grid, &plain), &inputs, "mma64_ln", want_fused);
         }
     }
 }
@@ -308,4 +350,27 @@ pub fn kernel_costs_cover_the_pass(dev: &Ctx) {
             );
         }
     }
+}
+
+/// The pass of `fused` launches `kernel` (a product with its LayerNorm) `want` times and one
+/// residual LayerNorm kernel less per such launch than `plain`'s pass of the same inputs.
+fn fused_launches(
+    label: &str,
+    (fused, plain): (&CudaAlbert, &CudaAlbert),
+    inputs: &albert::Inputs,
+    kernel: &str,
+    want: usize,
+) {
+    let count = |costs: &[albert::backend::cuda::costs::LaunchCost], name: &str| {
+        costs.iter().filter(|c| c.kernel.contains(name)).count()
+    };
+    let costs = fused.kernel_costs(inputs).unwrap();
+    let base = plain.kernel_costs(inputs).unwrap();
+    assert_eq!(count(&costs, kernel), want, "{label}");
+    assert_eq!(
+        count(&costs, "residual_layernorm") + want,
+        count(&base, "residual_layernorm"),
+        "{label}: one LayerNorm launch per fused product"
+    );
+    println!("  {label}: {want} fused launches, same bits");
 }

@@ -21,6 +21,9 @@ pub(super) struct Storage {
     pub x: bool,
 }
 
+/// Rows per group of the grid LayerNorm products (kernels/linear_mma_grid_ln.cu: 64x64 tiles).
+pub(super) const ROW_GROUP: usize = 64;
+
 /// Encoder activations for up to `capacity` token rows (M = R*S).
 pub(super) struct Arena {
     pub capacity: usize,
@@ -46,6 +49,11 @@ pub(super) struct Arena {
     /// T copies of the activations the products read, when every encoder product runs on
     /// tensor cores with T activations (`CudaDevice::encoder_keeps_t`); else None.
     pub t: Option<TCopies>,
+    /// [2 * ceil(M / 64)]: each 64-row group's barrier words (count, generation) for the grid
+    /// LayerNorm products (kernels/grid_sync.cuh). Zero when allocated; every barrier leaves
+    /// its count back at 0, so they need no reset between passes or graph replays. Not an
+    /// activation: `poison` leaves them alone.
+    pub row_sync: CudaSlice<u32>,
 }
 
 /// The activations stored as T (bf16/f16) for the tensor-core products, next to the f32 ones
@@ -71,7 +79,9 @@ impl Arena {
             + st.qkv.size_of() * 3 * h
             + st.ffn.size_of() * i
             + copies;
-        capacity.saturating_mul(per_row)
+        capacity
+            .saturating_mul(per_row)
+            .saturating_add(capacity.div_ceil(ROW_GROUP) * 8)
     }
 
     /// The partial sums `proj` holds per row and column: the most either split product makes.
@@ -137,6 +147,10 @@ impl Arena {
                 }),
                 None => None,
             },
+            row_sync: dev
+                .stream
+                .alloc_zeros::<u32>(2 * capacity.div_ceil(ROW_GROUP).max(1))
+                .map_err(|err| dev.err("allocating activations", err))?,
         })
     }
 }

@@ -79,16 +79,19 @@ impl Cost {
         }
     }
 
-    /// A product with the residual LayerNorm in its epilogue (linear_mma_ln.cu): the product's
-    /// operands read, the residual read, the f32 output and its T copy (`t` bytes) written.
+    /// A product with the residual LayerNorm in its epilogue (linear_mma_ln.cu, or in
+    /// `splits` k shares linear_mma_grid_ln.cu): the product's operands read, the residual
+    /// read, the f32 output and its T copy (`t` bytes) written (the pre-LayerNorm values or
+    /// partials pass through L2 between the blocks).
     pub fn product_layernorm(
         (m, k, n): (usize, usize, usize),
         (inp, weight, t): (usize, usize, usize),
+        splits: usize,
     ) -> Cost {
         Cost {
             flops: 2.0 * (m * n) as f64 * k as f64,
             bytes: (m * k * inp + n * k * weight + 3 * n * 4 + m * n * (4 + 4 + t)) as f64,
-            shape: Shape::Product { m, k, n, splits: 1 },
+            shape: Shape::Product { m, k, n, splits },
         }
     }
 

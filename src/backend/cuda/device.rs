@@ -54,6 +54,12 @@ pub struct CudaDevice {
     /// product is unsplit and takes 128x128 tiles (kernels/linear_mma_ln.cu, sm_90):
     /// ALBERT_CUDA_FUSED_LN=1, an experiment until measured on a GPU (notes/gpu.md v1.33).
     pub fused_ln: bool,
+    /// Small batches: the output products' residual LayerNorms in the products' own launch, a
+    /// cooperative grid whose blocks of each 64-row group meet at a barrier before they
+    /// normalize its rows (kernels/linear_mma_grid_ln.cu, sm_80+), where the whole grid fits on
+    /// the SMs at once: ALBERT_CUDA_GRID_LN=1, an experiment until measured on a GPU
+    /// (notes/gpu.md v1.34).
+    pub grid_ln: bool,
     /// Blocks of each persistent kernel resident per SM (the driver's occupancy), by entry name.
     pub(super) resident: Mutex<HashMap<String, u32>>,
     /// The TMA products' tensor maps, encoded once per matrix and box (tma.rs).
@@ -135,6 +141,7 @@ impl CudaDevice {
         let wgmma_wide = std::env::var("ALBERT_CUDA_WGMMA_WIDE").is_ok_and(|v| v == "1");
         let poison = std::env::var("ALBERT_CUDA_POISON").is_ok_and(|v| v == "1");
         let fused_ln = std::env::var("ALBERT_CUDA_FUSED_LN").is_ok_and(|v| v == "1");
+        let grid_ln = std::env::var("ALBERT_CUDA_GRID_LN").is_ok_and(|v| v == "1");
         Ok(CudaDevice {
             ctx,
             stream,
@@ -152,6 +159,7 @@ impl CudaDevice {
             persistent,
             pingpong,
             fused_ln,
+            grid_ln,
             resident: Mutex::default(),
             maps: Mutex::default(),
             wgmma_wide,
@@ -180,6 +188,11 @@ impl CudaDevice {
         cluster_x: u32,
     ) -> Launch<'a> {
         Launch::cluster(f, &self.stream, self.pdl, cluster_x)
+    }
+
+    /// A cooperative launch of `f` on this device's stream (every block resident at once).
+    pub(super) fn cooperative_launcher<'a>(&'a self, f: &'a CudaFunction) -> Launch<'a> {
+        Launch::cooperative(f, &self.stream)
     }
 
     pub fn synchronize(&self) -> Result<()> {

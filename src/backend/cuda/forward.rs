@@ -106,6 +106,18 @@ impl CudaAlbert {
                 .has(&format!("linear_forward_mma_ln_{t}_from_{t}"))
     }
 
+    /// Whether the output products may take their LayerNorms in one cooperative kernel
+    /// (ALBERT_CUDA_GRID_LN=1 where kernels/linear_mma_grid_ln.cu loaded: sm_80+); it is taken
+    /// for the shapes `CudaDevice::grid_ln_fits` accepts (small batches).
+    pub fn grid_ln(&self) -> bool {
+        let t = self.dtype.name();
+        self.dev.grid_ln
+            && self
+                .dev
+                .kernels
+                .has(&format!("linear_forward_mma64_ln_{t}_from_{t}"))
+    }
+
     /// Which kernels the encoder's T-input products run on, as linear_t.rs picks them:
     /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded; "wgmma wide" with
     /// ALBERT_CUDA_WGMMA_WIDE=1 too; "... tma" with ALBERT_CUDA_TMA=1: the tiles staged by TMA

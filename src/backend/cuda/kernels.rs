@@ -120,6 +120,13 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "linear_mma_grid_ln",
+        &[
+            "linear_forward_mma64_ln_bf16_from_bf16",
+            "linear_forward_mma64_ln_f16_from_f16",
+        ],
+    ),
+    (
         "linear_wgmma",
         &[
             "linear_forward_wgmma_bf16_from_bf16",
@@ -226,7 +233,8 @@ fn sm90a_only(module: &str) -> bool {
 /// launchers use the portable kernels.
 fn min_capability(module: &str) -> (i32, i32) {
     match module {
-        "linear_mma" | "attention_mma" | "layernorm_t" | "embeddings_project" => (8, 0),
+        "linear_mma" | "attention_mma" | "layernorm_t" | "embeddings_project"
+        | "linear_mma_grid_ln" => (8, 0),
         "linear_wgmma" | "linear_tma" | "linear_mma_ln" => (9, 0),
         _ => (0, 0),
     }

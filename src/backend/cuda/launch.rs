@@ -237,19 +237,9 @@ impl CudaDevice {
         self.check(kn, m.div_ceil(tile) <= 65535, || {
             format!("M = {m} rows exceed the grid")
         })?;
-        let null: u64 = 0;
         let f = self.kernels.get(kn);
         let mut b = self.launcher(f);
-        b.arg(out).arg(inp);
-        match weight {
-            DeviceMatrix::F32(w) => b.arg(w),
-            DeviceMatrix::BF16(w) => b.arg(w),
-            DeviceMatrix::F16(w) => b.arg(w),
-        };
-        match bias {
-            Some(bias) => b.arg(bias),
-            None => b.arg(&null),
-        };
+        b.arg(out).arg(inp).arg(weight).arg(bias);
         b.arg(&m_).arg(&k_).arg(&n_).arg(&act_id);
         let cost = Cost::product((m, k, n), (4, weight.dtype().size_of(), 4), 1);
         // SAFETY: arguments match linear_forward_* in kernels/linear.cu and linear_forward_mma_*

@@ -1,5 +1,6 @@
-//! Kernel launches, optionally with the programmatic dependent launch attribute (PDL, sm_90+)
-//! and/or a thread block cluster dimension (sm_90+, the fused LayerNorm products):
+//! Kernel launches, optionally with the programmatic dependent launch attribute (PDL, sm_90+),
+//! a thread block cluster dimension (sm_90+, the fused LayerNorm products) or the cooperative
+//! attribute (the grid LayerNorm products, `Launch::cooperative`):
 //! the next kernel's blocks may then be scheduled while this one's last blocks run, and do the
 //! work that reads only constant data (the products stage their first weight tiles) before
 //! they wait for it to complete (kernels/common.cuh `grid_dependency_enter`, called by every
@@ -17,6 +18,7 @@ use std::ffi::c_void;
 use cudarc::driver::sys::{self, CUlaunchAttributeID};
 
 use super::tma::TensorMap;
+use super::weights::{DeviceMatrix, DeviceView};
 use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, DriverError,
     LaunchArgs, LaunchConfig, PushKernelArg,
@@ -50,6 +52,22 @@ impl<'a> Launch<'a> {
             slots: Vec::with_capacity(MAX_ARGS),
             pdl,
             cluster_x,
+            cooperative: false,
+        })
+    }
+
+    /// A cooperative launch (every block of the grid resident at once, or the driver refuses
+    /// it: CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE), through cuLaunchKernelEx. Without the PDL
+    /// attribute: the kernel starts once the previous one has completed (its wait is then a
+    /// no-op), and the next kernel may still overlap its tail.
+    pub fn cooperative(func: &'a CudaFunction, stream: &'a std::sync::Arc<CudaStream>) -> Self {
+        Launch::Pdl(PdlArgs {
+            func,
+            stream,
+            slots: Vec::with_capacity(MAX_ARGS),
+            pdl: false,
+            cluster_x: 1,
+            cooperative: true,
         })
     }
 
@@ -79,6 +97,8 @@ pub(super) struct PdlArgs<'a> {
     pdl: bool,
     /// Blocks per cluster along x; 1: no cluster attribute.
     cluster_x: u32,
+    /// The cooperative attribute.
+    cooperative: bool,
 }
 
 /// One argument's bytes: a pointer to the slot's value is a pointer to the argument.
@@ -111,7 +131,7 @@ impl PdlArgs<'_> {
                 Slot::Map(m) => &mut **m as *mut TensorMap as *mut c_void,
             })
             .collect();
-        let mut attrs = Vec::with_capacity(2);
+        let mut attrs = Vec::with_capacity(3);
         if self.pdl {
             // SAFETY: a zeroed attribute is a valid value of this plain C struct; id and value
             // are set next.
@@ -127,6 +147,13 @@ impl PdlArgs<'_> {
             attr.value.clusterDim.x = self.cluster_x;
             attr.value.clusterDim.y = 1;
             attr.value.clusterDim.z = 1;
+            attrs.push(attr);
+        }
+        if self.cooperative {
+            // SAFETY: as above.
+            let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+            attr.id = CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+            attr.value.cooperative = 1;
             attrs.push(attr);
         }
         let config = sys::CUlaunchConfig {
@@ -242,5 +269,50 @@ unsafe impl<'a, 'b: 'a> PushKernelArg<&'b TensorMap> for Launch<'a> {
             }
         }
         self
+    }
+}
+
+// The engine's typed device buffers: the slice or view inside, whatever its element type (the
+// launchers check the type against the kernel's before they push it).
+unsafe impl<'a, 'b: 'a> PushKernelArg<&'b DeviceMatrix> for Launch<'a> {
+    fn arg(&mut self, m: &'b DeviceMatrix) -> &mut Self {
+        match m {
+            DeviceMatrix::F32(s) => self.arg(s),
+            DeviceMatrix::BF16(s) => self.arg(s),
+            DeviceMatrix::F16(s) => self.arg(s),
+        }
+    }
+}
+
+unsafe impl<'a, 'b: 'a> PushKernelArg<&'b mut DeviceMatrix> for Launch<'a> {
+    fn arg(&mut self, m: &'b mut DeviceMatrix) -> &mut Self {
+        match m {
+            DeviceMatrix::F32(s) => self.arg(s),
+            DeviceMatrix::BF16(s) => self.arg(s),
+            DeviceMatrix::F16(s) => self.arg(s),
+        }
+    }
+}
+
+unsafe impl<'a, 'b: 'a, 'c: 'b> PushKernelArg<&'b DeviceView<'c>> for Launch<'a> {
+    fn arg(&mut self, v: &'b DeviceView<'c>) -> &mut Self {
+        match v {
+            DeviceView::F32(x) => self.arg(x),
+            DeviceView::BF16(x) => self.arg(x),
+            DeviceView::F16(x) => self.arg(x),
+        }
+    }
+}
+
+/// A null device pointer, for an optional buffer the kernel tests (a bias).
+static NULL: u64 = 0;
+
+/// An optional f32 buffer (a bias): its address, or a 64-bit zero the kernel reads as null.
+unsafe impl<'a, 'b: 'a> PushKernelArg<Option<&'b CudaSlice<f32>>> for Launch<'a> {
+    fn arg(&mut self, s: Option<&'b CudaSlice<f32>>) -> &mut Self {
+        match s {
+            Some(s) => self.arg(s),
+            None => self.arg(&NULL),
+        }
     }
 }

@@ -17,6 +17,28 @@ use crate::error::Result;
 const MAX_CLUSTER: usize = 8;
 
 impl CudaDevice {
+    /// The checks of the LayerNorm products' operand types: the weight's 16-bit type T for the
+    /// activation `inp` and the T copy, and the kernel `kn` loaded (`needs` says where it is).
+    pub(super) fn check_ln_operands(
+        &self,
+        kn: &str,
+        stored: DType,
+        (inp, out_t): (&DeviceView, &DeviceMatrix),
+        needs: &str,
+    ) -> Result<()> {
+        let ok = stored != DType::F32
+            && inp.dtype() == stored
+            && out_t.dtype() == stored
+            && self.kernels.has(kn);
+        self.check(kn, ok, || {
+            format!(
+                "needs T = {stored} activation and copy (got {} and {}) and {needs}",
+                inp.dtype(),
+                out_t.dtype()
+            )
+        })
+    }
+
     /// Whether `linear_forward_ln` takes the product of a [M, K] T activation and an [N, K]
     /// weight of type `operands` into `splits` partials: ALBERT_CUDA_FUSED_LN is on, the kernel
     /// loaded (sm_90), one split, N a multiple of 128 up to 1024, and the grid as large as the
@@ -55,21 +77,7 @@ impl CudaDevice {
         let name = format!("linear_forward_mma_ln_{t}_from_{t}");
         let kn = name.as_str();
         let stored = weight.dtype();
-        self.check(
-            kn,
-            stored != DType::F32
-                && inp.dtype() == stored
-                && out_t.dtype() == stored
-                && self.kernels.has(kn),
-            || {
-                format!(
-                    "needs T = {stored} activation and copy (got {} and {}) and sm_90 \
-                     (ALBERT_CUDA_FUSED_LN)",
-                    inp.dtype(),
-                    out_t.dtype()
-                )
-            },
-        )?;
+        self.check_ln_operands(kn, stored, (inp, out_t), "sm_90 (ALBERT_CUDA_FUSED_LN)")?;
         let cluster = n / MMA_TILE;
         self.check(
             kn,
@@ -100,30 +108,12 @@ impl CudaDevice {
             shared_mem_bytes: dynamic_smem(kn).unwrap_or(0) as u32,
         };
         let size = stored.size_of();
-        let cost = Cost::product_layernorm((m, k, n), (size, size, size));
-        let null: u64 = 0;
+        let cost = Cost::product_layernorm((m, k, n), (size, size, size), 1);
         let f = self.kernels.get(kn);
         let mut b = self.cluster_launcher(f, cluster as u32);
         b.arg(out);
-        match out_t {
-            DeviceMatrix::BF16(o) => b.arg(o),
-            DeviceMatrix::F16(o) => b.arg(o),
-            DeviceMatrix::F32(o) => b.arg(o), // refused above
-        };
-        match inp {
-            DeviceView::F32(x) => b.arg(x), // refused above
-            DeviceView::BF16(x) => b.arg(x),
-            DeviceView::F16(x) => b.arg(x),
-        };
-        match weight {
-            DeviceMatrix::F32(w) => b.arg(w), // refused above
-            DeviceMatrix::BF16(w) => b.arg(w),
-            DeviceMatrix::F16(w) => b.arg(w),
-        };
-        match bias {
-            Some(bias) => b.arg(bias),
-            None => b.arg(&null),
-        };
+        b.arg(out_t); // T (checked above)
+        b.arg(inp).arg(weight).arg(bias); // T, T (checked above); a null bias: 64-bit zero
         b.arg(residual).arg(ln_weight).arg(ln_bias);
         b.arg(&mkn.0).arg(&mkn.1).arg(&mkn.2).arg(&eps);
         // SAFETY: arguments match linear_forward_mma_ln_{bf16,f16}_from_{bf16,f16} in

@@ -85,21 +85,25 @@ impl CudaDevice {
     /// resident on one (its occupancy, asked once per kernel), shared among the splits, at least
     /// one each. Every block's tiles are computed the same way, so this changes no bits.
     fn persistent_blocks(&self, kn: &str, threads: u32, smem: usize, splits: usize) -> usize {
+        let per_sm = self.resident_per_sm(kn, threads, smem).max(1);
+        (self.sm_count * per_sm / splits.max(1)).max(1)
+    }
+
+    /// Blocks of `kn` (`threads` each, `smem` bytes of dynamic shared memory) the driver can
+    /// keep resident on one SM: its occupancy, asked once per kernel (0 if it says none, or
+    /// cannot say).
+    pub(super) fn resident_per_sm(&self, kn: &str, threads: u32, smem: usize) -> usize {
         let mut resident = self.resident.lock().unwrap_or_else(|e| e.into_inner());
-        let per_sm = match resident.get(kn) {
-            Some(&n) => n,
-            None => {
-                let n = self
-                    .kernels
-                    .get(kn)
-                    .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
-                    .unwrap_or(1)
-                    .max(1);
-                resident.insert(kn.to_string(), n);
-                n
-            }
-        };
-        (self.sm_count * per_sm as usize / splits.max(1)).max(1)
+        if let Some(&n) = resident.get(kn) {
+            return n as usize;
+        }
+        let n = self
+            .kernels
+            .get(kn)
+            .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
+            .unwrap_or(0);
+        resident.insert(kn.to_string(), n);
+        n as usize
     }
 
     /// The checks before a T-activation product: `stored` (the T side) has the weight's 16-bit
@@ -408,7 +412,6 @@ impl CudaDevice {
         };
         let sizes = [inp.dtype(), weight.dtype(), out.dtype()].map(DType::size_of);
         let cost = Cost::product(shape, sizes.into(), splits);
-        let null: u64 = 0;
         // The TMA kernels take the operands as tensor maps (boxes of the kernel's tile).
         let maps = match kn.contains("_tma_") {
             true => Some((
@@ -439,21 +442,9 @@ impl CudaDevice {
         if let Some((amap, wmap)) = &maps {
             b.arg(amap).arg(wmap);
         } else {
-            match inp {
-                DeviceView::F32(x) => b.arg(x),
-                DeviceView::BF16(x) => b.arg(x),
-                DeviceView::F16(x) => b.arg(x),
-            };
-            match weight {
-                DeviceMatrix::F32(w) => b.arg(w),
-                DeviceMatrix::BF16(w) => b.arg(w),
-                DeviceMatrix::F16(w) => b.arg(w),
-            };
+            b.arg(inp).arg(weight);
         }
-        match bias {
-            Some(bias) => b.arg(bias),
-            None => b.arg(&null),
-        };
+        b.arg(bias);
         b.arg(&c.mkn.0).arg(&c.mkn.1).arg(&c.mkn.2).arg(&c.act);
         // SAFETY: arguments match linear_forward_mma{,64,_k64}_{t}[_from_{t}][_to_{t}] in
         // kernels/linear_mma.cu and linear_forward_wgmma{,64,_wide}_{t}_from_{t}[_to_{t}] in

@@ -17,6 +17,7 @@ pub mod graphs;
 pub mod kernels;
 pub mod launch;
 mod launcher;
+mod linear_grid_ln;
 mod linear_ln;
 mod linear_t;
 mod tma;

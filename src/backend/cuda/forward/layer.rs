@@ -163,9 +163,11 @@ impl CudaAlbert {
     /// product would apply to the f32 activation, so the products are `layer_forward`'s on
     /// tensor cores; the two products that feed a residual + LayerNorm are split over K
     /// (`output_splits`, a function of K alone: batch-invariant) and their partial sums added
-    /// in order by the LayerNorm kernel; with ALBERT_CUDA_FUSED_LN an unsplit output product
-    /// at 128x128 tiles (the attention output; the FFN output only if ALBERT_CUDA_K_PER_SPLIT
-    /// leaves it unsplit) takes its LayerNorm in the same (cluster) kernel, with the same bits.
+    /// in order by the LayerNorm kernel; with ALBERT_CUDA_GRID_LN both products of a small
+    /// batch take their LayerNorm in the same (cooperative) kernel, and with
+    /// ALBERT_CUDA_FUSED_LN an unsplit output product at 128x128 tiles (the attention output;
+    /// the FFN output only if ALBERT_CUDA_K_PER_SPLIT leaves it unsplit) in the same (cluster)
+    /// kernel, all with the same bits.
     pub(super) fn layer_forward_t(
         &self,
         ar: &mut Arena,
@@ -190,7 +192,26 @@ impl CudaAlbert {
         let n = &w.attn_norm;
         let (nw, nb) = (&n.weight, &n.bias);
         let (attn, attn_t) = (&mut ar.attn, &mut t.attn);
-        if dev.linear_ln_fits(o.weight.dtype(), (m, h), split_o) {
+        let sync = &mut ar.row_sync;
+        if dev.grid_ln_fits(o.weight.dtype(), (m, h), split_o) {
+            // The same bits as the two launches below, in one (ALBERT_CUDA_GRID_LN).
+            let (ow, ob, parts) = (&o.weight, Some(&o.bias), &mut ar.proj);
+            let (shape, res) = ((m, h, h), &ar.hidden);
+            dev.linear_forward_grid_ln(
+                attn,
+                attn_t,
+                parts,
+                ctx,
+                ow,
+                ob,
+                res,
+                (nw, nb),
+                sync,
+                shape,
+                split_o,
+                eps,
+            )?;
+        } else if dev.linear_ln_fits(o.weight.dtype(), (m, h), split_o) {
             // The same bits as the two launches below, in one (ALBERT_CUDA_FUSED_LN).
             let (ow, ob) = (&o.weight, Some(&o.bias));
             let shape = (m, h, h);
@@ -210,6 +231,24 @@ impl CudaAlbert {
         let n = &w.output_norm;
         let (nw, nb) = (&n.weight, &n.bias);
         let (hidden, hidden_t) = (&mut ar.hidden, &mut t.hidden);
+        if dev.grid_ln_fits(f2.weight.dtype(), (m, h), split_f) {
+            let (fw, fb, parts) = (&f2.weight, Some(&f2.bias), &mut ar.proj);
+            let (shape, res, sync) = ((m, i, h), &ar.attn, &mut ar.row_sync);
+            return dev.linear_forward_grid_ln(
+                hidden,
+                hidden_t,
+                parts,
+                ffn,
+                fw,
+                fb,
+                res,
+                (nw, nb),
+                sync,
+                shape,
+                split_f,
+                eps,
+            );
+        }
         if dev.linear_ln_fits(f2.weight.dtype(), (m, h), split_f) {
             // Only where the FFN output is unsplit (ALBERT_CUDA_K_PER_SPLIT >= I).
             let (fw, fb) = (&f2.weight, Some(&f2.bias));
