@@ -60,6 +60,9 @@ pub struct CudaDevice {
     /// the SMs at once: ALBERT_CUDA_GRID_LN=1, an experiment until measured on a GPU
     /// (notes/gpu.md v1.34).
     pub grid_ln: bool,
+    /// The device takes cooperative launches (CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH; not
+    /// under every MPS or virtualisation setup): `grid_ln` needs them.
+    pub cooperative: bool,
     /// Blocks of each persistent kernel resident per SM (the driver's occupancy), by entry name.
     pub(super) resident: Mutex<HashMap<String, u32>>,
     /// The TMA products' tensor maps, encoded once per matrix and box (tma.rs).
@@ -142,6 +145,9 @@ impl CudaDevice {
         let poison = std::env::var("ALBERT_CUDA_POISON").is_ok_and(|v| v == "1");
         let fused_ln = std::env::var("ALBERT_CUDA_FUSED_LN").is_ok_and(|v| v == "1");
         let grid_ln = std::env::var("ALBERT_CUDA_GRID_LN").is_ok_and(|v| v == "1");
+        let cooperative = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)
+            .is_ok_and(|v| v == 1);
         Ok(CudaDevice {
             ctx,
             stream,
@@ -160,6 +166,7 @@ impl CudaDevice {
             pingpong,
             fused_ln,
             grid_ln,
+            cooperative,
             resident: Mutex::default(),
             maps: Mutex::default(),
             wgmma_wide,

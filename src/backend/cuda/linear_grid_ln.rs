@@ -25,13 +25,15 @@ const MAX_COLUMNS: usize = 1024;
 impl CudaDevice {
     /// Whether `linear_forward_grid_ln` takes the product of a [M, K] T activation and an
     /// [N, K] weight of type `operands` into `splits` partials: ALBERT_CUDA_GRID_LN is on, the
-    /// kernel loaded, at most 4 splits, N <= 1024, and the grid (N / 64 x M / 64 x splits
-    /// blocks) no larger than the SMs hold at once (the driver's occupancy): small batches.
+    /// device takes cooperative launches, the kernel loaded, at most 4 splits, N <= 1024, and
+    /// the grid (N / 64 x M / 64 x splits blocks) no larger than the SMs hold at once (the
+    /// driver's occupancy): small batches.
     pub fn grid_ln_fits(&self, operands: DType, (m, n): (usize, usize), splits: usize) -> bool {
         let t = operands.name();
         let kn = format!("linear_forward_mma64_ln_{t}_from_{t}");
         let blocks = n.div_ceil(TILE) * m.div_ceil(TILE) * splits;
         self.grid_ln
+            && self.cooperative
             && (1..=MAX_PARTS).contains(&splits)
             && (1..=MAX_COLUMNS).contains(&n)
             && m > 0
