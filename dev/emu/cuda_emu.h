@@ -438,15 +438,27 @@ inline double __shfl_xor_sync(unsigned mask, double v, int lane_mask, int width 
 // (a thread's groups complete in commit order). Before that the destination keeps its old bytes,
 // so a read of a stage before its wait (or a wait of the wrong depth) sees stale data. Checked:
 // 16-byte alignment of both addresses, and no copy left pending when the thread exits.
+// EMU_CP_EARLY=1 in the environment: each copy lands at the earliest moment instead, when it is
+// issued, so a stage restaged while another warp may still read it (a missing barrier between
+// the last read and the next copy) shows as wrong values. A correct kernel passes both ways.
 namespace emu {
 struct PendingCopy { void *dst; const void *src; int src_bytes; };
 inline EMU_THREAD_STATE std::vector<PendingCopy> cp_open;                  // issued, not committed
 inline EMU_THREAD_STATE std::vector<std::vector<PendingCopy>> cp_committed; // groups, oldest first
+inline bool cp_early() {
+    static const bool early = [] {
+        const char *e = std::getenv("EMU_CP_EARLY");
+        return e && *e && std::string(e) != "0";
+    }();
+    return early;
+}
+inline void cp_copy(const PendingCopy &c) {
+    std::memcpy(c.dst, c.src, size_t(c.src_bytes));
+    std::memset(static_cast<unsigned char *>(c.dst) + c.src_bytes, 0, size_t(16 - c.src_bytes));
+}
 inline void cp_run(const std::vector<PendingCopy> &group) {
-    for (const PendingCopy &c : group) {
-        std::memcpy(c.dst, c.src, size_t(c.src_bytes));
-        std::memset(static_cast<unsigned char *>(c.dst) + c.src_bytes, 0, size_t(16 - c.src_bytes));
-    }
+    if (cp_early()) return; // landed when issued
+    for (const PendingCopy &c : group) cp_copy(c);
 }
 inline void cp_check_exit() { // empty groups left uncompleted are harmless
     bool pending = !cp_open.empty();
@@ -461,6 +473,7 @@ inline void cp_async16(void *dst, const void *src, int src_bytes) {
     if ((uintptr_t(dst) | uintptr_t(src)) & 15u) emu::report("cp.async: address not 16-byte aligned");
     if (src_bytes < 0 || src_bytes > 16) emu::report("cp.async: src_bytes outside 0..16");
     emu::cp_open.push_back({dst, src, src_bytes < 0 ? 0 : (src_bytes > 16 ? 16 : src_bytes)});
+    if (emu::cp_early()) emu::cp_copy(emu::cp_open.back());
 }
 inline void cp_async_commit() {
     emu::cp_committed.push_back(std::move(emu::cp_open));

@@ -172,10 +172,11 @@ __global__ void selftest_cp_async(float *out, const float *src) {
     cp_async_wait<0>();
     out[3 * t + 2] = buf[4 * t + 1];
 }
-__global__ void selftest_cp_async_pending(float *out) { // exits with a copy in flight
+// Exits with a copy in flight. Its source (inside out[0..63], written by no thread) is read at
+// issue under EMU_CP_EARLY.
+__global__ void selftest_cp_async_pending(float *out) {
     __shared__ __align__(16) float buf[64 * 4];
-    cp_async16(&buf[4 * threadIdx.x], out + 4 * (threadIdx.x & ~3u), 16);
-    out[threadIdx.x] = 1.0f;
+    cp_async16(&buf[4 * threadIdx.x], out + 4 * (threadIdx.x % 16u), 16);
 }
 
 // ldmatrix.x4 (mma_emu.h) against the PTX ISA's description, written out here independently:
@@ -220,8 +221,12 @@ static void test_cp_async() {
     OutBuf out(192);
     const bool ok = emu::launch(selftest_cp_async, dim3(1), dim3(64), 0, out.ptr(), src.data());
     std::vector<double> ref(192);
-    for (int t = 0; t < 64; t++) ref[3 * t] = -1.0, ref[3 * t + 1] = src[4 * t], ref[3 * t + 2] = 0.0;
-    record("emulator: cp.async lands at its wait", "block=64", out, ref, ok, 0.0);
+    // Before the wait: the old bytes (copies land at the wait), or already the copy (EMU_CP_EARLY).
+    const bool early = emu::cp_early();
+    for (int t = 0; t < 64; t++)
+        ref[3 * t] = early ? src[4 * t] : -1.0, ref[3 * t + 1] = src[4 * t], ref[3 * t + 2] = 0.0;
+    record(early ? "emulator: cp.async lands when issued" : "emulator: cp.async lands at its wait", "block=64", out,
+           ref, ok, 0.0);
     expect_report("emulator: detects cp.async pending at exit", selftest_cp_async_pending, "pending");
 }
 
