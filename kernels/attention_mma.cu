@@ -110,13 +110,16 @@ __device__ __forceinline__ void stage_kv_elementwise(unsigned (*Ks)[FA_ROW], uns
     }
 }
 
+// The block's work item: query tile qt (rows 64 qt ..) of head h of sequence b (the kernels:
+// blockIdx.x, .y, .z; a persistent caller its own, with a __syncthreads() between two items).
 template <typename T, typename I, typename O>
 __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, A*64]
                                       const I *__restrict__ q,        // [B, S, ld]
                                       const I *__restrict__ k,        // [B, S, ld]
                                       const I *__restrict__ v,        // [B, S, ld]
                                       const float *__restrict__ mask, // [B, S]
-                                      int B, int S, int A, int D, int ld, float scale) {
+                                      int B, int S, int A, int D, int ld, float scale, int qt, int h,
+                                      int b) {
     __shared__ __align__(16) unsigned Ks[FA_STAGES][FA_BK][FA_ROW];
     __shared__ __align__(16) unsigned Vs[FA_STAGES][FA_BK][FA_ROW];
     __shared__ float Mseq[FA_MAX_S];   // the sequence's mask, keys below FA_MAX_S
@@ -125,7 +128,6 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
     grid_dependency_enter();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = lane >> 2, tig = lane & 3;
-    const int h = blockIdx.y, b = blockIdx.z;
     if (D != FA_D || b >= B || h >= A) return; // uniform over the block: before any barrier
     const int H = A * FA_D;
     const float masked = -3.402823466e38f; // -FLT_MAX, MASKED of reference.rs
@@ -150,7 +152,7 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
 
     // This warp's 16 query rows as A fragments, rounded to T: qa[kk] covers d = 16kk..16kk+15.
     // Loaded before the scan, so that their latency overlaps it.
-    const int r0 = blockIdx.x * FA_BQ + warp * 16 + group, r1 = r0 + 8;
+    const int r0 = qt * FA_BQ + warp * 16 + group, r1 = r0 + 8;
     unsigned qa[4][4];
     {
         const I *q0 = q + (seq + r0) * ld + h * FA_D, *q1 = q + (seq + r1) * ld + h * FA_D;
@@ -305,7 +307,8 @@ __device__ void attention_forward_mma(O *__restrict__ out,            // [B, S, 
     extern "C" __global__ void __launch_bounds__(FA_WARPS * 32) NAME(                              \
         O *out, const I *q, const I *k, const I *v, const float *mask, int B, int S, int A, int D, \
         int ld, float scale) {                                                                     \
-        attention_forward_mma<T, I, O>(out, q, k, v, mask, B, S, A, D, ld, scale);                 \
+        attention_forward_mma<T, I, O>(out, q, k, v, mask, B, S, A, D, ld, scale, blockIdx.x,      \
+                                       blockIdx.y, blockIdx.z);                                    \
     }
 
 ATTENTION_MMA(attention_forward_mma_bf16, bf16, float, float)

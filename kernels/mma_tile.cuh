@@ -202,8 +202,9 @@ __device__ __forceinline__ const unsigned short *b_frag_row(const unsigned short
 
 // One 16-k step of a warp's MI x NJ mma tiles: acc += A[16 MI rows, 16 k] B[16 k, 8 NJ cols],
 // A's fragments from `a` and B's from `b` (a_frag_row / b_frag_row advanced to the stage and
-// k). Every offset below is a constant: each ldmatrix is one register plus an immediate.
-template <typename T, int MI, int NJ, int ROW>
+// k; rows of ROW elements, B's of BROW where its tile is laid out differently). Every offset
+// below is a constant: each ldmatrix is one register plus an immediate.
+template <typename T, int MI, int NJ, int ROW, int BROW = ROW>
 __device__ __forceinline__ void warp_mma_k16(float (&acc)[MI][NJ][4], const unsigned short *a,
                                              const unsigned short *b) {
     unsigned af[MI][4], bf[NJ][2];
@@ -212,7 +213,7 @@ __device__ __forceinline__ void warp_mma_k16(float (&acc)[MI][NJ][4], const unsi
 #pragma unroll
     for (int j = 0; j < NJ; j += 2) { // B = b[j][0], b[j][1], b[j+1][0], b[j+1][1]
         unsigned r[4];
-        ldmatrix_x4(r, b + j * 8 * ROW);
+        ldmatrix_x4(r, b + j * 8 * BROW);
         bf[j][0] = r[0], bf[j][1] = r[1], bf[j + 1][0] = r[2], bf[j + 1][1] = r[3];
     }
 #pragma unroll
