@@ -189,6 +189,7 @@ static void layernorm_ref(double *out, const std::vector<double> &x, const std::
 #include "tma_test.h"
 #include "ln_fused_test.h"
 #include "grid_ln_test.h"
+#include "probe_test.h"
 
 // --only=GROUP[,GROUP...]: run these groups (conversions, emulator, linear, mma, wgmma, tma, ...)
 static std::string only;
@@ -270,6 +271,7 @@ int main(int argc, char **argv) {
     if (want("attention_mma")) test_attention_mma_all(quick);
     if (want("ln_fused")) test_ln_fused(quick);
     if (want("grid_ln")) test_grid_ln(quick);
+    if (want("probe")) test_probe(quick);
 
     if (want("gather")) {
     test_gather(7, 1, {6, 0, 3, 3});

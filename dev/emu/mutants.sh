@@ -3,6 +3,7 @@
 # dev/emu/build/mutants) and shows whether run.sh's tests notice. Not part of run.sh (slow).
 #   dev/emu/mutants.sh            plain emulator
 #   EMU_SAN=thread dev/emu/mutants.sh   with ThreadSanitizer (catches the pure races)
+#   EMU_CP_EARLY=1 EMU_SAN=thread dev/emu/mutants.sh   ... with cp.async copies landing when issued
 #   MUTANTS_ONLY=block_sum dev/emu/mutants.sh   only the mutants whose name contains this
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -13,8 +14,8 @@ root="$(cd "$here/../.." && pwd)"
 # past the length": padded keys score MASKED and get weight exactly 0 whether or not they are
 # skipped (the skip is an optimisation, and this mutant shows it does not change results).
 # attention_mma's "no barrier before restaging" is a pure race in the plain build (copies land
-# at the wait, after the next staging barrier): EMU_SAN=thread catches it (CI runs that group
-# under TSan).
+# at the wait, after the next staging barrier): EMU_SAN=thread catches it, and with
+# EMU_CP_EARLY=1 (copies land when issued) as wrong values too (CI runs that group so).
 mutants=(
   "block_sum: no barrier before scratch write|common.cuh|s#__syncthreads(); // scratch may still be read by a previous call##|layernorm"
   "block_sum: no barrier after scratch write|common.cuh|/scratch\[warp\] = v;/{n;s#__syncthreads();##}|layernorm"

@@ -15,6 +15,7 @@ src_dir="${EMU_KERNELS:-$root/kernels}" # EMU_KERNELS: test another copy (e.g. a
 build="$here/build/${EMU_KERNELS:+mutant-$$-}${san:-plain}"
 build="${build//,/_}"
 "$here/copy-kernels.sh" "$src_dir" "$build/kernels"
+"$here/copy-kernels.sh" "$root/dev/probes" "$build/probes" # dev/probes/resident.cuh (probe_test.h)
 # -fno-strict-aliasing: CUDA code reads 16-bit shared arrays through 32-bit pointers (linear_mma.cu).
 flags=(-O2 -std=c++20 -pthread -fno-strict-aliasing -Wall -Wno-unused-function -Wno-unknown-pragmas -Wno-psabi)
 exe="$build/emu_test"
@@ -22,7 +23,7 @@ if [[ -n "$san" ]]; then
     flags+=(-g -fno-omit-frame-pointer "-fsanitize=$san")
     [[ "$san" == *undefined* ]] && flags+=(-fno-sanitize-recover=undefined)
 fi
-g++ "${flags[@]}" -I "$build/kernels" -I "$here/fake_include" -include "$here/cuda_emu.h" \
+g++ "${flags[@]}" -I "$build/kernels" -I "$build/probes" -I "$here/fake_include" -include "$here/cuda_emu.h" \
     "$here/emu_test.cpp" -o "$exe"
 if [[ -n "${EMU_KERNELS:-}" ]]; then # a throw-away mutant build
     status=0; "$exe" "$@" || status=$?; rm -rf "$build"; exit $status
