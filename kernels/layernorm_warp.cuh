@@ -62,3 +62,20 @@ __device__ __forceinline__ void layernorm_row_warp(float *row, T *row_t, Load lo
             }
         }
 }
+
+// A row's pre-LayerNorm value from a product's split-K partials (stored by other blocks of the
+// launch: read through L2) and the residual, added in residual_layernorm_forward_to's order
+// (layernorm_t.cu): ((p0 + p1) + ...) + residual. p: the row in partial 0, the others `part`
+// elements apart; nparts <= MAX. A `load` for layernorm_row_warp.
+template <int MAX> struct PartialsPlusResidual {
+    const float *p, *res;
+    long long part;
+    int nparts;
+    __device__ __forceinline__ float operator()(int c) const {
+        float x = __ldcg(p + c);
+#pragma unroll
+        for (int z = 1; z < MAX; z++)
+            if (z < nparts) x += __ldcg(p + z * part + c);
+        return x + res[c];
+    }
+};

@@ -51,16 +51,7 @@ __device__ void linear_mma64_ln(float *out, T *out_t, float *parts, const T *__r
         const int m = m0 + r;
         if (m >= M) break;
         const long long r0 = (long long)m * N;
-        const float *p = parts + r0, *res = residual + r0;
-        // ((p0 + p1) + p2) + p3, then + residual: layernorm_t.cu's order. L2 loads: other blocks
-        // stored the partials.
-        const auto pre = [p, res, part, nparts](int c) {
-            float x = __ldcg(p + c);
-#pragma unroll
-            for (int z = 1; z < GRID_LN_PARTS; z++)
-                if (z < nparts) x += __ldcg(p + z * part + c);
-            return x + res[c];
-        };
+        const PartialsPlusResidual<GRID_LN_PARTS> pre{parts + r0, residual + r0, part, nparts};
         layernorm_row_warp<T>(out + r0, out_t + r0, pre, ln_w, ln_b, N, eps);
     }
 }

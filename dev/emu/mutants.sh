@@ -59,7 +59,7 @@ mutants=(
   "layernorm_warp: variance summed lane-wise (equiv. in practice)|layernorm_warp.cuh|s/q = warp_sum(q);/tot += q;/;s/if (lane == v) tot = q;//|ln_fused"
   "layernorm_warp: f32 output not written back|layernorm_warp.cuh|s/                row\[c\] = y;//|ln_fused"
   "linear_mma_grid_ln: no row-group barrier|linear_mma_grid_ln.cu|s#^    row_group_sync(sync + 2 \* blockIdx.y, blocks);.*##|grid_ln"
-  "linear_mma_grid_ln: the residual added first|linear_mma_grid_ln.cu|s/float x = __ldcg(p + c);/float x = res[c] + __ldcg(p + c);/;s/return x + res\[c\];/return x;/|grid_ln"
+  "linear_mma_grid_ln: the residual added first|layernorm_warp.cuh|s/float x = __ldcg(p + c);/float x = res[c] + __ldcg(p + c);/;s/return x + res\[c\];/return x;/|grid_ln"
   "linear_mma_grid_ln: every block normalizes the first rows|linear_mma_grid_ln.cu|s/const int first = int(blockIdx.z \* gridDim.x + blockIdx.x) \* warps + /const int first = /|grid_ln"
   "grid_sync: the generation never advanced|grid_sync.cuh|s#^            grid_store_release(gen, g + 1u);##|grid_ln"
   "grid_sync: the count not reset|grid_sync.cuh|s#^            \*count = 0;.*##|grid_ln"

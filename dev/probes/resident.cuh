@@ -164,20 +164,12 @@ __device__ void resident_phases(float *parts, const T *act, const T *weight, uns
         cp_async_wait<0>(); // the slab, where no product waited for it
         if (flags & RESIDENT_BARRIER) row_group_sync(sync, blocks);
         if (flags & RESIDENT_LAYERNORM) {
-            // Rows by the grid's warps in turn; partials through L2 (other blocks stored them),
-            // added in layernorm_t.cu's order: ((p0 + p1) + ...) + residual.
+            // Rows by the grid's warps in turn (partials through L2: layernorm_warp.cuh).
             const long long part = (long long)M * N;
             const int nparts = int(gridDim.y), warps = RESIDENT_THREADS / 32;
             for (int r = int(blockIdx.y * gridDim.x + blockIdx.x) * warps + warp; r < M; r += int(blocks) * warps) {
                 const long long r0 = (long long)r * N;
-                const float *pr = parts + r0, *res = ln.residual + r0;
-                const auto pre = [pr, res, part, nparts](int c) {
-                    float x = __ldcg(pr + c);
-#pragma unroll
-                    for (int z = 1; z < RESIDENT_LN_PARTS; z++)
-                        if (z < nparts) x += __ldcg(pr + z * part + c);
-                    return x + res[c];
-                };
+                const PartialsPlusResidual<RESIDENT_LN_PARTS> pre{parts + r0, ln.residual + r0, part, nparts};
                 layernorm_row_warp<T>(ln.out + r0, ln.out_t + r0, pre, ln.w, ln.b, N, ln.eps);
             }
             row_group_sync(sync, blocks); // the next phase reads the normalized rows
