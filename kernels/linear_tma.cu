@@ -252,7 +252,7 @@ __device__ void linear_forward_wgmma_tma(O *__restrict__ out,            // [gri
         // no consumer waits on a stage more than one phase ahead of its last completion (a
         // parity wait two phases ahead would pass on the older phase).
         const int c = C::PINGPONG ? threadIdx.x / 128 : 0, step = C::PINGPONG ? 2 : 1;
-        for (int i = c, j = 0; blockIdx.x + i * gridDim.x < work.work; i += step, j++) {
+        for (int i = c, j = 0; int(blockIdx.x + i * gridDim.x) < work.work; i += step, j++) {
             const int w = blockIdx.x + i * gridDim.x;
             const int m0 = work.m0(w, C::TILE_M), n0 = work.n0(w, C::TILE_N);
             if (C::PINGPONG && c == 1) mbar_wait(st.turn(1), j & 1);

@@ -144,7 +144,7 @@ __device__ void resident_phases(float *parts, const T *act, const T *weight, uns
                     warp_mma_k16<T, MI, NJ, APITCH, WPITCH>(acc, a + kk, b_frag + t * TK + kk);
                 __syncthreads();
             }
-            // parts[y][m][n] for the warp's 32 rows and the block's NB columns (N even: pairs).
+            // parts[y][m][n] for the warp's 32 rows and the block's NB columns, element by element.
             const int group = lane >> 2, tig = lane & 3;
             float *out = parts + (long long)blockIdx.y * M * N;
 #pragma unroll
