@@ -42,7 +42,7 @@ def check():
         if not rng_ok(p.get("barrier_us", {}).get(k)):
             errors.append("probe barrier_us[%r]: not a [lo, hi] range" % k)
     for s in SHAPES:
-        for nb in (16, 32):
+        for nb in (16, 32, 64):
             if not rng_ok(p.get("product_us", {}).get("%s nb%d" % (s, nb))):
                 errors.append("probe product_us[%r]: not a [lo, hi] range" % ("%s nb%d" % (s, nb)))
     for k in ("stream_extra_us", "ln_extra_us", "attention_us", "attention_barrier_us", "layer_us", "pass_ms"):

@@ -113,14 +113,15 @@ static void test_resident_attention(int B, int S, int A, int len1, unsigned bloc
 
 static void test_probe(bool quick) {
     constexpr int s16 = ResidentShape<16, 128>::SMEM, s32 = ResidentShape<32, 768>::SMEM,
-                  s16k = ResidentShape<16, 768>::SMEM;
+                  s16k = ResidentShape<16, 768>::SMEM, s64 = ResidentShape<64, 768>::SMEM;
+    emu::opt_in_dynamic_smem(resident_phases_bf16_nb64_k768, s64, 227 * 1024);
     emu::opt_in_dynamic_smem(resident_phases_bf16_nb16_k128, s16, 227 * 1024);
     emu::opt_in_dynamic_smem(resident_phases_bf16_nb32_k768, s32, 227 * 1024);
     emu::opt_in_dynamic_smem(resident_phases_bf16_nb16_k768, s16k, 227 * 1024);
     emu::opt_in_dynamic_smem(linear_forward_mma64_bf16_from_bf16, MMA_T_SMEM_BYTES_SMALL);
     const unsigned P = RESIDENT_PRODUCT, B = RESIDENT_BARRIER, S = RESIDENT_STREAM;
     const char *k128 = "resident_phases nb16 k128", *n32 = "resident_phases nb32 k768",
-               *n16 = "resident_phases nb16 k768";
+               *n16 = "resident_phases nb16 k768", *n64 = "resident_phases nb64 k768";
     // Ragged rows, a partial k tile (K = 120: zero-filled chunk), 3 blocks, two phases.
     test_resident(k128, resident_phases_bf16_nb16_k128, 16, s16, 37, 120, 48, 1, 2, P | B);
     // All 128 rows, N ragged inside a block (40 of 48 columns), the slab re-read every phase.
@@ -131,6 +132,8 @@ static void test_probe(bool quick) {
     test_resident(k128, resident_phases_bf16_nb16_k128, 16, s16, 0, 128, 80, 1, 4, B);
     // ALBERT's K share: 2 shares of 768, 3 column blocks of 32.
     test_resident(n32, resident_phases_bf16_nb32_k768, 32, s32, 70, 1536, 96, 2, 2, P | B);
+    // 64-column slabs: a ragged second block (N = 100), 2 shares, the LayerNorm.
+    test_resident(n64, resident_phases_bf16_nb64_k768, 64, s64, 50, 1536, 100, 2, 2, P | RESIDENT_LAYERNORM);
     // The LayerNorm phase (its barriers implied): 2 shares, ragged rows, N = 96 over 3 blocks (12
     // warps for 37 rows: some take 4); one share, a single block taking 5 rows per warp.
     const unsigned L = RESIDENT_LAYERNORM;

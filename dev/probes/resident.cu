@@ -3,7 +3,7 @@
 // here (`prepare`: nvcc, static CUDA runtime) and runs it on the device; scripts/probe_table.py
 // prints its lines against notes/predictions.json ("probe").
 //
-// For each b1/s128 product of the layer (M = 128 tokens) and each slab width NB: the grid is
+// For each b1/s128 product of the layer (M = 128 tokens) and each slab width NB (64, 32, 16): the grid is
 // (N / NB, K / 768) blocks, launched cooperatively; per phase, in us, from the difference of two
 // launches of 8 and 108 phases (so the launch itself drops out), median of 5:
 //   barrier        a grid-wide barrier alone
@@ -220,17 +220,24 @@ int main() {
         std::printf("{\"probe\": \"resident\", \"skipped\": \"no cooperative launches on this device\"}\n");
         return 0;
     }
-    const int s32 = ResidentShape<32, 768>::SMEM, s16 = ResidentShape<16, 768>::SMEM;
-    const Kernel k32 = resident_phases_bf16_nb32_k768, k16 = resident_phases_bf16_nb16_k768;
+    // Slabs of 64, 32 and 16 columns: fewer blocks each doing more, or more blocks each reading
+    // the same activation share (196 KB per phase) for less work.
+    const int s64 = ResidentShape<64, 768>::SMEM, s32 = ResidentShape<32, 768>::SMEM, s16 = ResidentShape<16, 768>::SMEM;
+    const Kernel k64 = resident_phases_bf16_nb64_k768, k32 = resident_phases_bf16_nb32_k768,
+                 k16 = resident_phases_bf16_nb16_k768;
     const std::vector<Config> configs = {
         {"barrier", k16, 16, s16, 0, 768, 16 * sms, 1, true},
         {"barrier", k16, 16, s16, 0, 768, 32 * sms, 1, true},
+        {"128x768x2304", k64, 64, s64, 128, 768, 2304, 1, false},
         {"128x768x2304", k32, 32, s32, 128, 768, 2304, 1, false},
         {"128x768x2304", k16, 16, s16, 128, 768, 2304, 1, false},
+        {"128x768x768", k64, 64, s64, 128, 768, 768, 1, false},
         {"128x768x768", k32, 32, s32, 128, 768, 768, 1, false},
         {"128x768x768", k16, 16, s16, 128, 768, 768, 1, false},
+        {"128x768x3072", k64, 64, s64, 128, 768, 3072, 1, false},
         {"128x768x3072", k32, 32, s32, 128, 768, 3072, 1, false},
         {"128x768x3072", k16, 16, s16, 128, 768, 3072, 1, false},
+        {"128x3072x768/4", k64, 64, s64, 128, 3072, 768, 4, false},
         {"128x3072x768/4", k32, 32, s32, 128, 3072, 768, 4, false},
         {"128x3072x768/4", k16, 16, s16, 128, 3072, 768, 4, false},
     };

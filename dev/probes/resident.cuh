@@ -214,6 +214,7 @@ __device__ void resident_attention(T *out, const T *qkv, const float *mask, unsi
              int phases, unsigned flags, ResidentLn<T> ln) {                                       \
         RESIDENT_CALL(T, NB, KS);                                                                  \
     }
+RESIDENT_PHASES(resident_phases_bf16_nb64_k768, bf16, 64, 768)
 RESIDENT_PHASES(resident_phases_bf16_nb32_k768, bf16, 32, 768)
 RESIDENT_PHASES(resident_phases_bf16_nb16_k768, bf16, 16, 768)
 RESIDENT_PHASES(resident_phases_bf16_nb16_k128, bf16, 16, 128) // the emulator's small shapes
