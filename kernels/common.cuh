@@ -65,6 +65,19 @@ float round_f16(float x);
 unsigned short f16_bits(float x);
 #endif
 
+// The launch's dynamic shared memory in bytes: a kernel that sizes its use from its arguments
+// checks that the launch gave it that much (layer_resident.cu). The emulator defines it as its
+// launch's (dev/emu/emu_test.cpp).
+#ifdef __CUDA_ARCH__
+__device__ __forceinline__ unsigned dynamic_smem_bytes() {
+    unsigned v;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(v));
+    return v;
+}
+#else
+unsigned dynamic_smem_bytes();
+#endif
+
 // Programmatic dependent launch (PDL, sm_90+). The scheduler launches with the attribute only
 // where every loaded module has these instructions (ALBERT_CUDA_PDL=1, device.rs); otherwise,
 // and below sm_90, both are no-ops and kernels run strictly one after another.

@@ -117,12 +117,13 @@ template <int ROWS, int TK, int NT, bool SW128 = false> struct ChunkStager {
 // Split-K: block z of gridDim.z multiplies k tiles t0 .. t0 + tiles - 1 (possibly none: it then
 // stores zeros) of the all_tiles of TK; shares are counted in MMA_SPLIT_K chunks, so tiles of any
 // k split K at the same places.
+// Share z of `splits` (the kernels: blockIdx.z of gridDim.z; a persistent caller its own).
 template <int TK> struct KShare {
     int t0, tiles;
-    __device__ __forceinline__ explicit KShare(int K) {
+    __device__ __forceinline__ explicit KShare(int K) : KShare(K, gridDim.z, blockIdx.z) {}
+    __device__ __forceinline__ KShare(int K, unsigned splits, int z) {
         const int all_tiles = (K + TK - 1) / TK, chunks = (K + MMA_SPLIT_K - 1) / MMA_SPLIT_K;
-        const int per = (chunks + gridDim.z - 1) / gridDim.z * (MMA_SPLIT_K / TK);
-        const int z = blockIdx.z;
+        const int per = (chunks + splits - 1) / splits * (MMA_SPLIT_K / TK);
         t0 = all_tiles < z * per ? all_tiles : z * per;
         const int t1 = all_tiles < t0 + per ? all_tiles : t0 + per;
         tiles = t1 - t0;

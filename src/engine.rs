@@ -192,6 +192,16 @@ impl Engine {
         }
     }
 
+    /// Whether the GPU encoder may run a small batch's layer applications as one resident
+    /// launch (`CudaAlbert::resident_layers`); None off the GPU.
+    pub fn resident_layers(&self) -> Option<bool> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(m) => Some(m.resident_layers()),
+            _ => None,
+        }
+    }
+
     /// Which kernels the GPU encoder's products run on (`CudaAlbert::products`); None off
     /// the GPU.
     pub fn products(&self) -> Option<&'static str> {

@@ -25,10 +25,12 @@
 #include "linear_tma.cu"
 #include "linear_mma_ln.cu"
 #include "linear_mma_grid_ln.cu"
-// common.cuh declares these two for host compilation (the device versions are PTX cvt asm):
-// the emulator supplies them, with the exact RNE conversions of cuda_emu.h.
+#include "layer_resident.cu"
+// common.cuh declares these three for host compilation (the device versions are PTX cvt asm):
+// the emulator supplies them: the exact RNE conversions of cuda_emu.h, its launch's shared memory.
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
 float round_f16(float x) { return __half2float(__float2half_rn(x)); }
+unsigned dynamic_smem_bytes() { return unsigned(emu::dyn_smem_bytes); }
 
 #undef BM
 #undef BN
@@ -190,6 +192,7 @@ static void layernorm_ref(double *out, const std::vector<double> &x, const std::
 #include "ln_fused_test.h"
 #include "grid_ln_test.h"
 #include "probe_test.h"
+#include "resident_test.h"
 
 // --only=GROUP[,GROUP...]: run these groups (conversions, emulator, linear, mma, wgmma, tma, ...)
 static std::string only;
@@ -272,6 +275,7 @@ int main(int argc, char **argv) {
     if (want("ln_fused")) test_ln_fused(quick);
     if (want("grid_ln")) test_grid_ln(quick);
     if (want("probe")) test_probe(quick);
+    if (want("resident")) test_resident(quick);
 
     if (want("gather")) {
     test_gather(7, 1, {6, 0, 3, 3});

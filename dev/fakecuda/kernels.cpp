@@ -16,8 +16,10 @@
 #include "linear_tma.cu"
 #include "linear_mma_ln.cu"
 #include "linear_mma_grid_ln.cu"
+#include "layer_resident.cu"
 float to_f32(f16 x) { return __half2float(__half{x.bits}); }
 float round_f16(float x) { return __half2float(__float2half_rn(x)); }
+unsigned dynamic_smem_bytes() { return unsigned(emu::dyn_smem_bytes); }
 
 #include <functional>
 #include <string>

@@ -45,9 +45,7 @@ template <int N> __device__ void cp_async_wait();
 #include "grid_sync.cuh"
 #endif
 
-#ifndef FA_D // the emulator's build has the engine's kernels already
-#include "attention_mma.cu" // attention_forward_mma, for resident_attention
-#endif
+#include "attention_mma.cuh" // attention_forward_mma, for resident_attention
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 #define RESIDENT_PRODUCT 1u
@@ -183,7 +181,7 @@ static_assert(FA_WARPS * 32 == RESIDENT_THREADS, "the attention's block is the p
 
 // resident_attention: the attention as a phase of the persistent kernel. Per phase the grid's
 // blocks take the B x A x ceil(S / 64) work items (64 query rows of one head) in turn, each the
-// engine's own attention_forward_mma (attention_mma.cu: the same bits as its kernel), then
+// engine's own attention_forward_mma (attention_mma.cuh: the same bits as its kernel), then
 // (RESIDENT_BARRIER) meet at the grid barrier. qkv: the fused QKV output [B S, 3 A 64] (T, as
 // the engine's QKV product leaves it), mask [B, S], out [B S, A 64] (T). Static shared memory
 // only (the attention's 39 KB).
@@ -192,10 +190,12 @@ __device__ void resident_attention(T *out, const T *qkv, const float *mask, unsi
                                    int A, float scale, int phases, unsigned flags) {
     const int qtiles = (S + FA_BQ - 1) / FA_BQ, items = B * A * qtiles, H = A * FA_D;
     const unsigned blocks = gridDim.x * gridDim.y;
+    __shared__ FaShared sh;
     for (int p = 0; p < phases; p++) {
         for (int w = int(blockIdx.x); w < items; w += int(gridDim.x)) {
             attention_forward_mma<T, T, T>(out, qkv, qkv + H, qkv + 2 * H, mask, B, S, A, FA_D, 3 * H, scale,
-                                           w % qtiles, (w / qtiles) % A, w / (qtiles * A));
+                                           w % qtiles, (w / qtiles) % A, w / (qtiles * A), sh.Ks, sh.Vs, sh.Mseq,
+                                           sh.Ms, sh.last_s);
             __syncthreads(); // the next item restages the shared tiles (its last barrier orders
                              // that already: kept, so that this does not rest on it)
         }

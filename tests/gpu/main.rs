@@ -253,6 +253,10 @@ mod tests {
                 "grid_layernorm_matches_unfused",
                 variants::grid_layernorm_matches_unfused,
             ),
+            (
+                "resident_layers_match_the_launches",
+                variants::resident_layers_match_the_launches,
+            ),
         ]
     }
 }

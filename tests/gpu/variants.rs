@@ -248,6 +248,58 @@ pub fn grid_layernorm_matches_unfused(dev: &Ctx) {
     }
 }
 
+/// The ALBERT_CUDA_RESIDENT experiment (every layer application of a small batch in one
+/// cooperative launch, the layer's weights resident in shared memory: kernels/layer_resident.cu,
+/// sm_90 for its 179 KB per block on 132 SMs): the same bits as the T path's launches through the whole
+/// model, eager and as graphs (the barrier words reused by every replay). Taken exactly where
+/// `resident_taken` says (M <= 128 tokens, albert-base's 576 slabs at most 7 per SM: 83 SMs or
+/// more), then one launch in place of every layer launch; at 129 tokens nothing changes.
+pub fn resident_layers_match_the_launches(dev: &Ctx) {
+    let model = Albert::synthetic(base_shaped(), albert::Head::Model, 59);
+    let (vocab, layers) = (model.config.vocab_size, model.config.num_hidden_layers);
+    for dtype in [DType::BF16, DType::F16] {
+        let plain = CudaAlbert::new(&model, 0, dtype).unwrap();
+        let mut res = CudaAlbert::new(&model, 0, dtype).unwrap();
+        res.dev.resident_layers = true;
+        if !res.resident_layers() {
+            let cc = res.dev.compute_capability;
+            assert!(
+                cc.0 < 9 || !res.dev.cooperative,
+                "{dtype}: layer_resident not loaded on sm_{}{}",
+                cc.0,
+                cc.1
+            );
+            println!("  {dtype}: needs sm_90's shared memory and cooperative launches: skipped");
+            continue;
+        }
+        let mut r = Rng::new(61);
+        // f16 takes the same path through other conversions: one shape (the emulator's time).
+        let shapes = match dtype {
+            DType::BF16 => vec![(1, 128), (2, 50), (1, 129)],
+            _ => vec![(1, 128)],
+        };
+        for (rows, s) in shapes {
+            let m = rows * s;
+            let taken = res.resident_taken(m);
+            assert_eq!(
+                taken,
+                m <= 128 && dev.sm_count >= 83,
+                "{dtype} R={rows} S={s}: resident_taken"
+            );
+            let inputs = random_inputs(&mut r, rows, s, vocab);
+            let want = plain.forward(&inputs, ForwardOptions::default()).unwrap();
+            let label = format!("{dtype} R={rows} S={s}");
+            same_bits_each_pass(&format!("resident {label}"), &res, &inputs, &want);
+            let costs = res.kernel_costs(&inputs).unwrap();
+            let count = |name: &str| costs.iter().filter(|c| c.kernel.contains(name)).count();
+            assert_eq!(count("layer_resident"), usize::from(taken), "{label}");
+            let attention = if taken { 0 } else { layers };
+            assert_eq!(count("attention_forward"), attention, "{label}");
+            println!("  {label}: resident {taken}, same bits");
+        }
+    }
+}
+
 /// The embedded cubins (loaded by default: no JIT at start-up) and the embedded PTX
 /// (ALBERT_CUDA_PTX=1: JIT-compiled by the driver) are the same kernels: every module comes
 /// from the path asked for, and the whole model gives the same bits both ways, in every dtype,

@@ -39,6 +39,8 @@ pub enum Shape {
         a: usize,
         d: usize,
     },
+    /// `layers` applications of the layer to M tokens in one launch (layer_resident.rs).
+    Encoder { m: usize, layers: usize },
     /// `rows` rows of `cols` (a LayerNorm over `parts` partial inputs, embeddings, gathers).
     Rows {
         rows: usize,
@@ -54,6 +56,7 @@ impl std::fmt::Display for Shape {
             Shape::Product { m, k, n, splits: 1 } => write!(f, "{m}x{k}x{n}"),
             Shape::Product { m, k, n, splits } => write!(f, "{m}x{k}x{n}/{splits}"),
             Shape::Attention { b, s, a, d } => write!(f, "b{b} s{s} {a}x{d}"),
+            Shape::Encoder { m, layers } => write!(f, "{m} x{layers} layers"),
             Shape::Rows {
                 rows,
                 cols,

@@ -60,6 +60,11 @@ pub struct CudaDevice {
     /// the SMs at once: ALBERT_CUDA_GRID_LN=1, an experiment until measured on a GPU
     /// (notes/gpu.md v1.34).
     pub grid_ln: bool,
+    /// Small batches (M <= 128 tokens): every layer application in one cooperative launch
+    /// with the layer's weights resident in shared memory (kernels/layer_resident.cu, where it
+    /// loaded and the slabs fit: sm_90): ALBERT_CUDA_RESIDENT=1, an experiment until measured
+    /// on a GPU (notes/gpu.md v1.35).
+    pub resident_layers: bool,
     /// The device takes cooperative launches (CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH; not
     /// under every MPS or virtualisation setup): `grid_ln` needs them.
     pub cooperative: bool,
@@ -145,6 +150,7 @@ impl CudaDevice {
         let poison = std::env::var("ALBERT_CUDA_POISON").is_ok_and(|v| v == "1");
         let fused_ln = std::env::var("ALBERT_CUDA_FUSED_LN").is_ok_and(|v| v == "1");
         let grid_ln = std::env::var("ALBERT_CUDA_GRID_LN").is_ok_and(|v| v == "1");
+        let resident_layers = std::env::var("ALBERT_CUDA_RESIDENT").is_ok_and(|v| v == "1");
         let cooperative = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)
             .is_ok_and(|v| v == 1);
@@ -166,6 +172,7 @@ impl CudaDevice {
             pingpong,
             fused_ln,
             grid_ln,
+            resident_layers,
             cooperative,
             resident: Mutex::default(),
             maps: Mutex::default(),

@@ -118,6 +118,30 @@ impl CudaAlbert {
                 .has(&format!("linear_forward_mma64_ln_{t}_from_{t}"))
     }
 
+    /// Whether a small batch's layer applications may run as one resident launch
+    /// (ALBERT_CUDA_RESIDENT=1 where kernels/layer_resident.cu loaded and the device takes
+    /// cooperative launches); it is taken where `CudaDevice::resident_plan` accepts the shape.
+    pub fn resident_layers(&self) -> bool {
+        let t = self.dtype.name();
+        self.dev.resident_layers
+            && self.dev.cooperative
+            && self.dev.kernels.has(&format!("layer_resident_{t}"))
+    }
+
+    /// Whether the encoder of `m` tokens runs as one resident launch (`resident_layers` and
+    /// `CudaDevice::resident_plan` for this model's shapes).
+    pub fn resident_taken(&self, m: usize) -> bool {
+        let cfg = &self.config;
+        let splits = (
+            CudaDevice::output_splits(cfg.hidden_size),
+            CudaDevice::output_splits(cfg.intermediate_size),
+        );
+        let dtype = self.weights.groups[0][0].qkv.weight.dtype();
+        self.resident_layers()
+            && self.dev.encoder_keeps_t(self.dtype, cfg.head_size())
+            && self.dev.resident_plan(cfg, dtype, m, splits).is_some()
+    }
+
     /// Which kernels the encoder's T-input products run on, as linear_t.rs picks them:
     /// "wgmma" (ALBERT_CUDA_WGMMA=1 where sm_90a's module loaded; "wgmma wide" with
     /// ALBERT_CUDA_WGMMA_WIDE=1 too; "... tma" with ALBERT_CUDA_TMA=1: the tiles staged by TMA
@@ -347,6 +371,14 @@ impl CudaAlbert {
         let mut record = record;
         if let Some(rec) = record.as_deref_mut() {
             rec.push(self.download(&ar.hidden, m * h)?);
+        }
+        // Small batches: every application in one launch (ALBERT_CUDA_RESIDENT), the same bits.
+        let splits = (CudaDevice::output_splits(h), CudaDevice::output_splits(i));
+        if record.is_none() && ar.t.is_some() && cfg.num_hidden_layers > 0 {
+            let layer = &w.groups[0][0]; // resident_plan holds only for one group of one layer
+            if let Some(plan) = dev.resident_plan(cfg, layer.qkv.weight.dtype(), m, splits) {
+                return dev.layer_resident(ar, layer, cfg, (rows, s), splits, plan);
+            }
         }
         for app in 0..cfg.num_hidden_layers {
             // The same device buffers for every application of the group.

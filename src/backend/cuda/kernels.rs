@@ -120,6 +120,10 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "layer_resident",
+        &["layer_resident_bf16", "layer_resident_f16"],
+    ),
+    (
         "linear_mma_grid_ln",
         &[
             "linear_forward_mma64_ln_bf16_from_bf16",
@@ -169,7 +173,8 @@ const ENTRY_POINTS: &[(&str, &[&str])] = &[
 /// The dynamic shared memory a kernel is launched with, opted in at load where it is above the
 /// 48 KB a launch may use without: the T-input tensor-core products (kernels/linear_mma.cu
 /// MMA_T_SMEM_BYTES: 4 stages of an A tile and a W tile of 128 rows x 32 k, rows padded to 40;
-/// MMA_T_SMEM_BYTES_SMALL: 4 stages of 64 rows x 64 k, rows padded to 72).
+/// MMA_T_SMEM_BYTES_SMALL: 4 stages of 64 rows x 64 k, rows padded to 72), and the resident
+/// layer kernel's most slabs (layer_resident.rs).
 pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
     if entry.starts_with("linear_forward_wgmma_wide_tma_") {
         Some(WG_TMA_SMEM_WIDE)
@@ -185,6 +190,8 @@ pub(super) fn dynamic_smem(entry: &str) -> Option<usize> {
         Some(WG_SMEM_WIDE)
     } else if entry.starts_with("linear_forward_wgmma_") {
         Some(WG_SMEM)
+    } else if entry.starts_with("layer_resident_") {
+        Some(super::layer_resident::LAYER_RESIDENT_SMEM)
     } else if entry.starts_with("linear_forward_mma_ln_") {
         Some(MMA_T_SMEM)
     } else if entry.starts_with("linear_forward_mma64_deep_") {
@@ -234,7 +241,7 @@ fn sm90a_only(module: &str) -> bool {
 fn min_capability(module: &str) -> (i32, i32) {
     match module {
         "linear_mma" | "attention_mma" | "layernorm_t" | "embeddings_project"
-        | "linear_mma_grid_ln" => (8, 0),
+        | "linear_mma_grid_ln" | "layer_resident" => (8, 0),
         "linear_wgmma" | "linear_tma" | "linear_mma_ln" => (9, 0),
         _ => (0, 0),
     }

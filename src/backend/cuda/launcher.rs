@@ -20,8 +20,8 @@ use cudarc::driver::sys::{self, CUlaunchAttributeID};
 use super::tma::TensorMap;
 use super::weights::{DeviceMatrix, DeviceView};
 use cudarc::driver::{
-    CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, DriverError,
-    LaunchArgs, LaunchConfig, PushKernelArg,
+    CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, DeviceRepr,
+    DriverError, LaunchArgs, LaunchConfig, PushKernelArg,
 };
 
 pub(super) enum Launch<'a> {
@@ -107,6 +107,9 @@ enum Slot {
     Word(u64),
     /// A tensor map passed by value (kernels/tma.cuh), boxed so its address stays put.
     Map(Box<TensorMap>),
+    /// A plain struct passed by value (layer_resident.rs `Args`): its bytes in 8-byte words,
+    /// boxed so their address stays put and 8-byte aligned.
+    Words(Box<[u64]>),
 }
 
 impl PdlArgs<'_> {
@@ -129,6 +132,7 @@ impl PdlArgs<'_> {
             .map(|s| match s {
                 Slot::Word(w) => w as *mut u64 as *mut c_void,
                 Slot::Map(m) => &mut **m as *mut TensorMap as *mut c_void,
+                Slot::Words(w) => w.as_mut_ptr() as *mut c_void,
             })
             .collect();
         let mut attrs = Vec::with_capacity(3);
@@ -194,6 +198,27 @@ impl<'a> Launch<'a> {
             Launch::Pdl(p) => {
                 let v = value(p.stream);
                 p.push(Slot::Word(v));
+            }
+        }
+        self
+    }
+}
+
+impl<'a> Launch<'a> {
+    /// A struct argument by value: `S` is the kernel parameter's C struct, with no padding
+    /// (Pod) and an alignment of at most 8.
+    pub fn arg_struct<'b: 'a, S: DeviceRepr + bytemuck::Pod>(&mut self, v: &'b S) -> &mut Self {
+        const { assert!(std::mem::align_of::<S>() <= 8) };
+        match self {
+            Launch::Plain(b) => {
+                b.arg(v);
+            }
+            Launch::Pdl(p) => {
+                let bytes = bytemuck::bytes_of(v);
+                let mut words = vec![0u64; bytes.len().div_ceil(8)].into_boxed_slice();
+                bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()]
+                    .copy_from_slice(bytes);
+                p.push(Slot::Words(words));
             }
         }
         self

@@ -4,7 +4,8 @@
 //! stored as T) and `embeddings_t` (the fused embeddings + projection); the weights resident on
 //! the device in `weights`; the scheduler that runs the forward pass in `forward` (the layers in
 //! `forward/layer.rs`), replaying it as CUDA graphs (`graphs`); `costs`: each launch's FLOPs and
-//! bytes, for the per-kernel floors; `tma`: the tensor maps of the TMA products.
+//! bytes, for the per-kernel floors; `tma`: the tensor maps of the TMA products;
+//! `layer_resident`: every layer application of a small batch in one launch (ALBERT_CUDA_RESIDENT).
 
 mod arena;
 mod attention;
@@ -17,6 +18,7 @@ pub mod graphs;
 pub mod kernels;
 pub mod launch;
 mod launcher;
+mod layer_resident;
 mod linear_grid_ln;
 mod linear_ln;
 mod linear_t;
