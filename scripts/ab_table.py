@@ -31,6 +31,8 @@ def p50s(path):
                     products += ", fused LayerNorm"
                 if products and r.get("cuda_grid_ln"):
                     products += ", grid LayerNorm"
+                if products and r.get("cuda_resident"):
+                    products += ", resident layers"
                 out[r["batch"]] = (r["p50_ms"], products)
     return out
 

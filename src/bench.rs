@@ -45,8 +45,8 @@ pub struct BenchRow {
     /// (ALBERT_CUDA_GRID_LN=1 where the kernel loaded; taken where the grid fits the SMs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cuda_grid_ln: Option<bool>,
-    /// On a GPU: whether a small batch's layer applications may run as one resident launch
-    /// (ALBERT_CUDA_RESIDENT=1 where the kernel loaded; taken where its slabs fit the SMs).
+    /// On a GPU: whether this batch's layer applications ran as one resident launch
+    /// (ALBERT_CUDA_RESIDENT=1 where the kernel loaded, at most 128 tokens, the slabs fit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cuda_resident: Option<bool>,
     /// On a GPU: the kernels of the encoder's products ("wgmma", "mma.sync k64", "mma.sync",
@@ -134,7 +134,7 @@ pub fn run(engine: &Engine, b: usize, s: usize, warmup: usize, iters: usize) -> 
         cuda_pdl: engine.pdl(),
         cuda_fused_ln: engine.fused_ln(),
         cuda_grid_ln: engine.grid_ln(),
-        cuda_resident: engine.resident_layers(),
+        cuda_resident: engine.resident_taken(b * s),
         cuda_products: engine.products(),
     })
 }

@@ -192,13 +192,17 @@ impl Engine {
         }
     }
 
-    /// Whether the GPU encoder may run a small batch's layer applications as one resident
-    /// launch (`CudaAlbert::resident_layers`); None off the GPU.
-    pub fn resident_layers(&self) -> Option<bool> {
+    /// Whether the GPU encoder runs the layer applications of `m` tokens as one resident
+    /// launch (`CudaAlbert::resident_taken`: ALBERT_CUDA_RESIDENT=1 and a small batch); None
+    /// off the GPU.
+    pub fn resident_taken(&self, m: usize) -> Option<bool> {
         match self {
             #[cfg(feature = "cuda")]
-            Engine::Cuda(m) => Some(m.resident_layers()),
-            _ => None,
+            Engine::Cuda(e) => Some(e.resident_taken(m)),
+            _ => {
+                let _ = m;
+                None
+            }
         }
     }
 
